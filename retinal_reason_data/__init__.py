@@ -1,0 +1,3 @@
+"""retinal-reason-data: verified reasoning datasets for ophthalmic multimodal models."""
+
+__version__ = "0.1.0"

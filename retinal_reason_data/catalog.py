@@ -1,0 +1,276 @@
+"""The DuckDB catalog: one file per recipe, the spine of a build. Users may query it directly."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+import pyarrow as pa
+from pydantic import BaseModel
+
+from retinal_reason_data.schema import Case, Generation, ImageRef, Item, Quarantine
+
+SCHEMA_VERSION = 1
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS image_cache (
+    path VARCHAR PRIMARY KEY, size BIGINT, mtime_ns BIGINT, modality VARCHAR, ref VARCHAR);
+CREATE TABLE IF NOT EXISTS cases (
+    case_id VARCHAR PRIMARY KEY, source VARCHAR, patient_id VARCHAR, data VARCHAR);
+CREATE TABLE IF NOT EXISTS quarantine (
+    source VARCHAR, file VARCHAR, row_ref VARCHAR, reason VARCHAR, detail VARCHAR);
+CREATE TABLE IF NOT EXISTS items (
+    item_id VARCHAR PRIMARY KEY, case_id VARCHAR, task VARCHAR, question_type VARCHAR,
+    modality VARCHAR, data VARCHAR);
+CREATE TABLE IF NOT EXISTS generations (
+    fingerprint VARCHAR PRIMARY KEY, item_id VARCHAR, attempt INTEGER, verified BOOLEAN,
+    error VARCHAR, prompt_tokens BIGINT, completion_tokens BIGINT, data VARCHAR);
+CREATE TABLE IF NOT EXISTS image_clusters (
+    sha256 VARCHAR PRIMARY KEY, exact_cluster VARCHAR, near_cluster VARCHAR, kept BOOLEAN);
+CREATE TABLE IF NOT EXISTS drops (item_id VARCHAR, stage VARCHAR, reason VARCHAR, detail VARCHAR);
+CREATE TABLE IF NOT EXISTS assignments (
+    item_id VARCHAR PRIMARY KEY, group_id VARCHAR, split VARCHAR, fingerprint VARCHAR,
+    attempts INTEGER, pass_at_k DOUBLE);
+CREATE TABLE IF NOT EXISTS counters (name VARCHAR PRIMARY KEY, value BIGINT);
+"""
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class Catalog:
+    """A thin layer over one DuckDB file; every write is committed when the call returns."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = duckdb.connect(str(path))
+        self.db.execute(_TABLES)
+        stored = self.get_meta("schema_version")
+        if stored is not None and int(stored) != SCHEMA_VERSION:
+            raise RuntimeError(f"{path}: catalog schema {stored} is not {SCHEMA_VERSION}; delete it to rebuild")
+        self.set_meta("schema_version", str(SCHEMA_VERSION))
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- small helpers ----------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self._one("SELECT value FROM meta WHERE key = ?", [key])
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+
+    def bump(self, name: str, by: int = 1) -> None:
+        self.db.execute(
+            "INSERT INTO counters VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+            [name, by],
+        )
+
+    def counter(self, name: str) -> int:
+        row = self._one("SELECT value FROM counters WHERE name = ?", [name])
+        return int(row[0]) if row else 0
+
+    def count(self, table: str) -> int:
+        return int(self._one(f"SELECT count(*) FROM {table}")[0])
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        """The first row of a query, reading the result to its end (DuckDB refuses half-read results)."""
+        rows = self.db.execute(sql, list(params)).fetchall()
+        return rows[0] if rows else None
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.db.execute(sql, list(params)).fetchall()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def insert(self, table: str, rows: Sequence[dict[str, Any]], replace: bool = True) -> None:
+        """Insert rows (dicts with the table's columns in order) in one statement; `replace` upserts by key."""
+        if not rows:
+            return
+        arrow = pa.Table.from_pylist(list(rows))
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        self.db.register("_incoming", arrow)
+        try:
+            self.db.execute(f"{verb} INTO {table} SELECT * FROM _incoming")
+        finally:
+            self.db.unregister("_incoming")
+
+    # --- images -----------------------------------------------------------------------------------
+    def cached_image(self, path: str, size: int, mtime_ns: int, modality: str) -> ImageRef | None:
+        row = self._one(
+            "SELECT ref FROM image_cache WHERE path = ? AND size = ? AND mtime_ns = ? AND modality = ?",
+            [path, size, mtime_ns, modality],
+        )
+        return ImageRef.model_validate_json(row[0]) if row else None
+
+    def cache_images(self, entries: Iterable[tuple[int, int, ImageRef]]) -> None:
+        rows = [
+            {
+                "path": ref.path,
+                "size": size,
+                "mtime_ns": mtime,
+                "modality": str(ref.modality),
+                "ref": ref.model_dump_json(),
+            }
+            for size, mtime, ref in entries
+        ]
+        self.insert("image_cache", rows)
+
+    # --- cases ------------------------------------------------------------------------------------
+    @contextmanager
+    def source_writer(self, source: str, batch: int = 500) -> Iterator[SourceWriter]:
+        """Replace one source's cases and quarantine records in one transaction, written in batches."""
+        with self.transaction():
+            self.db.execute("DELETE FROM cases WHERE source = ?", [source])
+            self.db.execute("DELETE FROM quarantine WHERE source = ?", [source])
+            writer = SourceWriter(self, batch)
+            yield writer
+            writer.flush()
+
+    def forget_sources_except(self, sources: Iterable[str]) -> None:
+        names = list(sources)
+        placeholders = ", ".join("?" for _ in names) or "NULL"
+        self.db.execute(f"DELETE FROM cases WHERE source NOT IN ({placeholders})", names)
+        self.db.execute(f"DELETE FROM quarantine WHERE source NOT IN ({placeholders})", names)
+
+    def iter_cases(self, batch: int = 1000) -> Iterator[Case]:
+        yield from self._iter_models("SELECT data FROM cases ORDER BY case_id", Case, batch)
+
+    def get_case(self, case_id: str) -> Case | None:
+        row = self._one("SELECT data FROM cases WHERE case_id = ?", [case_id])
+        return Case.model_validate_json(row[0]) if row else None
+
+    # --- items ------------------------------------------------------------------------------------
+    def replace_items(self, items: Sequence[Item]) -> None:
+        """Make the items table exactly `items`; unchanged rows keep their ids (content-derived)."""
+        with self.transaction():
+            self.db.execute("DELETE FROM items")
+            self.insert(
+                "items",
+                [
+                    {
+                        "item_id": i.item_id,
+                        "case_id": i.case_id,
+                        "task": str(i.task),
+                        "question_type": str(i.question_type),
+                        "modality": str(i.modality),
+                        "data": i.model_dump_json(),
+                    }
+                    for i in items
+                ],
+            )
+
+    def iter_items(self, batch: int = 1000) -> Iterator[Item]:
+        yield from self._iter_models("SELECT data FROM items ORDER BY item_id", Item, batch)
+
+    def iter_items_with_cases(self, batch: int = 500) -> Iterator[tuple[Item, Case]]:
+        """Items with their cases, in item id order, a batch at a time."""
+        cursor = self.db.cursor()
+        cursor.execute("SELECT i.data, c.data FROM items i JOIN cases c USING (case_id) ORDER BY i.item_id")
+        while rows := cursor.fetchmany(batch):
+            for item_data, case_data in rows:
+                yield Item.model_validate_json(item_data), Case.model_validate_json(case_data)
+        cursor.close()
+
+    # --- generations ------------------------------------------------------------------------------
+    def has_generation(self, fingerprint: str) -> bool:
+        sql = "SELECT 1 FROM generations WHERE fingerprint = ? AND error IS NULL"
+        return self._one(sql, [fingerprint]) is not None
+
+    def answered_fingerprints(self) -> set[str]:
+        return {row[0] for row in self.query("SELECT fingerprint FROM generations WHERE error IS NULL")}
+
+    def add_generations(self, generations: Sequence[Generation]) -> None:
+        """Commit teacher replies (one at a time as they arrive from a remote teacher, or a batch)."""
+        if len(generations) == 1:
+            row = _generation_row(generations[0])
+            placeholders = ", ".join("?" for _ in row)
+            self.db.execute(f"INSERT OR REPLACE INTO generations VALUES ({placeholders})", list(row.values()))
+        else:
+            self.insert("generations", [_generation_row(g) for g in generations])
+
+    def _iter_models(self, sql: str, model: type[Model], batch: int) -> Iterator[Model]:
+        cursor = self.db.cursor()
+        cursor.execute(sql)
+        while rows := cursor.fetchmany(batch):
+            for (data,) in rows:
+                yield model.model_validate_json(data)
+        cursor.close()
+
+
+class SourceWriter:
+    """Buffers cases and quarantine records of one source and writes them in batches."""
+
+    def __init__(self, catalog: Catalog, batch: int) -> None:
+        self.catalog = catalog
+        self.batch = batch
+        self.cases: list[dict[str, Any]] = []
+        self.quarantined: list[dict[str, Any]] = []
+        self.fingerprints: list[tuple[int, int, ImageRef]] = []
+
+    def add_fingerprint(self, size: int, mtime_ns: int, ref: ImageRef) -> None:
+        """Remember a new image fingerprint for the cache (written with the next batch)."""
+        self.fingerprints.append((size, mtime_ns, ref))
+
+    def add_case(self, case: Case) -> None:
+        self.cases.append(
+            {
+                "case_id": case.case_id,
+                "source": case.source,
+                "patient_id": case.patient_id,
+                "data": case.model_dump_json(),
+            }
+        )
+        if len(self.cases) >= self.batch:
+            self.flush()
+
+    def add_quarantine(self, record: Quarantine) -> None:
+        self.quarantined.append(
+            {
+                "source": record.source,
+                "file": record.file,
+                "row_ref": None if record.row is None else str(record.row),
+                "reason": record.reason,
+                "detail": record.detail,
+            }
+        )
+        if len(self.quarantined) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        self.catalog.insert("cases", self.cases)
+        self.catalog.insert("quarantine", self.quarantined, replace=False)
+        self.catalog.cache_images(self.fingerprints)
+        self.cases, self.quarantined, self.fingerprints = [], [], []
+
+
+def _generation_row(generation: Generation) -> dict[str, Any]:
+    return {
+        "fingerprint": generation.fingerprint,
+        "item_id": generation.item_id,
+        "attempt": generation.attempt,
+        "verified": generation.verified,
+        "error": generation.error,
+        "prompt_tokens": generation.prompt_tokens,
+        "completion_tokens": generation.completion_tokens,
+        "data": generation.model_dump_json(),
+    }
+
+
+def dumps(value: Any) -> str:
+    """Compact, key-sorted JSON (stable bytes for hashing and storage)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

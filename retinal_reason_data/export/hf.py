@@ -1,0 +1,220 @@
+"""The Hugging Face dataset folder: configs `sft` and `rl`, parquet shards, card, manifest."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from datasets import Features, Image, List, Value
+
+from retinal_reason_data import __version__
+from retinal_reason_data.catalog import Catalog, dumps
+from retinal_reason_data.export.card import render_card
+from retinal_reason_data.export.shards import file_sha256, write_split
+from retinal_reason_data.imaging import strip_metadata
+from retinal_reason_data.recipe import Recipe
+from retinal_reason_data.rewards import make_ground_truth
+from retinal_reason_data.schema import Case, Generation, Item
+from retinal_reason_data.text import stable_hash
+from retinal_reason_data.verify import split_response
+
+EXPORT_FORMAT = 1
+_COMMON = {
+    "id": Value("string"),
+    "images": List(Image()),
+    "case_id": Value("string"),
+    "source": Value("string"),
+    "patient_id": Value("string"),
+    "task": Value("string"),
+    "question_type": Value("string"),
+    "modality": Value("string"),
+    "question": Value("string"),
+    "options": List(Value("string")),
+    "answer": Value("string"),
+    "answer_aliases": List(Value("string")),
+}
+_TAIL = {"captions": List(Value("string")), "title": Value("string"), "pmcid": Value("string")}
+FEATURES = {
+    "sft": Features(
+        {
+            **_COMMON,
+            "think": Value("string"),
+            "response": Value("string"),
+            "teacher_model": Value("string"),
+            "prompt_version": Value("string"),
+            "pass_at_k": Value("float32"),
+            **_TAIL,
+        }
+    ),
+    "rl": Features({**_COMMON, "ground_truth": Value("string"), "pass_at_k": Value("float32"), **_TAIL}),
+}
+# config -> exported split -> catalog splits feeding it
+CONFIG_SPLITS = {
+    "sft": {"train": ("train",), "validation": ("validation",), "test": ("test",)},
+    "rl": {"train": ("rl",), "test": ("test",)},
+}
+
+
+def recipe_hash(recipe: Recipe) -> str:
+    """Hash of what the recipe asks for, leaving out where files happen to live on this machine."""
+    data = recipe.model_dump(mode="json", exclude={"catalog": True, "path": True, "export": {"out"}, "hub": True})
+    for source in data["sources"]:
+        source.pop("root", None)
+    return stable_hash(dumps(data), length=32)
+
+
+def _plan(catalog: Catalog, config: str, catalog_splits: tuple[str, ...]) -> Iterator[tuple[Any, ...]]:
+    placeholders = ", ".join("?" for _ in catalog_splits)
+    trace_rule = "AND a.fingerprint IS NOT NULL" if config == "sft" else ""
+    cursor = catalog.db.cursor()
+    cursor.execute(
+        f"""SELECT i.data, c.data, g.data, a.pass_at_k
+            FROM assignments a JOIN items i USING (item_id) JOIN cases c ON c.case_id = i.case_id
+            LEFT JOIN generations g ON g.fingerprint = a.fingerprint
+            WHERE a.split IN ({placeholders}) {trace_rule}
+            ORDER BY i.item_id""",
+        list(catalog_splits),
+    )
+    while batch := cursor.fetchmany(256):
+        yield from batch
+    cursor.close()
+
+
+def content_key(recipe: Recipe, catalog: Catalog) -> str:
+    """Identity of an export's content: recipe, tool version, and every row's item, trace and images."""
+    parts = [str(EXPORT_FORMAT), __version__, recipe_hash(recipe)]
+    for config, splits in CONFIG_SPLITS.items():
+        for split, sources in splits.items():
+            placeholders = ", ".join("?" for _ in sources)
+            rows = catalog.query(
+                f"SELECT a.item_id, coalesce(a.fingerprint, ''), md5(i.data) FROM assignments a "
+                f"JOIN items i USING (item_id) WHERE a.split IN ({placeholders}) ORDER BY a.item_id",
+                sources,
+            )
+            parts.append(f"{config}/{split}:" + stable_hash(*(f"{r[0]}{r[1]}{r[2]}" for r in rows), length=32))
+    return stable_hash(*parts, length=32)
+
+
+def _row(
+    config: str,
+    item: Item,
+    case: Case,
+    generation: Generation | None,
+    pass_at_k: float | None,
+    images: list[dict[str, Any]],
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "id": item.item_id,
+        "images": images,
+        "case_id": case.case_id,
+        "source": case.source,
+        "patient_id": case.patient_id,
+        "task": str(item.task),
+        "question_type": str(item.question_type),
+        "modality": str(item.modality),
+        "question": item.question,
+        "options": item.options,
+        "answer": item.answer.text,
+        "answer_aliases": item.answer.aliases,
+    }
+    if config == "sft":
+        assert generation is not None and generation.response is not None
+        think, _ = split_response(generation.response)
+        row |= {
+            "think": think,
+            "response": generation.response,
+            "teacher_model": generation.model,
+            "prompt_version": generation.prompt_version,
+            "pass_at_k": pass_at_k,
+        }
+    else:
+        row |= {
+            "ground_truth": make_ground_truth(str(item.question_type), item.answer.text, item.answer.aliases),
+            "pass_at_k": pass_at_k,
+        }
+    return row | {"captions": item.captions, "title": case.context.title, "pmcid": case.context.pmcid}
+
+
+def _image_cells(case: Case) -> list[dict[str, Any]]:
+    cells = []
+    for image in case.images:
+        data = strip_metadata(Path(image.path).read_bytes(), image.path)
+        suffix = ".jpg" if data[:2] == b"\xff\xd8" else ".png"
+        cells.append({"bytes": data, "path": f"{image.sha256[:16]}{suffix}"})
+    return cells
+
+
+def export_hf(recipe: Recipe, catalog: Catalog, stats: dict[str, Any], force: bool = False) -> dict[str, Any]:
+    """Write (or confirm up to date) the dataset folder at `recipe.export.out`; return its manifest."""
+    out = recipe.export.out
+    key = content_key(recipe, catalog)
+    manifest_path = out / "manifest.json"
+    if not force and manifest_path.is_file():
+        existing = json.loads(manifest_path.read_text())
+        if existing.get("content_key") == key and _files_intact(out, existing):
+            existing["up_to_date"] = True
+            return existing
+    data_root = out / "data"
+    if data_root.exists():
+        shutil.rmtree(data_root)
+    files: list[dict[str, Any]] = []
+    counts: dict[str, dict[str, int]] = {}
+    breakdown: dict[str, Counter[str]] = {name: Counter() for name in ("source", "modality", "task", "question_type")}
+    for config, splits in CONFIG_SPLITS.items():
+        counts[config] = {}
+        for split, catalog_splits in splits.items():
+
+            def rows(
+                config: str = config, catalog_splits: tuple[str, ...] = catalog_splits
+            ) -> Iterator[dict[str, Any]]:
+                for item_json, case_json, generation_json, pass_at_k in _plan(catalog, config, catalog_splits):
+                    item, case = Item.model_validate_json(item_json), Case.model_validate_json(case_json)
+                    generation = Generation.model_validate_json(generation_json) if generation_json else None
+                    for name, counter in breakdown.items():
+                        counter[f"{config}|{name}|{_field(item, case, name)}"] += 1
+                    yield _row(config, item, case, generation, pass_at_k, _image_cells(case))
+
+            written = write_split(data_root / config, split, FEATURES[config], rows(), recipe.export.max_shard_size)
+            counts[config][split] = sum(f["rows"] for f in written)
+            files += [{**f, "path": f["path"].relative_to(out).as_posix()} for f in written]
+    sizes = {config: sum(f["bytes"] for f in files if f["path"].startswith(f"data/{config}/")) for config in counts}
+    card = render_card(recipe, FEATURES, counts, sizes, breakdown, stats)
+    (out / "README.md").write_text(card, encoding="utf-8")
+    files.append(
+        {
+            "path": "README.md",
+            "rows": None,
+            "sha256": file_sha256(out / "README.md"),
+            "bytes": (out / "README.md").stat().st_size,
+        }
+    )
+    manifest = {
+        "tool": "retinal-reason-data",
+        "tool_version": __version__,
+        "export_format": EXPORT_FORMAT,
+        "recipe": recipe.name,
+        "recipe_version": recipe.version,
+        "recipe_hash": recipe_hash(recipe),
+        "content_key": key,
+        "rows": counts,
+        "files": files,
+    }
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    manifest["up_to_date"] = False
+    return manifest
+
+
+def _field(item: Item, case: Case, name: str) -> str:
+    return case.source if name == "source" else str(getattr(item, name))
+
+
+def _files_intact(out: Path, manifest: dict[str, Any]) -> bool:
+    for entry in manifest.get("files", []):
+        path = out / entry["path"]
+        if not path.is_file() or path.stat().st_size != entry["bytes"] or file_sha256(path) != entry["sha256"]:
+            return False
+    return True

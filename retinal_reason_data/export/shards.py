@@ -1,0 +1,92 @@
+"""Streaming parquet shards with the `datasets` features in their schema, named as the Hub expects."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datasets import Features
+
+ROW_GROUP_ROWS = 64
+
+
+def write_split(
+    folder: Path, split: str, features: Features, rows: Iterable[dict[str, Any]], max_shard_bytes: int
+) -> list[dict[str, Any]]:
+    """Write `rows` as `{split}-NNNNN-of-NNNNN.parquet` shards of at most about `max_shard_bytes`.
+
+    Holds one row group in memory at a time; returns the files with their sha256, rows and bytes.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    schema = features.arrow_schema
+    parts: list[tuple[Path, int]] = []
+    writer: pq.ParquetWriter | None = None
+    buffer: list[dict[str, Any]] = []
+    shard_rows = shard_bytes = 0
+
+    def open_shard() -> pq.ParquetWriter:
+        path = folder / f".{split}-{len(parts):05d}.parquet.partial"
+        parts.append((path, 0))
+        return pq.ParquetWriter(path, schema, compression="zstd", write_statistics=True)
+
+    def flush() -> None:
+        nonlocal writer, shard_rows
+        if not buffer:
+            return
+        if writer is None:
+            writer = open_shard()
+        writer.write_table(pa.Table.from_pylist(buffer, schema=schema), row_group_size=ROW_GROUP_ROWS)
+        shard_rows += len(buffer)
+        parts[-1] = (parts[-1][0], shard_rows)
+        buffer.clear()
+
+    for row in rows:
+        size = _row_bytes(row)
+        if shard_bytes + size > max_shard_bytes and shard_rows + len(buffer) > 0:
+            flush()
+            assert writer is not None
+            writer.close()
+            writer, shard_rows, shard_bytes = None, 0, 0
+        buffer.append(row)
+        shard_bytes += size
+        if len(buffer) >= ROW_GROUP_ROWS:
+            flush()
+    flush()
+    if writer is not None:
+        writer.close()
+    if not parts:  # an empty split still gets one (empty) shard, so the config stays loadable
+        with pq.ParquetWriter(folder / f".{split}-00000.parquet.partial", schema, compression="zstd") as empty:
+            empty.write_table(schema.empty_table())
+        parts.append((folder / f".{split}-00000.parquet.partial", 0))
+    files = []
+    for index, (partial, count) in enumerate(parts):
+        final = folder / f"{split}-{index:05d}-of-{len(parts):05d}.parquet"
+        partial.replace(final)
+        files.append({"path": final, "rows": count, "sha256": file_sha256(final), "bytes": final.stat().st_size})
+    return files
+
+
+def _row_bytes(row: dict[str, Any]) -> int:
+    size = 0
+    for value in row.values():
+        if isinstance(value, str | bytes):
+            size += len(value)
+        elif isinstance(value, list):
+            for element in value:
+                if isinstance(element, dict):
+                    size += len(element.get("bytes") or b"")
+                elif isinstance(element, str | bytes):
+                    size += len(element)
+    return size
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,172 @@
+"""Opening, validating, fingerprinting and metadata-stripping of image files."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import struct
+import warnings
+import zlib
+from pathlib import Path
+
+import imagehash
+from PIL import Image, ImageOps
+
+from retinal_reason_data.schema import ImageRef, Modality
+
+MAX_PIXELS = 80_000_000  # about 9000 x 9000: larger than any fundus camera, smaller than a bomb
+HASH_SIDE = 16  # 16 x 16 DCT bits = 256-bit perceptual hash
+_HASH_DECODE_SIDE = 256
+
+
+class ImageError(ValueError):
+    """An image that cannot be used; `reason` is a short code for quarantine counts."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def open_image(data: bytes, path: str | Path, reduce_to: int | None = None) -> Image.Image:
+    """Decode `data` (optionally a reduced JPEG draft), apply EXIF orientation, return RGB or L."""
+    return _decode(data, path, reduce_to)[0]
+
+
+def _decode(data: bytes, path: str | Path, reduce_to: int | None) -> tuple[Image.Image, tuple[int, int]]:
+    """The decoded image and its full size after EXIF orientation."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise ImageError("image_too_large", f"{path}: {width}x{height} pixels exceeds {MAX_PIXELS}")
+            if reduce_to and image.format == "JPEG":
+                image.draft("RGB", (reduce_to, reduce_to))
+            orientation = image.getexif().get(0x0112, 1)
+            image.load()
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError("image_too_large", f"{path}: {exc}") from exc
+    except (OSError, SyntaxError, ValueError, struct.error) as exc:
+        raise ImageError("image_unreadable", f"{path}: cannot decode image: {exc}") from exc
+    full_size = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+    return _normalise_mode(ImageOps.exif_transpose(image)), full_size
+
+
+def _normalise_mode(image: Image.Image) -> Image.Image:
+    if image.mode in ("RGB", "L"):
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        return image.point(lambda value: value / 256).convert("L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (0, 0, 0))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def fingerprint(path: str | Path, modality: Modality, caption: str | None = None) -> ImageRef:
+    """Read one image file and describe it: size, SHA-256 of its bytes, 256-bit pHash."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ImageError("image_missing", f"{path}: file named by the labels does not exist") from exc
+    except OSError as exc:
+        raise ImageError("image_unreadable", f"{path}: cannot read file: {exc}") from exc
+    if not data:
+        raise ImageError("image_unreadable", f"{path}: file is empty")
+    image, full_size = _decode(data, path, reduce_to=_HASH_DECODE_SIDE * 2)
+    perceptual = imagehash.phash(image.convert("L"), hash_size=HASH_SIDE)
+    return ImageRef(
+        path=str(path),
+        sha256=hashlib.sha256(data).hexdigest(),
+        phash=str(perceptual),
+        width=full_size[0],
+        height=full_size[1],
+        modality=modality,
+        caption=caption,
+    )
+
+
+def _has_rotation(image: Image.Image) -> bool:
+    return image.getexif().get(0x0112, 1) not in (1, None)
+
+
+# --- metadata stripping -------------------------------------------------------------------------
+
+_JPEG_KEEP_APP = {0xE0, 0xEE}  # JFIF and Adobe (colour transform); EXIF, XMP, ICC comments dropped
+_PNG_DROP = {b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"}
+
+
+def strip_metadata(data: bytes, path: str | Path = "<bytes>") -> bytes:
+    """Return the image without EXIF, XMP, comments or text chunks, losslessly where the format allows.
+
+    JPEG and PNG are rewritten segment by segment (pixels untouched); a JPEG whose EXIF rotates it, and
+    any other format, is decoded and re-encoded as PNG with the orientation applied.
+    """
+    if data[:2] == b"\xff\xd8":
+        with Image.open(io.BytesIO(data)) as probe:
+            rotated = _has_rotation(probe)
+        if not rotated:
+            return _strip_jpeg(data)
+    elif data[:8] == b"\x89PNG\r\n\x1a\n":
+        return _strip_png(data)
+    image = open_image(data, path)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def _strip_jpeg(data: bytes) -> bytes:
+    out = bytearray(data[:2])
+    position = 2
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            raise ImageError("image_unreadable", "corrupt JPEG marker stream")
+        marker = data[position + 1]
+        if marker == 0xDA:  # start of scan: the rest is entropy-coded data
+            out += data[position:]
+            return bytes(out)
+        length = struct.unpack(">H", data[position + 2 : position + 4])[0]
+        segment = data[position : position + 2 + length]
+        is_metadata = (0xE1 <= marker <= 0xEF and marker not in _JPEG_KEEP_APP) or marker == 0xFE
+        if not is_metadata:
+            out += segment
+        position += 2 + length
+    raise ImageError("image_unreadable", "JPEG without image data")
+
+
+def _strip_png(data: bytes) -> bytes:
+    out = bytearray(data[:8])
+    position = 8
+    while position + 12 <= len(data):
+        length = struct.unpack(">I", data[position : position + 4])[0]
+        kind = data[position + 4 : position + 8]
+        chunk = data[position : position + 12 + length]
+        if kind not in _PNG_DROP:
+            out += chunk
+        position += 12 + length
+        if kind == b"IEND":
+            break
+    return bytes(out)
+
+
+def png_chunk_types(data: bytes) -> list[bytes]:
+    """The chunk types of a PNG, in order (used to check that metadata is gone)."""
+    kinds, position = [], 8
+    while position + 12 <= len(data):
+        length = struct.unpack(">I", data[position : position + 4])[0]
+        kinds.append(data[position + 4 : position + 8])
+        position += 12 + length
+    return kinds
+
+
+def png_text_chunk(key: str, value: str) -> bytes:
+    """A PNG tEXt chunk (phantom generators use it to imitate metadata that must be stripped)."""
+    body = key.encode("latin-1") + b"\x00" + value.encode("latin-1")
+    return struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body))

@@ -1,0 +1,115 @@
+"""The canonical vocabulary of findings and diagnoses, and each source's raw-label mapping into it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from functools import cache
+from importlib import resources
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from retinal_reason_data.schema import Finding, Modality
+from retinal_reason_data.text import normalise_term
+
+
+class Entry(BaseModel):
+    """One concept: a finding, a lesion pattern or a diagnosis."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: str
+    name: str
+    synonyms: tuple[str, ...] = ()
+    abbreviations: tuple[str, ...] = ()
+    modalities: tuple[Modality, ...]
+    category: str
+    scale: str | None = None
+    grade: int | None = None
+
+    @property
+    def aliases(self) -> list[str]:
+        """Every accepted name other than the preferred one."""
+        return [*self.synonyms, *self.abbreviations]
+
+
+class UnmappedLabel(ValueError):
+    """A raw label that the ontology and the recipe do not map."""
+
+
+class Ontology(BaseModel):
+    """Entries by code, ordered scales, and per-source raw-label maps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entries: dict[str, Entry]
+    scales: dict[str, list[str]] = Field(default_factory=dict)
+    source_labels: dict[str, dict[str, str]] = Field(default_factory=dict)
+    _term_index: dict[str, Entry] | None = PrivateAttr(default=None)
+
+    def entry(self, code: str) -> Entry:
+        return self.entries[code]
+
+    def lookup(self, name: str) -> Entry | None:
+        """The entry whose name, synonym or abbreviation matches `name` after normalisation."""
+        return self._by_term().get(normalise_term(name))
+
+    def map_label(self, source: str, raw: str, overrides: Mapping[str, str] | None = None) -> Finding:
+        """Map a source's raw label to a Finding; raise UnmappedLabel rather than guess."""
+        key = raw.strip()
+        table = {**self.source_labels.get(source, {}), **(overrides or {})}
+        code = table.get(key) or table.get(key.lower()) or table.get(normalise_term(key))
+        if code is None:
+            raise UnmappedLabel(f"label {raw!r} of source {source!r} has no ontology mapping")
+        if code not in self.entries:
+            raise UnmappedLabel(f"label {raw!r} of source {source!r} maps to unknown code {code!r}")
+        return Finding(code=code, raw_label=raw, grade=self.entries[code].grade)
+
+    def same_concept(self, a: str, b: str) -> bool:
+        """True when two codes share any accepted name (so one cannot be a distractor for the other)."""
+        if a == b:
+            return True
+        names_a = {normalise_term(t) for t in [self.entries[a].name, *self.entries[a].aliases]}
+        names_b = {normalise_term(t) for t in [self.entries[b].name, *self.entries[b].aliases]}
+        return bool(names_a & names_b)
+
+    def candidates(self, modality: Modality, category: str | None = None) -> list[Entry]:
+        """Entries seen in `modality` (and of `category` when given), in file order."""
+        return [
+            entry
+            for entry in self.entries.values()
+            if modality in entry.modalities and (category is None or entry.category == category)
+        ]
+
+    def scale_of(self, code: str) -> list[str] | None:
+        scale = self.entries[code].scale
+        return self.scales.get(scale) if scale else None
+
+    def extend(self, entries: Iterable[Entry] = (), labels: Mapping[str, Mapping[str, str]] | None = None) -> Ontology:
+        """A copy with extra entries and label mappings (recipe additions override)."""
+        merged_labels = {source: dict(table) for source, table in self.source_labels.items()}
+        for source, table in (labels or {}).items():
+            merged_labels.setdefault(source, {}).update(table)
+        return Ontology(
+            entries={**self.entries, **{entry.code: entry for entry in entries}},
+            scales=self.scales,
+            source_labels=merged_labels,
+        )
+
+    def _by_term(self) -> dict[str, Entry]:
+        if self._term_index is None:
+            index: dict[str, Entry] = {}
+            for entry in self.entries.values():
+                for term in [entry.name, *entry.aliases]:
+                    index.setdefault(normalise_term(term), entry)
+            self._term_index = index
+        return self._term_index
+
+
+@cache
+def default_ontology() -> Ontology:
+    """The ontology shipped with the package."""
+    raw = yaml.safe_load(resources.files("retinal_reason_data").joinpath("data/ontology.yaml").read_text())
+    entries = {item["code"]: Entry(**item) for item in raw["entries"]}
+    labels = {source: {str(k): v for k, v in table.items()} for source, table in raw["source_labels"].items()}
+    return Ontology(entries=entries, scales=raw.get("scales", {}), source_labels=labels)

@@ -1,0 +1,203 @@
+"""The recipe: one YAML file that says what to build, validated by pydantic."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from retinal_reason_data.schema import QuestionType
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be used; the message names the file, the key and what was expected."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PhantomSpec(Section):
+    """Write a phantom copy of the source's layout at `root` when it does not exist yet (demo, tests)."""
+
+    cases: int = Field(default=40, ge=1)
+    seed: int = 0
+
+
+class SourceSpec(Section):
+    adapter: str
+    root: Path
+    name: str | None = Field(default=None, description="Source name in the catalog; defaults to the adapter.")
+    licence: str | None = Field(default=None, description="Overrides the adapter's licence note.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Raw label -> ontology code overrides.")
+    limit: int | None = Field(default=None, ge=1, description="Read at most this many cases.")
+    phantom: PhantomSpec | None = None
+
+    @property
+    def source_name(self) -> str:
+        return self.name or self.adapter
+
+
+class BasicTasks(Section):
+    enabled: bool = True
+    types: list[QuestionType] = Field(default_factory=lambda: list(QuestionType))
+    options: int = Field(default=4, ge=2, le=8)
+
+
+class ComplexTasks(Section):
+    enabled: bool = True
+    types: list[Literal["open", "single_choice"]] = Field(default_factory=lambda: ["open", "single_choice"])
+    options: int = Field(default=4, ge=2, le=8)
+
+
+class TasksSpec(Section):
+    basic: BasicTasks = Field(default_factory=BasicTasks)
+    complex: ComplexTasks = Field(default_factory=ComplexTasks)
+
+
+class TeacherSpec(Section):
+    kind: Literal["offline", "openai"] = "offline"
+    base_url: str | None = None
+    model: str = "offline-drafter"
+    api_key_env: str | None = Field(default=None, description="Name of the environment variable with the key.")
+    concurrency: int = Field(default=8, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    max_tokens: int = Field(default=1024, ge=16)
+    seed: int | None = None
+    timeout_s: float = Field(default=120.0, gt=0.0)
+    attempts: int = Field(default=1, ge=1, le=16, description="Blind attempts per item (k of pass@k).")
+    image_max_side: int = Field(default=768, ge=64)
+    offline_error_rate: float = Field(default=0.1, ge=0.0, le=1.0, description="Offline drafter only.")
+
+    @model_validator(mode="after")
+    def _openai_needs_endpoint(self) -> TeacherSpec:
+        if self.kind == "openai" and not self.base_url:
+            raise ValueError("kind 'openai' needs base_url (an OpenAI-compatible endpoint)")
+        return self
+
+
+class DedupSpec(Section):
+    enabled: bool = True
+    near_threshold: int = Field(default=20, ge=0, le=256, description="Max Hamming distance of 256-bit pHash.")
+    source_priority: list[str] = Field(default_factory=list)
+
+
+class FiltersSpec(Section):
+    min_think_chars: int = Field(default=40, ge=0)
+    max_think_chars: int = Field(default=12000, ge=1)
+    max_repeated_line_ratio: float = Field(default=0.5, gt=0.0, le=1.0)
+
+
+class SplitsSpec(Section):
+    seed: int = 0
+    train: float = Field(default=0.6, ge=0.0, le=1.0, description="SFT train groups.")
+    rl: float = Field(default=0.2, ge=0.0, le=1.0, description="RL train groups, disjoint from SFT train.")
+    validation: float = Field(default=0.1, ge=0.0, le=1.0)
+    test: float = Field(default=0.1, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _ratios_sum_to_one(self) -> SplitsSpec:
+        total = self.train + self.rl + self.validation + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + rl + validation + test must sum to 1, got {total:g}")
+        return self
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMG]?i?B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+
+
+class ExportSpec(Section):
+    out: Path = Path("export")
+    max_shard_size: int = Field(default=256 * 10**6, description="Bytes, or a string such as '500MB'.")
+    formats: list[Literal["hf"]] = Field(default_factory=lambda: ["hf"])
+
+    @field_validator("max_shard_size", mode="before")
+    @classmethod
+    def _parse_size(cls, value: Any) -> int:
+        if isinstance(value, int):
+            return value
+        match = _SIZE.match(str(value))
+        if not match:
+            raise ValueError("expected a size such as 500MB, 1GB or a number of bytes")
+        return int(float(match.group(1)) * _UNITS[(match.group(2) or "").upper()])
+
+
+class HubSpec(Section):
+    repo_id: str | None = None
+    private: bool = True
+
+
+class OntologyAdditions(Section):
+    entries: list[dict[str, Any]] = Field(default_factory=list)
+    labels: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+
+class Recipe(Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    version: str = "0.1.0"
+    seed: int = 0
+    catalog: Path | None = Field(default=None, description="DuckDB file; defaults to '<name>.duckdb'.")
+    pseudonym_key_env: str = "RRD_PSEUDONYM_KEY"
+    ontology: OntologyAdditions = Field(default_factory=OntologyAdditions)
+    sources: list[SourceSpec] = Field(min_length=1)
+    tasks: TasksSpec = Field(default_factory=TasksSpec)
+    teacher: TeacherSpec = Field(default_factory=TeacherSpec)
+    dedup: DedupSpec = Field(default_factory=DedupSpec)
+    filters: FiltersSpec = Field(default_factory=FiltersSpec)
+    splits: SplitsSpec = Field(default_factory=SplitsSpec)
+    export: ExportSpec = Field(default_factory=ExportSpec)
+    hub: HubSpec = Field(default_factory=HubSpec)
+    path: Path | None = Field(default=None, exclude=True, description="The recipe file itself.")
+
+    @model_validator(mode="after")
+    def _unique_source_names(self) -> Recipe:
+        names = [source.source_name for source in self.sources]
+        duplicated = sorted({name for name in names if names.count(name) > 1})
+        if duplicated:
+            raise ValueError(f"source names must be unique; give each a 'name': {duplicated}")
+        return self
+
+    @property
+    def catalog_path(self) -> Path:
+        assert self.catalog is not None
+        return self.catalog
+
+
+def _describe(error: dict[str, Any]) -> str:
+    location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        return f"key '{location}': unknown key"
+    if error["type"] == "missing":
+        return f"key '{location}': required key is missing"
+    return f"key '{location}': {message} (got {error.get('input')!r})"
+
+
+def load_recipe(path: str | Path, out: Path | None = None, catalog: Path | None = None) -> Recipe:
+    """Read and validate a recipe; relative paths resolve against the recipe's folder."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise RecipeError(f"{path}: recipe file not found") from exc
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: expected a mapping of recipe keys at the top level")
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as exc:
+        details = "\n".join(f"  {_describe(error)}" for error in exc.errors())
+        raise RecipeError(f"{path}: invalid recipe\n{details}") from exc
+    base = path.resolve().parent
+    recipe.path = path.resolve()
+    for source in recipe.sources:
+        source.root = (base / source.root).resolve()
+    recipe.catalog = (catalog or base / (recipe.catalog or Path(f"{recipe.name}.duckdb"))).resolve()
+    recipe.export.out = (out or base / recipe.export.out).resolve()
+    return recipe

@@ -1,0 +1,207 @@
+"""The pydantic models every stage speaks; `schemas/` is generated from them (`rrd schemas`)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Modality(StrEnum):
+    """Imaging modality of one picture."""
+
+    CFP = "CFP"
+    OCT = "OCT"
+    FFA = "FFA"
+    OTHER = "other"
+
+
+class Eye(StrEnum):
+    RIGHT = "right"
+    LEFT = "left"
+    UNKNOWN = "unknown"
+
+
+class Sex(StrEnum):
+    FEMALE = "F"
+    MALE = "M"
+    UNKNOWN = "unknown"
+
+
+class QuestionType(StrEnum):
+    TRUE_FALSE = "true_false"
+    SINGLE_CHOICE = "single_choice"
+    MULTIPLE_CHOICE = "multiple_choice"
+    OPEN = "open"
+
+
+class TaskKind(StrEnum):
+    BASIC = "basic"
+    COMPLEX = "complex"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class ImageRef(Strict):
+    """One image file as read from a collection, with its fingerprints."""
+
+    path: str = Field(description="Absolute path of the file as the user keeps it.")
+    sha256: str = Field(description="SHA-256 of the file bytes.")
+    phash: str = Field(description="256-bit perceptual hash (DCT, hex).")
+    width: int
+    height: int
+    modality: Modality
+    caption: str | None = Field(default=None, description="Caption shown with the image, if any.")
+
+
+class Finding(Strict):
+    """One labelled finding or diagnosis, mapped into the ontology."""
+
+    code: str = Field(description="Ontology code, e.g. 'dr.moderate'.")
+    raw_label: str = Field(description="The label exactly as the source wrote it.")
+    grade: int | None = Field(default=None, description="Position on the code's ordered scale, if graded.")
+
+
+class ClinicalContext(Strict):
+    """What a clinician knew besides the images (case reports)."""
+
+    chief_complaint: str | None = None
+    history: str | None = None
+    exam: str | None = None
+    diagnosis: str | None = None
+    diagnosis_aliases: list[str] = Field(default_factory=list)
+    report: str | None = Field(default=None, description="Free-text reading report (never shown as a hint).")
+    title: str | None = None
+    pmcid: str | None = None
+
+
+class Provenance(Strict):
+    """Where a case came from, so that any row can be traced to its input."""
+
+    file: str
+    row: int | str | None = None
+    licence: str
+
+
+class Case(Strict):
+    """One patient eye (or one case report) with its images and labels."""
+
+    case_id: str = Field(description="Content-derived, stable id: '<source>:<source-local id>'.")
+    source: str
+    patient_id: str = Field(description="Keyed pseudonym of the source's patient identifier.")
+    eye: Eye = Eye.UNKNOWN
+    age: int | None = None
+    sex: Sex = Sex.UNKNOWN
+    images: list[ImageRef]
+    findings: list[Finding] = Field(default_factory=list)
+    context: ClinicalContext = Field(default_factory=ClinicalContext)
+    provenance: Provenance
+
+
+class Quarantine(Strict):
+    """An input that was refused, with a reason a person can act on."""
+
+    source: str
+    file: str
+    row: int | str | None = None
+    reason: str = Field(description="Short machine-readable reason, e.g. 'image_unreadable'.")
+    detail: str = Field(description="What was wrong, in words.")
+
+
+class Answer(Strict):
+    """A verifiable answer: canonical text plus what else counts as correct."""
+
+    text: str = Field(description="Canonical answer: 'B', 'A,C', 'True', or an ontology name.")
+    aliases: list[str] = Field(default_factory=list, description="Other accepted forms (open answers).")
+    code: str | None = Field(default=None, description="Ontology code of the answer, if any.")
+
+
+class Item(Strict):
+    """A question with a known, machine-checkable answer."""
+
+    item_id: str
+    case_id: str
+    task: TaskKind
+    question_type: QuestionType
+    modality: Modality
+    question: str
+    options: list[str] = Field(default_factory=list, description="Option texts in letter order A, B, ...")
+    answer: Answer
+    image_shas: list[str] = Field(description="SHA-256 of each image shown, in order.")
+    captions: list[str] = Field(default_factory=list, description="Captions shown with the images.")
+
+
+class Generation(Strict):
+    """One teacher attempt at one item."""
+
+    fingerprint: str = Field(description="Hash of model, parameters, prompt version, messages, image hashes.")
+    item_id: str
+    attempt: int
+    model: str
+    prompt_version: str
+    response: str | None = None
+    extracted_answer: str | None = None
+    verified: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    error: str | None = Field(default=None, description="Failure class when no usable response came back.")
+
+
+class SftRow(Strict):
+    """One exported reasoning row (config `sft`); images are stored with the `datasets` Image feature."""
+
+    id: str
+    case_id: str
+    source: str
+    patient_id: str
+    task: str
+    question_type: str
+    modality: str
+    question: str
+    options: list[str]
+    answer: str
+    answer_aliases: list[str]
+    think: str = Field(description="The verified step-by-step reasoning, without tags.")
+    response: str = Field(description="The full teacher response in <think>..</think><answer>..</answer> form.")
+    teacher_model: str
+    prompt_version: str
+    pass_at_k: float
+    captions: list[str]
+    title: str | None = None
+    pmcid: str | None = None
+
+
+class RlRow(Strict):
+    """One exported RL row (config `rl`): a question whose answer a reward function verifies."""
+
+    id: str
+    case_id: str
+    source: str
+    patient_id: str
+    task: str
+    question_type: str
+    modality: str
+    question: str
+    options: list[str]
+    answer: str
+    answer_aliases: list[str]
+    ground_truth: str = Field(description="JSON given to `rewards.compute_score` as ground_truth.")
+    pass_at_k: float | None = Field(default=None, description="Teacher pass rate, a difficulty signal.")
+    captions: list[str]
+    title: str | None = None
+    pmcid: str | None = None
+
+
+PUBLIC_MODELS: dict[str, type[BaseModel]] = {
+    "case": Case,
+    "image_ref": ImageRef,
+    "finding": Finding,
+    "quarantine": Quarantine,
+    "item": Item,
+    "generation": Generation,
+    "sft_row": SftRow,
+    "rl_row": RlRow,
+}

@@ -1,0 +1,90 @@
+"""What every adapter yields, and the registry that `rrd sources` lists."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from retinal_reason_data.schema import ClinicalContext, Eye, Modality, Quarantine, Sex
+
+
+class RawImage(BaseModel):
+    """An image file named by a collection, not yet opened."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path
+    modality: Modality
+    caption: str | None = None
+
+
+class RawCase(BaseModel):
+    """One case as an adapter read it: raw labels, raw patient id, image paths, provenance."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    local_id: str
+    raw_patient_id: str | None = Field(default=None, description="None: each case is its own patient.")
+    eye: Eye = Eye.UNKNOWN
+    age: int | None = None
+    sex: Sex = Sex.UNKNOWN
+    images: list[RawImage]
+    labels: list[str] = Field(default_factory=list, description="Raw labels, mapped by the ontology.")
+    context: ClinicalContext = Field(default_factory=ClinicalContext)
+    file: str
+    row: int | str | None = None
+
+
+Reader = Callable[[Path], Iterator[RawCase | Quarantine]]
+PhantomWriter = Callable[[Path, int, int], None]
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """A collection layout: how to read it, what it expects on disk, its licence, a phantom writer."""
+
+    name: str
+    title: str
+    layout: str
+    licence: str
+    read: Callable[[Path, str], Iterator[RawCase | Quarantine]]
+    write_phantom: PhantomWriter | None = None
+
+
+def quarantine(source: str, file: Path | str, row: int | str | None, reason: str, detail: str) -> Quarantine:
+    """A refused input with the file, the row and what was wrong."""
+    return Quarantine(source=source, file=str(file), row=row, reason=reason, detail=detail)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+def find_image(folder: Path, stem: str, listing: dict[str, Path] | None = None) -> Path | None:
+    """The file for `stem` in `folder` whatever the case of its extension (labels and disks disagree)."""
+    if listing is None:
+        listing = image_listing(folder)
+    stem_key = stem.strip().lower()
+    if Path(stem_key).suffix in IMAGE_SUFFIXES:
+        found = listing.get(stem_key)
+        if found:
+            return found
+        stem_key = Path(stem_key).stem
+    for suffix in IMAGE_SUFFIXES:
+        found = listing.get(stem_key + suffix)
+        if found:
+            return found
+    return None
+
+
+def image_listing(folder: Path) -> dict[str, Path]:
+    """Lower-cased file name -> path for the image files directly in `folder` (stray files skipped)."""
+    if not folder.is_dir():
+        return {}
+    return {
+        entry.name.lower(): entry
+        for entry in folder.iterdir()
+        if entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES and not entry.name.startswith("._")
+    }

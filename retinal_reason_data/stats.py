@@ -1,0 +1,93 @@
+"""`rrd stats --json`: one JSON object that describes the build; the counts reconcile."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from typing import Any
+
+from retinal_reason_data.catalog import Catalog
+from retinal_reason_data.ontology import Ontology
+from retinal_reason_data.recipe import Recipe
+from retinal_reason_data.schema import Generation
+from retinal_reason_data.teacher.synthesize import failure_reason
+
+
+def collect(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> dict[str, Any]:
+    """Counts from the catalog and the export manifest, under the contract's keys."""
+    cases_by_source = dict(catalog.query("SELECT source, count(*) FROM cases GROUP BY source ORDER BY source"))
+    findings: dict[str, Counter[str]] = defaultdict(Counter)
+    licences: dict[str, str] = {}
+    image_shas: set[str] = set()
+    for case in catalog.iter_cases():
+        licences.setdefault(case.source, case.provenance.licence)
+        for code in sorted({f.code for f in case.findings}):
+            findings[case.source][ontology.entry(code).name] += 1
+        if not case.findings and case.context.diagnosis:
+            findings[case.source][case.context.diagnosis] += 1
+        image_shas.update(image.sha256 for image in case.images)
+    quarantined = dict(catalog.query("SELECT reason, count(*) FROM quarantine GROUP BY reason ORDER BY reason"))
+    quarantined_by_source = dict(catalog.query("SELECT source, count(*) FROM quarantine GROUP BY source"))
+    generations = _generation_stats(catalog)
+    last = json.loads(catalog.get_meta("last_synthesis") or "{}")
+    dedup = json.loads(catalog.get_meta("dedup_summary") or "{}")
+    manifest_path = recipe.export.out / "manifest.json"
+    exported = json.loads(manifest_path.read_text())["rows"] if manifest_path.is_file() else {}
+    return {
+        "recipe": recipe.name,
+        "cases_by_source": cases_by_source,
+        "findings_by_source": {s: dict(sorted(c.items())) for s, c in sorted(findings.items())},
+        "images": len(image_shas),
+        "quarantined_by_reason": quarantined,
+        "reconciliation": {
+            source: {
+                "read": cases_by_source.get(source, 0) + quarantined_by_source.get(source, 0),
+                "cases": cases_by_source.get(source, 0),
+                "quarantined": quarantined_by_source.get(source, 0),
+            }
+            for source in sorted(set(cases_by_source) | set(quarantined_by_source))
+        },
+        "items_by_task": dict(catalog.query("SELECT task, count(*) FROM items GROUP BY task ORDER BY task")),
+        "items_by_question_type": dict(
+            catalog.query("SELECT question_type, count(*) FROM items GROUP BY question_type ORDER BY question_type")
+        ),
+        "generations": {
+            "requests": int(last.get("requests", 0)),
+            "cache_hits": int(last.get("cache_hits", 0)),
+            "requests_total": catalog.counter("teacher.requests_total"),
+            **generations,
+        },
+        "generations_total": {"attempts": generations["attempts"], "verified": generations["verified"]},
+        "teacher": {"kind": recipe.teacher.kind, "model": recipe.teacher.model},
+        "duplicates": {
+            "exact_clusters": dedup.get("exact_clusters", 0),
+            "near_clusters": dedup.get("near_clusters", 0),
+            "images_dropped": dedup.get("images_dropped", 0),
+            "cases_dropped": dedup.get("cases_dropped", 0),
+        },
+        "dropped_by_filter": dict(catalog.query("SELECT reason, count(*) FROM drops GROUP BY reason ORDER BY reason")),
+        "splits": dict(catalog.query("SELECT split, count(*) FROM assignments GROUP BY split ORDER BY split")),
+        "exported": exported,
+        "licences": licences,
+    }
+
+
+def _generation_stats(catalog: Catalog) -> dict[str, Any]:
+    failed: Counter[str] = Counter()
+    verified = attempts = prompt_tokens = completion_tokens = 0
+    for (data,) in catalog.query("SELECT data FROM generations"):
+        generation = Generation.model_validate_json(data)
+        attempts += 1
+        prompt_tokens += generation.prompt_tokens
+        completion_tokens += generation.completion_tokens
+        if generation.verified:
+            verified += 1
+        else:
+            failed[failure_reason(generation)] += 1
+    return {
+        "attempts": attempts,
+        "verified": verified,
+        "failed_by_reason": dict(sorted(failed.items())),
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+    }
