@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from retinal_reason_data.cli import app
 from retinal_reason_data.imaging import png_chunk_types
-from tests.conftest import write_recipe
+from tests.conftest import SMALL_SOURCES, write_recipe
 
 runner = CliRunner()
 
@@ -164,3 +164,27 @@ def test_manifest_and_card(built: Path) -> None:
     assert card.startswith("---\n") and "config_name: sft" in card and "config_name: rl" in card
     assert "It is not a model" in card.replace("\n", " ") or "not a model" in card
     assert str(manifest["rows"]["sft"]["train"]) in card
+
+
+def test_a_different_export_in_a_same_named_folder_is_not_served_from_a_stale_cache(
+    built: Path, tmp_path: Path
+) -> None:
+    datasets.load_dataset(str(built.parent / "export"), "sft")  # fills the cache for folders named 'export'
+    other = write_recipe(tmp_path, sources=[SMALL_SOURCES[1]])
+    _rrd("build", str(other))
+    manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
+    loaded = datasets.load_dataset(str(tmp_path / "export"), "sft")
+    assert {split: rows.num_rows for split, rows in loaded.items()} == manifest["rows"]["sft"]
+
+
+def test_a_recipe_change_only_does_what_is_missing(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, sources=[SMALL_SOURCES[1]])
+    _rrd("build", str(recipe))
+    items = sum(_stats(recipe)["items_by_task"].values())
+    more = write_recipe(
+        tmp_path, sources=[SMALL_SOURCES[1]], teacher={"kind": "offline", "attempts": 3, "offline_error_rate": 0.2}
+    )
+    output = _rrd("build", str(more))
+    assert "images 0 new" in output
+    generations = _stats(more)["generations"]
+    assert generations["requests"] == items and generations["cache_hits"] == 2 * items

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from datasets import Features, Image, List, Value
+from tqdm import tqdm
 
 from retinal_reason_data import __version__
 from retinal_reason_data.catalog import Catalog, dumps
@@ -84,9 +85,22 @@ def _plan(catalog: Catalog, config: str, catalog_splits: tuple[str, ...]) -> Ite
     cursor.close()
 
 
-def content_key(recipe: Recipe, catalog: Catalog) -> str:
-    """Identity of an export's content: recipe, tool version, and every row's item, trace and images."""
-    parts = [str(EXPORT_FORMAT), __version__, recipe_hash(recipe)]
+CARD_STATS = (
+    "cases_by_source",
+    "quarantined_by_reason",
+    "items_by_task",
+    "generations_total",
+    "duplicates",
+    "licences",
+    "teacher",
+)
+
+
+def content_key(recipe: Recipe, catalog: Catalog, stats: dict[str, Any]) -> str:
+    """Identity of an export's content: recipe, tool version, the card's inputs, and every row's item,
+    trace and images (an item's data holds its image hashes)."""
+    card_inputs = dumps({name: stats.get(name) for name in CARD_STATS})
+    parts = [str(EXPORT_FORMAT), __version__, recipe_hash(recipe), card_inputs]
     for config, splits in CONFIG_SPLITS.items():
         for split, sources in splits.items():
             placeholders = ", ".join("?" for _ in sources)
@@ -139,6 +153,18 @@ def _row(
     return row | {"captions": item.captions, "title": case.context.title, "pmcid": case.context.pmcid}
 
 
+def _rows(
+    catalog: Catalog, config: str, catalog_splits: tuple[str, ...], breakdown: dict[str, Counter[str]]
+) -> Iterator[dict[str, Any]]:
+    """The rows of one config and split, in id order, counted into `breakdown` as they pass."""
+    for item_json, case_json, generation_json, pass_at_k in _plan(catalog, config, catalog_splits):
+        item, case = Item.model_validate_json(item_json), Case.model_validate_json(case_json)
+        generation = Generation.model_validate_json(generation_json) if generation_json else None
+        for name, counter in breakdown.items():
+            counter[f"{config}|{name}|{_field(item, case, name)}"] += 1
+        yield _row(config, item, case, generation, pass_at_k, _image_cells(case))
+
+
 def _image_cells(case: Case) -> list[dict[str, Any]]:
     cells = []
     for image in case.images:
@@ -151,7 +177,7 @@ def _image_cells(case: Case) -> list[dict[str, Any]]:
 def export_hf(recipe: Recipe, catalog: Catalog, stats: dict[str, Any], force: bool = False) -> dict[str, Any]:
     """Write (or confirm up to date) the dataset folder at `recipe.export.out`; return its manifest."""
     out = recipe.export.out
-    key = content_key(recipe, catalog)
+    key = content_key(recipe, catalog, stats)
     manifest_path = out / "manifest.json"
     if not force and manifest_path.is_file():
         existing = json.loads(manifest_path.read_text())
@@ -167,18 +193,9 @@ def export_hf(recipe: Recipe, catalog: Catalog, stats: dict[str, Any], force: bo
     for config, splits in CONFIG_SPLITS.items():
         counts[config] = {}
         for split, catalog_splits in splits.items():
-
-            def rows(
-                config: str = config, catalog_splits: tuple[str, ...] = catalog_splits
-            ) -> Iterator[dict[str, Any]]:
-                for item_json, case_json, generation_json, pass_at_k in _plan(catalog, config, catalog_splits):
-                    item, case = Item.model_validate_json(item_json), Case.model_validate_json(case_json)
-                    generation = Generation.model_validate_json(generation_json) if generation_json else None
-                    for name, counter in breakdown.items():
-                        counter[f"{config}|{name}|{_field(item, case, name)}"] += 1
-                    yield _row(config, item, case, generation, pass_at_k, _image_cells(case))
-
-            written = write_split(data_root / config, split, FEATURES[config], rows(), recipe.export.max_shard_size)
+            rows = _rows(catalog, config, catalog_splits, breakdown)
+            progress = tqdm(rows, desc=f"export {config}/{split}", unit="row", leave=False, disable=None)
+            written = write_split(data_root / config, split, FEATURES[config], progress, recipe.export.max_shard_size)
             counts[config][split] = sum(f["rows"] for f in written)
             files += [{**f, "path": f["path"].relative_to(out).as_posix()} for f in written]
     sizes = {config: sum(f["bytes"] for f in files if f["path"].startswith(f"data/{config}/")) for config in counts}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 
 from retinal_reason_data.ontology import Ontology
@@ -16,6 +17,8 @@ MODALITY_NOUN = {
     Modality.FFA: "fluorescein angiogram",
     Modality.OTHER: "image",
 }
+Built = tuple[str, list[str], Answer]  # question, options, answer
+
 FINDING_NOUN = {Modality.CFP: "finding", Modality.OCT: "finding", Modality.FFA: "angiographic finding"}
 
 
@@ -59,11 +62,11 @@ def _fits(question_type: QuestionType, case: Case, ontology: Ontology) -> bool:
     return True
 
 
-def _primary(case: Case, rng) -> str:  # noqa: ANN001
+def _primary(case: Case, rng: random.Random) -> str:
     return sorted(f.code for f in case.findings)[rng.randrange(len(case.findings))]
 
 
-def _true_false(case, ontology, modality, n_options, rng):  # noqa: ANN001, ANN202
+def _true_false(case: Case, ontology: Ontology, modality: Modality, n_options: int, rng: random.Random) -> Built | None:
     present = [f.code for f in case.findings]
     noun = MODALITY_NOUN[modality]
     if rng.random() < 0.5:
@@ -74,11 +77,13 @@ def _true_false(case, ontology, modality, n_options, rng):  # noqa: ANN001, ANN2
             return None
         code, truth = wrong[0].code, False
     name = ontology.entry(code).name
-    question = f"Does this {noun} show {name[0].lower() + name[1:]}? Answer True or False."
+    question = f"Does this {noun} show {name[0].lower() + name[1:]}?"
     return question, [], Answer(text="True" if truth else "False", code=code)
 
 
-def _single_choice(case, ontology, modality, n_options, rng):  # noqa: ANN001, ANN202
+def _single_choice(
+    case: Case, ontology: Ontology, modality: Modality, n_options: int, rng: random.Random
+) -> Built | None:
     present = [f.code for f in case.findings]
     code = _primary(case, rng)
     entry = ontology.entry(code)
@@ -96,7 +101,9 @@ def _single_choice(case, ontology, modality, n_options, rng):  # noqa: ANN001, A
     return question, options, Answer(text=letters, code=code)
 
 
-def _multiple_choice(case, ontology, modality, n_options, rng):  # noqa: ANN001, ANN202
+def _multiple_choice(
+    case: Case, ontology: Ontology, modality: Modality, n_options: int, rng: random.Random
+) -> Built | None:
     present = sorted(f.code for f in case.findings)
     noun = MODALITY_NOUN[modality]
     if len(present) == 1:
@@ -115,7 +122,7 @@ def _multiple_choice(case, ontology, modality, n_options, rng):  # noqa: ANN001,
     return question, options, Answer(text=letters, code=None)
 
 
-def _graded_statements(ontology, code, noun, n_options, rng):  # noqa: ANN001, ANN202
+def _graded_statements(ontology: Ontology, code: str, noun: str, n_options: int, rng: random.Random) -> Built:
     """Statements about an ordered scale ('at least moderate ...') whose truth follows from the grade."""
     scale = ontology.scale_of(code)
     assert scale is not None
@@ -133,7 +140,7 @@ def _graded_statements(ontology, code, noun, n_options, rng):  # noqa: ANN001, A
     return question, options, Answer(text=letters, code=None)
 
 
-def _open(case, ontology, modality, n_options, rng):  # noqa: ANN001, ANN202
+def _open(case: Case, ontology: Ontology, modality: Modality, n_options: int, rng: random.Random) -> Built | None:
     present = sorted(f.code for f in case.findings)
     noun = MODALITY_NOUN[modality]
     if len(present) == 1:

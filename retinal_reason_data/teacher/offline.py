@@ -7,6 +7,8 @@ without a network. A configurable share of attempts is deliberately wrong, so ve
 
 from __future__ import annotations
 
+import random
+
 from retinal_reason_data.ontology import Ontology
 from retinal_reason_data.schema import Case, Item, QuestionType, TaskKind
 from retinal_reason_data.tasks.basic import MODALITY_NOUN
@@ -88,7 +90,7 @@ def _option_step(item: Item, answer: str) -> str:
     return "Weighing the options: " + "; ".join(lines) + "."
 
 
-def _wrong_answer(item: Item, ontology: Ontology, rng) -> str:  # noqa: ANN001
+def _wrong_answer(item: Item, ontology: Ontology, rng: random.Random) -> str:
     if item.question_type is QuestionType.TRUE_FALSE:
         return "False" if item.answer.text == "True" else "True"
     if item.options:

@@ -6,40 +6,11 @@ import asyncio
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import openai
 
 from retinal_reason_data.recipe import TeacherSpec
-from retinal_reason_data.schema import Item
-
-
-@dataclass(frozen=True)
-class Request:
-    fingerprint: str
-    item: Item
-    attempt: int
-    messages: list[dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class Reply:
-    text: str | None
-    prompt_tokens: int
-    completion_tokens: int
-    latency_s: float
-    error: str | None
-
-
-def generation_params(spec: TeacherSpec) -> dict[str, Any]:
-    """The sampling parameters sent with every request (and hashed into its fingerprint)."""
-    params: dict[str, Any] = {"temperature": spec.temperature, "max_tokens": spec.max_tokens}
-    if spec.top_p is not None:
-        params["top_p"] = spec.top_p
-    if spec.seed is not None:
-        params["seed"] = spec.seed
-    return params
+from retinal_reason_data.teacher.requests import Reply, Request, generation_params
 
 
 def classify(exc: BaseException) -> str:

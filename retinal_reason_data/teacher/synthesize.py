@@ -19,8 +19,8 @@ from retinal_reason_data.ontology import Ontology
 from retinal_reason_data.recipe import Recipe
 from retinal_reason_data.schema import Case, Generation, Item
 from retinal_reason_data.teacher import offline
-from retinal_reason_data.teacher.openai_client import Reply, Request, generation_params, run_requests
 from retinal_reason_data.teacher.prompts import PROMPT_VERSION, build_messages, request_fingerprint
+from retinal_reason_data.teacher.requests import Reply, Request, generation_params
 from retinal_reason_data.verify import score
 
 
@@ -100,6 +100,8 @@ def synthesize(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> Synthesi
                 tokens = len(text.split())
                 record(item, attempt, fingerprint, Reply(text, 0, tokens, 0.0, None))
         else:
+            from retinal_reason_data.teacher.openai_client import run_requests  # imports openai: only when used
+
             requests = (
                 Request(fingerprint, item, attempt, build_messages(item, _image_urls(case, recipe)))
                 for item, case, attempt, fingerprint in attempts
