@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
@@ -45,6 +45,7 @@ def ingest_source(spec: SourceSpec, catalog: Catalog, ontology: Ontology, key: b
     source = spec.source_name
     report = IngestReport(source=source)
     licence = spec.licence or adapter.licence
+    labels = {**adapter.labels, **spec.labels}  # the recipe's mappings override the adapter's
     seen: set[str] = set()
     with catalog.source_writer(source) as writer:
         for record in tqdm(
@@ -57,7 +58,7 @@ def ingest_source(spec: SourceSpec, catalog: Catalog, ontology: Ontology, key: b
             result = (
                 record
                 if isinstance(record, Quarantine)
-                else _to_case(record, spec, source, licence, ontology, key, writer, report, seen)
+                else _to_case(record, labels, source, licence, ontology, key, writer, report, seen)
             )
             if isinstance(result, Quarantine):
                 writer.add_quarantine(result)
@@ -80,7 +81,7 @@ def _limited(records: Iterator[RawCase | Quarantine], limit: int | None) -> Iter
 
 def _to_case(
     raw: RawCase,
-    spec: SourceSpec,
+    labels: Mapping[str, str],
     source: str,
     licence: str,
     ontology: Ontology,
@@ -102,13 +103,9 @@ def _to_case(
     findings: list[Finding] = []
     for label in raw.labels:
         try:
-            findings.append(ontology.map_label(spec.adapter, label, spec.labels))
-            continue
+            findings.append(ontology.map_label(label, labels))
         except UnmappedLabel as exc:
-            entry = ontology.lookup(label)
-            if entry is not None:
-                findings.append(Finding(code=entry.code, raw_label=label, grade=entry.grade))
-            elif label != raw.context.diagnosis:  # a free-text diagnosis stays as text, with its aliases
+            if label != raw.context.diagnosis:  # a free-text diagnosis stays as text, with its aliases
                 return quarantine(source, raw.file, where, "unknown_label", f"{raw.file} row {where}: {exc}")
     images: list[ImageRef] = []
     for image in raw.images:

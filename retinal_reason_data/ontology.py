@@ -38,13 +38,12 @@ class UnmappedLabel(ValueError):
 
 
 class Ontology(BaseModel):
-    """Entries by code, ordered scales, and per-source raw-label maps."""
+    """Entries by code and ordered scales."""
 
     model_config = ConfigDict(extra="forbid")
 
     entries: dict[str, Entry]
     scales: dict[str, list[str]] = Field(default_factory=dict)
-    source_labels: dict[str, dict[str, str]] = Field(default_factory=dict)
     _term_index: dict[str, Entry] | None = PrivateAttr(default=None)
 
     def entry(self, code: str) -> Entry:
@@ -54,15 +53,19 @@ class Ontology(BaseModel):
         """The entry whose name, synonym or abbreviation matches `name` after normalisation."""
         return self._by_term().get(normalise_term(name))
 
-    def map_label(self, source: str, raw: str, overrides: Mapping[str, str] | None = None) -> Finding:
-        """Map a source's raw label to a Finding; raise UnmappedLabel rather than guess."""
+    def map_label(self, raw: str, table: Mapping[str, str]) -> Finding:
+        """Map a raw label through a source's table (exact, then case- and punctuation-folded keys), or
+        through the ontology's own names and synonyms; raise UnmappedLabel rather than guess."""
         key = raw.strip()
-        table = {**self.source_labels.get(source, {}), **(overrides or {})}
-        code = table.get(key) or table.get(key.lower()) or table.get(normalise_term(key))
+        folded = {normalise_term(k): v for k, v in table.items()}
+        code = table.get(key) or folded.get(normalise_term(key))
         if code is None:
-            raise UnmappedLabel(f"label {raw!r} of source {source!r} has no ontology mapping")
+            entry = self.lookup(key)
+            code = entry.code if entry else None
+        if code is None:
+            raise UnmappedLabel(f"label {raw!r} has no ontology mapping")
         if code not in self.entries:
-            raise UnmappedLabel(f"label {raw!r} of source {source!r} maps to unknown code {code!r}")
+            raise UnmappedLabel(f"label {raw!r} maps to unknown ontology code {code!r}")
         return Finding(code=code, raw_label=raw, grade=self.entries[code].grade)
 
     def same_concept(self, a: str, b: str) -> bool:
@@ -85,16 +88,9 @@ class Ontology(BaseModel):
         scale = self.entries[code].scale
         return self.scales.get(scale) if scale else None
 
-    def extend(self, entries: Iterable[Entry] = (), labels: Mapping[str, Mapping[str, str]] | None = None) -> Ontology:
-        """A copy with extra entries and label mappings (recipe additions override)."""
-        merged_labels = {source: dict(table) for source, table in self.source_labels.items()}
-        for source, table in (labels or {}).items():
-            merged_labels.setdefault(source, {}).update(table)
-        return Ontology(
-            entries={**self.entries, **{entry.code: entry for entry in entries}},
-            scales=self.scales,
-            source_labels=merged_labels,
-        )
+    def extend(self, entries: Iterable[Entry]) -> Ontology:
+        """A copy with extra (or replaced) entries, e.g. from a recipe."""
+        return Ontology(entries={**self.entries, **{entry.code: entry for entry in entries}}, scales=self.scales)
 
     def _by_term(self) -> dict[str, Entry]:
         if self._term_index is None:
@@ -111,5 +107,4 @@ def default_ontology() -> Ontology:
     """The ontology shipped with the package."""
     raw = yaml.safe_load(resources.files("retinal_reason_data").joinpath("data/ontology.yaml").read_text())
     entries = {item["code"]: Entry(**item) for item in raw["entries"]}
-    labels = {source: {str(k): v for k, v in table.items()} for source, table in raw["source_labels"].items()}
-    return Ontology(entries=entries, scales=raw.get("scales", {}), source_labels=labels)
+    return Ontology(entries=entries, scales=raw.get("scales", {}))

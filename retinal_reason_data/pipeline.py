@@ -24,9 +24,9 @@ from retinal_reason_data.teacher.synthesize import SynthesisReport, synthesize
 def recipe_ontology(recipe: Recipe) -> Ontology:
     """The shipped ontology with the recipe's additions and label overrides."""
     base = default_ontology()
-    if not recipe.ontology.entries and not recipe.ontology.labels:
+    if not recipe.ontology.entries:
         return base
-    return base.extend((Entry(**entry) for entry in recipe.ontology.entries), recipe.ontology.labels)
+    return base.extend(Entry(**entry) for entry in recipe.ontology.entries)
 
 
 @dataclass

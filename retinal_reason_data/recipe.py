@@ -133,8 +133,10 @@ class HubSpec(Section):
 
 
 class OntologyAdditions(Section):
+    """Extra ontology entries (same fields as data/ontology.yaml); per-source label mappings go in
+    each source's `labels`."""
+
     entries: list[dict[str, Any]] = Field(default_factory=list)
-    labels: dict[str, dict[str, str]] = Field(default_factory=dict)
 
 
 class Recipe(Section):

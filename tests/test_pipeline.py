@@ -98,7 +98,7 @@ def test_stats_reconcile_and_name_quarantine_reasons(built: Path) -> None:
         "Choroidal neovascularisation",
         "Diabetic macular oedema",
         "Drusen on OCT",
-        "Normal retina",
+        "Normal retina on OCT",
     }
     generations = stats["generations"]
     assert generations["attempts"] == 2 * sum(stats["items_by_task"].values())

@@ -51,5 +51,6 @@ ADAPTER = Adapter(
     layout="train.csv (id_code,diagnosis 0-4); train_images/{id_code}.png",
     licence="APTOS 2019 competition data: Kaggle competition rules, non-commercial research use",
     read=read,
+    labels={"0": "dr.none", "1": "dr.mild", "2": "dr.moderate", "3": "dr.severe", "4": "dr.proliferative"},
     write_phantom=write_aptos2019,
 )

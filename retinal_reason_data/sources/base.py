@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -51,6 +51,7 @@ class Adapter:
     layout: str
     licence: str
     read: Callable[[Path, str], Iterator[RawCase | Quarantine]]
+    labels: Mapping[str, str] = field(default_factory=dict)  # raw label -> ontology code
     write_phantom: PhantomWriter | None = None
 
 

@@ -62,5 +62,17 @@ ADAPTER = Adapter(
     "lesion_info.json {'case/img.jpeg': [[category, x0, y0, x1, y1]]}",
     licence="PhysioNet Credentialed Health Data License 1.5.0 (do not redistribute images)",
     read=read,
+    labels={
+        "leakage": "ffa.leakage",
+        "non-perfusion": "ffa.non_perfusion",
+        "microaneurysm": "ffa.microaneurysm",
+        "microaneurysms": "ffa.microaneurysm",
+        "neovascularization": "ffa.neovascularisation",
+        "staining": "ffa.staining",
+        "pooling": "ffa.pooling",
+        "window defect": "ffa.window_defect",
+        "blocked fluorescence": "ffa.blocked_fluorescence",
+        "normal": "ffa.normal",
+    },
     write_phantom=write_ffa_ir,
 )

@@ -46,5 +46,6 @@ ADAPTER = Adapter(
     layout="OCT2017/{train,test[,val]}/{CNV,DME,DRUSEN,NORMAL}/{CLASS}-{patient}-{n}.jpeg",
     licence="CC BY 4.0 (Kermany et al., Mendeley Data)",
     read=read,
+    labels={"CNV": "oct.cnv", "DME": "oct.dme", "DRUSEN": "oct.drusen", "NORMAL": "oct.normal"},
     write_phantom=write_oct2017,
 )

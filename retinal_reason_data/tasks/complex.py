@@ -15,12 +15,16 @@ from retinal_reason_data.text import normalise_term, stable_hash
 DIAGNOSIS_CATEGORIES = (
     "macular",
     "vascular_occlusion",
+    "vascular",
     "inflammatory",
+    "white_dot",
     "hereditary",
     "tumour",
     "optic_disc",
     "retinal_detachment",
-    "dr_grade",
+    "myopia",
+    "glaucoma",
+    "dr_disease",
 )
 _SENTENCE = re.compile(r"(?<=[.;])\s+")
 
