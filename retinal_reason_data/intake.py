@@ -122,6 +122,7 @@ def _to_case(
         sex=raw.sex,
         images=images,
         findings=findings,
+        gradable=raw.gradable,
         context=raw.context,
         provenance=Provenance(file=raw.file, row=raw.row, licence=licence),
     )

@@ -96,6 +96,9 @@ class Case(Strict):
     sex: Sex = Sex.UNKNOWN
     images: list[ImageRef]
     findings: list[Finding] = Field(default_factory=list)
+    gradable: bool | None = Field(
+        default=None, description="The collection's own gradability label (EyeQ, Messidor-2, DDR); None if it has none."
+    )
     context: ClinicalContext = Field(default_factory=ClinicalContext)
     provenance: Provenance
 

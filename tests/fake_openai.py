@@ -1,80 +1,302 @@
-"""An OpenAI-compatible chat-completions server on 127.0.0.1 for tests (real HTTP, real `openai` client)."""
+"""An OpenAI-compatible chat-completions server on 127.0.0.1 for tests and benchmarks.
+
+Real HTTP/1.1 with keep-alive on an asyncio event loop (thousands of concurrent connections, no thread per
+connection), so the real `openai` client and any other OpenAI-compatible client can be pointed at it.
+Faults can be injected in arrival order (`inject`) or by rule (`fault_rule`): HTTP errors with and
+without `Retry-After`, dropped connections, slow responses, invalid JSON, empty choices, refusals and
+arbitrary assistant text. Run it alone (benchmarks) with
+`python tests/fake_openai.py --latency 0.2`: it prints `PORT <n>` and serves until stdin closes.
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import socket
+import sys
 import threading
+import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass, field
 from typing import Any
 
 Responder = Callable[[dict[str, Any]], str]
+FaultRule = Callable[[dict[str, Any], dict[str, str]], "Fault | None"]
+
+DEFAULT_TEXT = (
+    "<think>Step 1: This is a colour fundus photograph.\nStep 2: I weighed every option against what I see."
+    "</think><answer>A</answer>"
+)
+REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests"}
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 512
+@dataclass(frozen=True)
+class Fault:
+    """What the server does instead of (or before) a normal reply."""
+
+    kind: str  # status | drop | slow | invalid_json | empty_choices | refusal | content_filter | text
+    status: int = 500
+    retry_after: str | None = None
+    delay_s: float = 0.0
+    text: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def http_error(status: int, retry_after: float | str | None = None, **headers: str) -> Fault:
+    """An HTTP error status (429, 500, 503, 401...), with a Retry-After header when given."""
+    return Fault("status", status=status, retry_after=None if retry_after is None else str(retry_after), headers=headers)
+
+
+def drop() -> Fault:
+    """Close the connection after reading the request, without a response."""
+    return Fault("drop")
+
+
+def slow(delay_s: float) -> Fault:
+    """Answer normally, but only after `delay_s` seconds (beyond a client's timeout)."""
+    return Fault("slow", delay_s=delay_s)
+
+
+def invalid_json() -> Fault:
+    return Fault("invalid_json")
+
+
+def empty_choices() -> Fault:
+    return Fault("empty_choices")
+
+
+def refusal(text: str = "I'm sorry, but I can't help with that request.") -> Fault:
+    """A reply whose message carries the `refusal` field, as OpenAI's API reports refusals."""
+    return Fault("refusal", text=text)
+
+
+def content_filter() -> Fault:
+    """A reply stopped by the provider's content filter (finish_reason 'content_filter', no content)."""
+    return Fault("content_filter")
+
+
+def text(content: str) -> Fault:
+    """A normal reply with this assistant text instead of the responder's (e.g. with missing tags)."""
+    return Fault("text", text=content)
 
 
 class FakeOpenAI:
-    """Serves /v1/chat/completions with `responder(request_json) -> assistant text`; records requests."""
+    """Serves /v1/chat/completions with `responder(request_json) -> assistant text`; records requests.
 
-    def __init__(self, responder: Responder) -> None:
-        self.responder = responder
+    `requests`/`headers` hold every chat request in arrival order; `served` the `x-client-request-id` of
+    every request answered with 200 and fully written; `arrivals` their arrival times (monotonic).
+    """
+
+    def __init__(
+        self,
+        responder: Responder | None = None,
+        latency_s: float = 0.0,
+        expected_key: str | None = None,
+        rate_headers: dict[str, str] | None = None,
+        port: int = 0,
+    ) -> None:
+        self.responder = responder or (lambda _request: DEFAULT_TEXT)
+        self.latency_s = latency_s
+        self.expected_key = expected_key
+        self.rate_headers = rate_headers or {}
+        self.fault_rule: FaultRule | None = None
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.arrivals: list[float] = []
+        self.served: list[str] = []
+        self.faults_applied: list[str] = []
+        self._queued: list[Fault] = []
         self._lock = threading.Lock()
-        owner = self
+        self._port = port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._connections: set[asyncio.StreamWriter] = set()
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def setup(self) -> None:
-                super().setup()
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-            def log_message(self, *args: Any) -> None:
-                return
-
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with owner._lock:
-                    owner.requests.append(body)
-                    owner.headers.append({k.lower(): v for k, v in self.headers.items()})
-                text = owner.responder(body)
-                payload = {
-                    "id": f"chatcmpl-{len(owner.requests)}",
-                    "object": "chat.completion",
-                    "created": 0,
-                    "model": body.get("model", "fake"),
-                    "choices": [
-                        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
-                    ],
-                    "usage": {
-                        "prompt_tokens": 100,
-                        "completion_tokens": len(text.split()),
-                        "total_tokens": 100 + len(text.split()),
-                    },
-                }
-                data = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = _Server(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+    # --- control ----------------------------------------------------------------------------------
+    def inject(self, *faults: Fault) -> None:
+        """Apply these faults, in order, to the next chat requests that arrive."""
+        with self._lock:
+            self._queued.extend(faults)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        return f"http://127.0.0.1:{self._port}/v1"
+
+    def request_ids(self) -> list[str]:
+        """The `x-client-request-id` header of every chat request, in arrival order."""
+        with self._lock:
+            return [h.get("x-client-request-id", "") for h in self.headers]
 
     def __enter__(self) -> FakeOpenAI:
-        self.thread.start()
+        self._thread = threading.Thread(target=self._run_thread, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("fake OpenAI server did not start")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        assert self._loop is not None and self._thread is not None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def _run_thread(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self.start())
+        self._ready.set()
+        try:
+            self._loop.run_forever()
+        finally:
+            self._server.close()  # type: ignore[union-attr]
+            for writer in list(self._connections):
+                writer.transport.abort()
+            self._loop.run_until_complete(asyncio.sleep(0))
+            self._loop.close()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self._port, backlog=4096, limit=2**24)
+        self._port = self._server.sockets[0].getsockname()[1]
+
+    # --- HTTP -------------------------------------------------------------------------------------
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._connections.add(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, path = lines[0].split(" ")[:2]
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        name, value = line.split(":", 1)
+                        headers[name.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                if not await self._route(method, path, headers, body, writer):
+                    break
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass
+        finally:
+            self._connections.discard(writer)
+            writer.transport.abort()
+
+    async def _route(
+        self, method: str, path: str, headers: dict[str, str], body: bytes, writer: asyncio.StreamWriter
+    ) -> bool:
+        if method == "GET" and path.endswith("/stats"):
+            with self._lock:
+                counts = {"requests": len(self.requests), "served": len(self.served)}
+            await self._send(writer, 200, json.dumps(counts).encode())
+            return True
+        if method != "POST" or not path.endswith("/chat/completions"):
+            await self._send(writer, 404, b'{"error": {"message": "not found"}}')
+            return True
+        request = json.loads(body)
+        with self._lock:
+            self.requests.append(request)
+            self.headers.append(headers)
+            self.arrivals.append(time.monotonic())
+            fault = self._queued.pop(0) if self._queued else None
+        if fault is None and self.fault_rule is not None:
+            fault = self.fault_rule(request, headers)
+        if fault is not None:
+            with self._lock:
+                self.faults_applied.append(fault.kind if fault.kind != "status" else str(fault.status))
+        if self.expected_key is not None and headers.get("authorization") != f"Bearer {self.expected_key}":
+            given = headers.get("authorization", "").removeprefix("Bearer ")
+            message = f"Incorrect API key provided: {given}. You can find your API key in your account."
+            await self._send(writer, 401, json.dumps({"error": {"message": message}}).encode())
+            return True
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
+        return await self._reply(request, headers, fault, writer)
+
+    async def _reply(
+        self, request: dict[str, Any], headers: dict[str, str], fault: Fault | None, writer: asyncio.StreamWriter
+    ) -> bool:
+        kind = fault.kind if fault else "ok"
+        if kind == "drop":
+            return False
+        if kind == "status":
+            assert fault is not None
+            extra = dict(fault.headers)
+            if fault.retry_after is not None:
+                extra["Retry-After"] = fault.retry_after
+            error = {"error": {"message": f"injected {fault.status}", "type": "fake", "code": None}}
+            await self._send(writer, fault.status, json.dumps(error).encode(), extra)
+            return True
+        if kind == "slow":
+            assert fault is not None
+            await asyncio.sleep(fault.delay_s)
+        if kind == "invalid_json":
+            await self._send(writer, 200, b'{"id": "chatcmpl-broken", "choices": [')
+            return True
+        message: dict[str, Any] = {"role": "assistant", "content": None}
+        finish = "stop"
+        if kind == "refusal":
+            assert fault is not None
+            message["refusal"] = fault.text
+        elif kind == "content_filter":
+            finish = "content_filter"
+        elif kind == "text":
+            assert fault is not None
+            message["content"] = fault.text
+        elif kind != "empty_choices":
+            message["content"] = self.responder(request)
+        content = message.get("content") or ""
+        completion_tokens = len(content.split())
+        payload = {
+            "id": f"chatcmpl-{len(self.requests)}",
+            "object": "chat.completion",
+            "created": 0,
+            "model": request.get("model", "fake"),
+            "choices": []
+            if kind == "empty_choices"
+            else [{"index": 0, "finish_reason": finish, "message": message, "logprobs": None}],
+            "usage": {
+                "prompt_tokens": 100,
+                "completion_tokens": completion_tokens,
+                "total_tokens": 100 + completion_tokens,
+            },
+        }
+        await self._send(writer, 200, json.dumps(payload).encode(), self.rate_headers)
+        with self._lock:
+            self.served.append(headers.get("x-client-request-id", ""))
+        return True
+
+    @staticmethod
+    async def _send(
+        writer: asyncio.StreamWriter, status: int, data: bytes, extra: dict[str, str] | None = None
+    ) -> None:
+        lines = [
+            f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(data)}",
+            *(f"{name}: {value}" for name, value in (extra or {}).items()),
+        ]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data)
+        await writer.drain()
+
+
+async def _serve_until_stdin_closes(server: FakeOpenAI) -> None:
+    await server.start()
+    print(f"PORT {server._port}", flush=True)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.read)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.2, help="Seconds before each reply.")
+    args = parser.parse_args()
+    asyncio.run(_serve_until_stdin_closes(FakeOpenAI(latency_s=args.latency, port=args.port)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,13 +1,26 @@
-"""Source adapters: one per collection layout."""
+"""Source adapters: one module per collection layout, each exposing `ADAPTER`; found automatically."""
 
 from __future__ import annotations
 
-from retinal_reason_data.sources import aptos2019, case_reports, ffa_ir, oct2017
+import importlib
+import pkgutil
+
 from retinal_reason_data.sources.base import Adapter, RawCase, RawImage
 
-ADAPTERS: dict[str, Adapter] = {
-    module.ADAPTER.name: module.ADAPTER for module in (aptos2019, oct2017, ffa_ir, case_reports)
-}
+
+def _discover() -> dict[str, Adapter]:
+    found: dict[str, Adapter] = {}
+    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        adapter = getattr(module, "ADAPTER", None)
+        if isinstance(adapter, Adapter):
+            if adapter.name in found:
+                raise RuntimeError(f"two adapters are named {adapter.name!r}")
+            found[adapter.name] = adapter
+    return found
+
+
+ADAPTERS: dict[str, Adapter] = _discover()
 
 
 def get_adapter(name: str) -> Adapter:

@@ -33,6 +33,7 @@ class RawCase(BaseModel):
     sex: Sex = Sex.UNKNOWN
     images: list[RawImage]
     labels: list[str] = Field(default_factory=list, description="Raw labels, mapped by the ontology.")
+    gradable: bool | None = Field(default=None, description="The collection's own gradability label, if any.")
     context: ClinicalContext = Field(default_factory=ClinicalContext)
     file: str
     row: int | str | None = None
