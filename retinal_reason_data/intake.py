@@ -15,7 +15,7 @@ from retinal_reason_data.privacy import pseudonymise
 from retinal_reason_data.recipe import SourceSpec
 from retinal_reason_data.schema import Case, Finding, ImageRef, Provenance, Quarantine
 from retinal_reason_data.sources import get_adapter
-from retinal_reason_data.sources.base import RawCase, RawImage, quarantine
+from retinal_reason_data.sources.base import RawCase, RawImage, SourceOptions, quarantine
 
 
 @dataclass
@@ -46,10 +46,11 @@ def ingest_source(spec: SourceSpec, catalog: Catalog, ontology: Ontology, key: b
     report = IngestReport(source=source)
     licence = spec.licence or adapter.licence
     labels = {**adapter.labels, **spec.labels}  # the recipe's mappings override the adapter's
+    options = SourceOptions(work_dir=catalog.path.parent / f"{catalog.path.stem}_work" / source, values=spec.options)
     seen: set[str] = set()
     with catalog.source_writer(source) as writer:
         for record in tqdm(
-            _limited(adapter.read(spec.root, source), spec.limit),
+            _limited(adapter.read(spec.root, source, options), spec.limit),
             desc=f"ingest {source}",
             unit="case",
             leave=False,

@@ -34,6 +34,7 @@ class SourceSpec(Section):
     licence: str | None = Field(default=None, description="Overrides the adapter's licence note.")
     labels: dict[str, str] = Field(default_factory=dict, description="Raw label -> ontology code overrides.")
     limit: int | None = Field(default=None, ge=1, description="Read at most this many cases.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Adapter-specific options (see `rrd sources`).")
     phantom: PhantomSpec | None = None
 
     @property

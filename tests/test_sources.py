@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 from retinal_reason_data.sources import ADAPTERS
-from retinal_reason_data.sources.base import RawCase
+from retinal_reason_data.sources.base import RawCase, SourceOptions
 
 
 def _read(adapter: str, root: Path, cases: int) -> tuple[list[RawCase], Counter[str]]:
@@ -14,7 +14,8 @@ def _read(adapter: str, root: Path, cases: int) -> tuple[list[RawCase], Counter[
     assert spec.write_phantom is not None
     spec.write_phantom(root, cases, 0)
     read, quarantined = [], Counter()
-    for record in spec.read(root, adapter):
+    options = SourceOptions(work_dir=root / "_work")
+    for record in spec.read(root, adapter, options):
         if isinstance(record, RawCase):
             read.append(record)
         else:

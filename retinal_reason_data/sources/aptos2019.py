@@ -7,11 +7,19 @@ from pathlib import Path
 
 from retinal_reason_data.phantoms.layouts import write_aptos2019
 from retinal_reason_data.schema import Modality, Quarantine
-from retinal_reason_data.sources.base import Adapter, RawCase, RawImage, find_image, image_listing, quarantine
+from retinal_reason_data.sources.base import (
+    Adapter,
+    RawCase,
+    RawImage,
+    SourceOptions,
+    find_image,
+    image_listing,
+    quarantine,
+)
 from retinal_reason_data.sources.tabular import read_csv_rows
 
 
-def read(root: Path, source: str) -> Iterator[RawCase | Quarantine]:
+def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | Quarantine]:
     """One case per labelled row; APTOS has no patient ids, so each image is its own patient."""
     labels = root / "train.csv"
     if not labels.is_file():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,7 +40,21 @@ class RawCase(BaseModel):
     row: int | str | None = None
 
 
-Reader = Callable[[Path], Iterator[RawCase | Quarantine]]
+class SourceOptions(BaseModel):
+    """What an adapter gets besides its root: the recipe's adapter-specific `options`, and a folder of
+    its own for anything it must write (e.g. images extracted from a JSON release); the collection itself
+    is never modified."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    work_dir: Path
+    values: dict[str, Any] = Field(default_factory=dict)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+
+Reader = Callable[[Path, str, SourceOptions], Iterator[RawCase | Quarantine]]
 PhantomWriter = Callable[[Path, int, int], None]
 
 
@@ -51,7 +66,7 @@ class Adapter:
     title: str
     layout: str
     licence: str
-    read: Callable[[Path, str], Iterator[RawCase | Quarantine]]
+    read: Reader
     labels: Mapping[str, str] = field(default_factory=dict)  # raw label -> ontology code
     write_phantom: PhantomWriter | None = None
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from retinal_reason_data.phantoms.layouts import write_case_reports
 from retinal_reason_data.schema import ClinicalContext, Modality, Quarantine, Sex
-from retinal_reason_data.sources.base import Adapter, RawCase, RawImage, quarantine
+from retinal_reason_data.sources.base import Adapter, RawCase, RawImage, SourceOptions, quarantine
 
 
 class Figure(BaseModel):
@@ -35,7 +35,7 @@ class Report(BaseModel):
     figures: list[Figure] = Field(min_length=1)
 
 
-def read(root: Path, source: str) -> Iterator[RawCase | Quarantine]:
+def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | Quarantine]:
     """One case per JSON line; the diagnosis is the label (free text when the ontology lacks it)."""
     path = root / "case_reports.jsonl"
     if not path.is_file():

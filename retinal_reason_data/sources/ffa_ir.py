@@ -8,10 +8,10 @@ from pathlib import Path
 
 from retinal_reason_data.phantoms.layouts import write_ffa_ir
 from retinal_reason_data.schema import ClinicalContext, Modality, Quarantine
-from retinal_reason_data.sources.base import Adapter, RawCase, RawImage, quarantine
+from retinal_reason_data.sources.base import Adapter, RawCase, RawImage, SourceOptions, quarantine
 
 
-def read(root: Path, source: str) -> Iterator[RawCase | Quarantine]:
+def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | Quarantine]:
     """One case per FFA-IR case id: all its frames, the lesion categories as labels, the report as context."""
     annotation_path = root / "ffair_annotation.json"
     lesion_path = root / "lesion_info.json"

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from retinal_reason_data.phantoms.layouts import write_oct2017
 from retinal_reason_data.schema import Modality, Quarantine
-from retinal_reason_data.sources.base import Adapter, RawCase, RawImage, image_listing, quarantine
+from retinal_reason_data.sources.base import Adapter, RawCase, RawImage, SourceOptions, image_listing, quarantine
 
 SPLITS = ("train", "val", "test")
 
 
-def read(root: Path, source: str) -> Iterator[RawCase | Quarantine]:
+def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | Quarantine]:
     """One case per scan; the class comes from the folder and the patient from the file name."""
     base = root / "OCT2017" if (root / "OCT2017").is_dir() else root
     found_any = False
