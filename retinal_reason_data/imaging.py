@@ -12,6 +12,7 @@ from pathlib import Path
 import imagehash
 from PIL import Image, ImageOps
 
+from retinal_reason_data.image_quality import measure
 from retinal_reason_data.schema import ImageRef, Modality
 
 MAX_PIXELS = 80_000_000  # about 9000 x 9000: larger than any fundus camera, smaller than a bomb
@@ -26,6 +27,9 @@ class ImageError(ValueError):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
+
+    def __reduce__(self) -> tuple[type[ImageError], tuple[str, str]]:
+        return ImageError, (self.reason, self.detail)
 
 
 def open_image(data: bytes, path: str | Path, reduce_to: int | None = None) -> Image.Image:
@@ -81,7 +85,8 @@ def fingerprint(path: str | Path, modality: Modality, caption: str | None = None
     if not data:
         raise ImageError("image_unreadable", f"{path}: file is empty")
     image, full_size = _decode(data, path, reduce_to=_HASH_DECODE_SIDE * 2)
-    perceptual = imagehash.phash(image.convert("L"), hash_size=HASH_SIDE)
+    grey = image.convert("L")
+    perceptual = imagehash.phash(grey, hash_size=HASH_SIDE)
     return ImageRef(
         path=str(path),
         sha256=hashlib.sha256(data).hexdigest(),
@@ -90,7 +95,16 @@ def fingerprint(path: str | Path, modality: Modality, caption: str | None = None
         height=full_size[1],
         modality=modality,
         caption=caption,
+        quality=measure(grey),
     )
+
+
+def fingerprint_task(task: tuple[str, Modality]) -> ImageRef | ImageError:
+    """`fingerprint` for a worker process: returns the error that refuses the image instead of raising."""
+    try:
+        return fingerprint(task[0], task[1])
+    except ImageError as exc:
+        return exc
 
 
 def _has_rotation(image: Image.Image) -> bool:

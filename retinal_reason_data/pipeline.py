@@ -11,7 +11,7 @@ from tqdm import tqdm
 from retinal_reason_data.catalog import Catalog
 from retinal_reason_data.curate import CurationReport, curate
 from retinal_reason_data.export.hf import export_hf
-from retinal_reason_data.intake import IngestReport, ensure_phantom, ingest_source
+from retinal_reason_data.intake import IngestReport, ensure_phantom, fingerprint_pool, ingest_source
 from retinal_reason_data.ontology import Entry, Ontology, default_ontology
 from retinal_reason_data.privacy import pseudonym_key
 from retinal_reason_data.recipe import Recipe
@@ -44,7 +44,9 @@ def ingest(recipe: Recipe, catalog: Catalog, report: BuildReport) -> None:
     key, _ = pseudonym_key(recipe.pseudonym_key_env)
     for spec in recipe.sources:
         ensure_phantom(spec)
-        report.ingest.append(ingest_source(spec, catalog, ontology, key))
+    with fingerprint_pool(recipe.ingest.workers) as pool:
+        for spec in recipe.sources:
+            report.ingest.append(ingest_source(spec, catalog, ontology, key, pool))
     catalog.forget_sources_except(spec.source_name for spec in recipe.sources)
 
 

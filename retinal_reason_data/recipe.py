@@ -54,6 +54,10 @@ class ComplexTasks(Section):
     options: int = Field(default=4, ge=2, le=8)
 
 
+class IngestSpec(Section):
+    workers: int | None = Field(default=None, ge=1, description="Processes that fingerprint images; all cores.")
+
+
 class TasksSpec(Section):
     basic: BasicTasks = Field(default_factory=BasicTasks)
     complex: ComplexTasks = Field(default_factory=ComplexTasks)
@@ -148,6 +152,7 @@ class Recipe(Section):
     pseudonym_key_env: str = "RRD_PSEUDONYM_KEY"
     ontology: OntologyAdditions = Field(default_factory=OntologyAdditions)
     sources: list[SourceSpec] = Field(min_length=1)
+    ingest: IngestSpec = Field(default_factory=IngestSpec)
     tasks: TasksSpec = Field(default_factory=TasksSpec)
     teacher: TeacherSpec = Field(default_factory=TeacherSpec)
     dedup: DedupSpec = Field(default_factory=DedupSpec)

@@ -44,6 +44,15 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
 
+class ImageQuality(Strict):
+    """Cheap quality measures computed at intake on a reduced decode (256 px longest side, grey levels 0-1)."""
+
+    brightness: float = Field(description="Mean grey level inside the field of view.")
+    contrast: float = Field(description="Standard deviation of grey levels inside the field of view.")
+    sharpness: float = Field(description="Variance of the Laplacian inside the field of view (blur is low).")
+    fov_fraction: float = Field(description="Share of the frame that is lit (a fundus field is about 0.5-0.8).")
+
+
 class ImageRef(Strict):
     """One image file as read from a collection, with its fingerprints."""
 
@@ -54,6 +63,7 @@ class ImageRef(Strict):
     height: int
     modality: Modality
     caption: str | None = Field(default=None, description="Caption shown with the image, if any.")
+    quality: ImageQuality | None = None
 
 
 class Finding(Strict):
