@@ -1,0 +1,46 @@
+"""Image intake: quality measures, and the process pool giving exactly what one process gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from retinal_reason_data.catalog import Catalog
+from retinal_reason_data.image_quality import measure
+from retinal_reason_data.intake import ensure_phantom, fingerprint_pool, ingest_source
+from retinal_reason_data.ontology import default_ontology
+from retinal_reason_data.phantoms.images import fundus_photo
+from retinal_reason_data.privacy import DEVELOPMENT_KEY
+from retinal_reason_data.recipe import PhantomSpec, SourceSpec
+
+
+def test_quality_measures_separate_good_dark_blurred_and_fieldless_images() -> None:
+    good = fundus_photo(1, "right", ["dr.moderate"], size=256).convert("L")
+    dark = good.point(lambda v: v // 6)
+    blurred = good.filter(ImageFilter.GaussianBlur(4))
+    fieldless = Image.fromarray(np.full((256, 256), 120, dtype=np.uint8))
+    q_good, q_dark, q_blur, q_flat = (measure(i) for i in (good, dark, blurred, fieldless))
+    assert 0.4 < q_good.fov_fraction < 0.9 and q_flat.fov_fraction == 1.0
+    assert q_dark.brightness < q_good.brightness / 3
+    assert q_blur.sharpness < q_good.sharpness / 3
+    assert q_flat.contrast == 0.0 and q_flat.sharpness == 0.0
+
+
+def test_the_pool_gives_the_same_cases_and_quarantine_as_one_process(tmp_path: Path) -> None:
+    spec = SourceSpec(adapter="aptos2019", root=tmp_path / "aptos", phantom=PhantomSpec(cases=14, seed=3))
+    ensure_phantom(spec)
+    results = []
+    for workers in (1, 2):
+        catalog = Catalog(tmp_path / f"c{workers}.duckdb")
+        with fingerprint_pool(workers) as pool:
+            report = ingest_source(spec, catalog, default_ontology(), DEVELOPMENT_KEY, pool)
+        cases = [c.model_dump() for c in catalog.iter_cases()]
+        quarantined = catalog.query("SELECT file, row_ref, reason FROM quarantine ORDER BY row_ref")
+        catalog.close()
+        results.append((cases, quarantined))
+        assert report.cases + sum(report.quarantined.values()) == 14
+        assert report.images_fingerprinted == report.cases and report.quarantined["image_unreadable"] == 1
+    assert results[0] == results[1]
+    assert all(case["images"][0]["quality"]["fov_fraction"] > 0.4 for case in results[0][0])
