@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint schemas clean
+.PHONY: demo test lint schemas bench-env clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,13 @@ test: $(STAMP)
 
 schemas: $(STAMP)
 	$(BIN)/rrd schemas
+
+# Benchmarks compare with imagededup, which needs torch and torchvision: a separate environment.
+bench-env: pyproject.toml
+	test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/python -m pip install --quiet --upgrade pip
+	.venv-bench/bin/python -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
+	.venv-bench/bin/python -m pip install --quiet -e ".[bench]"
 
 clean:
 	rm -rf $(VENV) recipes/work
