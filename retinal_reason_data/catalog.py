@@ -37,9 +37,24 @@ CREATE TABLE IF NOT EXISTS assignments (
     item_id VARCHAR PRIMARY KEY, group_id VARCHAR, split VARCHAR, fingerprint VARCHAR,
     attempts INTEGER, pass_at_k DOUBLE);
 CREATE TABLE IF NOT EXISTS counters (name VARCHAR PRIMARY KEY, value BIGINT);
+CREATE TABLE IF NOT EXISTS teacher_events (
+    at TIMESTAMP, fingerprint VARCHAR, item_id VARCHAR, attempt INTEGER, endpoint VARCHAR, kind VARCHAR,
+    status INTEGER, detail VARCHAR);
 """
 
 Model = TypeVar("Model", bound=BaseModel)
+TEACHER_EVENT_SCHEMA = pa.schema(
+    [
+        ("at", pa.timestamp("us")),
+        ("fingerprint", pa.string()),
+        ("item_id", pa.string()),
+        ("attempt", pa.int32()),
+        ("endpoint", pa.string()),
+        ("kind", pa.string()),
+        ("status", pa.int32()),
+        ("detail", pa.string()),
+    ]
+)
 
 
 class Catalog:
@@ -177,10 +192,11 @@ class Catalog:
     def iter_items(self, batch: int = 1000) -> Iterator[Item]:
         yield from self._iter_models("SELECT data FROM items ORDER BY item_id", Item, batch)
 
-    def iter_items_with_cases(self, batch: int = 500) -> Iterator[tuple[Item, Case]]:
-        """Items with their cases, in item id order, a batch at a time."""
+    def iter_items_with_cases(self, batch: int = 500, by_case: bool = False) -> Iterator[tuple[Item, Case]]:
+        """Items with their cases, in item id order (or grouped by case), a batch at a time."""
         cursor = self.db.cursor()
-        cursor.execute("SELECT i.data, c.data FROM items i JOIN cases c USING (case_id) ORDER BY i.item_id")
+        order = "i.case_id, i.item_id" if by_case else "i.item_id"
+        cursor.execute(f"SELECT i.data, c.data FROM items i JOIN cases c USING (case_id) ORDER BY {order}")
         while rows := cursor.fetchmany(batch):
             for item_data, case_data in rows:
                 yield Item.model_validate_json(item_data), Case.model_validate_json(case_data)
@@ -194,14 +210,48 @@ class Catalog:
     def answered_fingerprints(self) -> set[str]:
         return {row[0] for row in self.query("SELECT fingerprint FROM generations WHERE error IS NULL")}
 
-    def add_generations(self, generations: Sequence[Generation]) -> None:
-        """Commit teacher replies (one at a time as they arrive from a remote teacher, or a batch)."""
-        if len(generations) == 1:
-            row = _generation_row(generations[0])
-            placeholders = ", ".join("?" for _ in row)
-            self.db.execute(f"INSERT OR REPLACE INTO generations VALUES ({placeholders})", list(row.values()))
-        else:
-            self.insert("generations", [_generation_row(g) for g in generations])
+    def answered_among(self, fingerprints: Sequence[str]) -> dict[str, bool]:
+        """Which of these fingerprints have a reply (transport failures do not count), and whether verified."""
+        if not fingerprints:
+            return {}
+        self.db.register("_asked", pa.table({"fingerprint": pa.array(list(fingerprints), pa.string())}))
+        try:
+            rows = self.query(
+                "SELECT g.fingerprint, g.verified FROM generations g JOIN _asked USING (fingerprint) "
+                "WHERE g.error IS NULL"
+            )
+        finally:
+            self.db.unregister("_asked")
+        return {fingerprint: bool(verified) for fingerprint, verified in rows}
+
+    def add_generations(
+        self,
+        generations: Sequence[Generation],
+        events: Sequence[dict[str, Any]] = (),
+        db: duckdb.DuckDBPyConnection | None = None,
+    ) -> None:
+        """Commit teacher replies and the failed calls behind them in one transaction; `db` is a cursor of
+        this catalog when the commit runs on another thread (the synthesis writer)."""
+        db = db or self.db
+        rows = [_generation_row(g) for g in generations]
+        if not rows and not events:
+            return
+        db.execute("BEGIN TRANSACTION")
+        try:
+            for table, data, schema, verb in (
+                ("generations", rows, None, "INSERT OR REPLACE"),
+                ("teacher_events", events, TEACHER_EVENT_SCHEMA, "INSERT"),
+            ):
+                if data:
+                    db.register("_incoming", pa.Table.from_pylist(list(data), schema=schema))
+                    try:
+                        db.execute(f"{verb} INTO {table} SELECT * FROM _incoming")
+                    finally:
+                        db.unregister("_incoming")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     def _iter_models(self, sql: str, model: type[Model], batch: int) -> Iterator[Model]:
         cursor = self.db.cursor()

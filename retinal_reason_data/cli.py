@@ -56,6 +56,9 @@ def _run(
     report = BuildReport()
     try:
         stage(recipe, catalog, report)
+    except RecipeError as exc:  # e.g. a source's `options` that its adapter cannot use
+        typer.echo(f"error: {recipe_path}: {exc}", err=True)
+        raise typer.Exit(2) from None
     finally:
         catalog.close()
     _summary(recipe, report, time.perf_counter() - started)

@@ -63,12 +63,59 @@ class TasksSpec(Section):
     complex: ComplexTasks = Field(default_factory=ComplexTasks)
 
 
+class PriceSpec(Section):
+    """What a model costs per million tokens (in whatever currency you write; reports use it as is)."""
+
+    prompt_per_mtok: float = Field(default=0.0, ge=0.0)
+    completion_per_mtok: float = Field(default=0.0, ge=0.0)
+
+
+class EndpointSpec(Section):
+    """One OpenAI-compatible endpoint; unset limits fall back to the teacher's own keys."""
+
+    name: str | None = Field(default=None, description="Label in reports and logs; defaults to host:port.")
+    base_url: str
+    api_key_env: str | None = Field(default=None, description="Name of the environment variable with the key.")
+    api_key_header: str | None = Field(
+        default=None, description="Send the key in this header (e.g. 'api-key' for Azure) instead of Bearer."
+    )
+    query: dict[str, str] = Field(default_factory=dict, description="Query parameters, e.g. {api-version: ...}.")
+    model: str | None = Field(default=None, description="The name this endpoint serves teacher.model under.")
+    concurrency: int | None = Field(default=None, ge=1)
+    weight: float = Field(default=1.0, gt=0.0, description="Share of requests while several have room.")
+    rpm: int | None = Field(default=None, ge=1, description="Requests per minute.")
+    tpm: int | None = Field(default=None, ge=1, description="Tokens (prompt + completion) per minute.")
+
+
 class TeacherSpec(Section):
     kind: Literal["offline", "openai"] = "offline"
     base_url: str | None = None
     model: str = "offline-drafter"
     api_key_env: str | None = Field(default=None, description="Name of the environment variable with the key.")
     concurrency: int = Field(default=8, ge=1)
+    endpoints: list[EndpointSpec] = Field(
+        default_factory=list, description="Several endpoints instead of base_url; each may set its own limits."
+    )
+    rpm: int | None = Field(default=None, ge=1, description="Requests per minute (per endpoint).")
+    tpm: int | None = Field(default=None, ge=1, description="Tokens per minute (per endpoint).")
+    transport: Literal["openai", "aiohttp"] = Field(
+        default="openai",
+        description="'openai': the official client; 'aiohttp': a lean client of the same protocol (faster).",
+    )
+    prices: dict[str, PriceSpec] = Field(default_factory=dict, description="Model name -> price per 1M tokens.")
+    guided_attempts: int = Field(
+        default=0, ge=0, le=8, description="Attempts that are told the answer, for items no blind attempt solved."
+    )
+    max_retries: int = Field(default=6, ge=0, description="Retries of one request after a transient failure.")
+    backoff_s: float = Field(default=1.0, gt=0.0, description="First retry delay; doubles per retry, with jitter.")
+    backoff_max_s: float = Field(default=60.0, gt=0.0)
+    max_consecutive_failures: int = Field(
+        default=10, ge=1, description="Failures in a row (5xx, timeouts, dropped connections) that rest an endpoint."
+    )
+    endpoint_rest_s: float = Field(default=30.0, gt=0.0, description="Rest of an endpoint taken out before a probe.")
+    image_tokens: int | None = Field(
+        default=None, ge=1, description="Prompt tokens one image costs, for estimates; default from image_max_side."
+    )
     temperature: float = Field(default=0.0, ge=0.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     max_tokens: int = Field(default=1024, ge=16)
@@ -80,9 +127,28 @@ class TeacherSpec(Section):
 
     @model_validator(mode="after")
     def _openai_needs_endpoint(self) -> TeacherSpec:
-        if self.kind == "openai" and not self.base_url:
-            raise ValueError("kind 'openai' needs base_url (an OpenAI-compatible endpoint)")
+        if self.kind == "openai" and not self.base_url and not self.endpoints:
+            raise ValueError("kind 'openai' needs base_url or endpoints (OpenAI-compatible endpoints)")
+        if self.base_url and self.endpoints:
+            raise ValueError("give either base_url (one endpoint) or endpoints (several), not both")
         return self
+
+    def endpoint_specs(self) -> list[EndpointSpec]:
+        """Every endpoint with its limits resolved (the single-endpoint form becomes a list of one)."""
+        listed = self.endpoints or (
+            [EndpointSpec(base_url=self.base_url, api_key_env=self.api_key_env)] if self.base_url else []
+        )
+        return [
+            endpoint.model_copy(
+                update={
+                    "concurrency": endpoint.concurrency or self.concurrency,
+                    "rpm": endpoint.rpm or self.rpm,
+                    "tpm": endpoint.tpm or self.tpm,
+                    "model": endpoint.model or self.model,
+                }
+            )
+            for endpoint in listed
+        ]
 
 
 class DedupSpec(Section):

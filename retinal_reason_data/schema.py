@@ -85,6 +85,9 @@ class ClinicalContext(Strict):
     report: str | None = Field(default=None, description="Free-text reading report (never shown as a hint).")
     title: str | None = None
     pmcid: str | None = None
+    question: str | None = Field(default=None, description="An imported release's question (e.g. MM-Retinal-Reason).")
+    answer: str | None = Field(default=None, description="That release's answer, as released.")
+    reference_trace: str | None = Field(default=None, description="That release's reasoning, kept for comparison.")
 
 
 class Provenance(Strict):
@@ -160,7 +163,18 @@ class Generation(Strict):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_s: float = 0.0
-    error: str | None = Field(default=None, description="Failure class when no usable response came back.")
+    error: str | None = Field(
+        default=None, description="Transport failure class when no reply came back (the request is asked again)."
+    )
+    failure: str | None = Field(
+        default=None,
+        description="Why a reply does not count: empty, refusal, missing_tags, wrong_answer, reveals_guidance.",
+    )
+    guided: bool = Field(default=False, description="The teacher was told the answer (guided fallback).")
+    finish_reason: str | None = None
+    endpoint: str | None = Field(default=None, description="Name of the endpoint that answered.")
+    tries: int = Field(default=1, description="HTTP calls made for this request (1 + retries).")
+    cost: float = Field(default=0.0, description="From the recipe's per-model prices, in their currency.")
 
 
 class SftRow(Strict):

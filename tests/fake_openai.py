@@ -295,7 +295,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.2, help="Seconds before each reply.")
     args = parser.parse_args()
-    asyncio.run(_serve_until_stdin_closes(FakeOpenAI(latency_s=args.latency, port=args.port)))
+    (__import__("uvloop").install() if __import__("os").environ.get("UV") else None, asyncio.run)[1](_serve_until_stdin_closes(FakeOpenAI(latency_s=args.latency, port=args.port)))
 
 
 if __name__ == "__main__":
