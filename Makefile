@@ -16,6 +16,7 @@ demo: $(STAMP)
 	$(BIN)/rrd build recipes/demo.yaml
 
 test: $(STAMP)
+	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)  # review page tests
 	$(BIN)/ruff check retinal_reason_data tests benchmarks
 	$(BIN)/python -m pytest
 

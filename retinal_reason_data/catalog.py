@@ -33,19 +33,25 @@ CREATE TABLE IF NOT EXISTS generations (
 CREATE TABLE IF NOT EXISTS image_clusters (
     sha256 VARCHAR PRIMARY KEY, exact_cluster VARCHAR, near_cluster VARCHAR, kept BOOLEAN);
 CREATE TABLE IF NOT EXISTS drops (item_id VARCHAR, stage VARCHAR, reason VARCHAR, detail VARCHAR);
+CREATE TABLE IF NOT EXISTS duplicate_matches (
+    a VARCHAR, b VARCHAR, kind VARCHAR, near_distance INTEGER, detail_distance INTEGER, orientation VARCHAR);
+CREATE TABLE IF NOT EXISTS pixel_digests (sha256 VARCHAR PRIMARY KEY, digest VARCHAR);
 CREATE TABLE IF NOT EXISTS assignments (
     item_id VARCHAR PRIMARY KEY, group_id VARCHAR, split VARCHAR, fingerprint VARCHAR,
     attempts INTEGER, pass_at_k DOUBLE);
 CREATE TABLE IF NOT EXISTS counters (name VARCHAR PRIMARY KEY, value BIGINT);
+CREATE TABLE IF NOT EXISTS reviews (
+    fingerprint VARCHAR PRIMARY KEY, item_id VARCHAR, decision VARCHAR, reason VARCHAR, annotators INTEGER,
+    generation VARCHAR);
 CREATE TABLE IF NOT EXISTS teacher_events (
-    at TIMESTAMP, fingerprint VARCHAR, item_id VARCHAR, attempt INTEGER, endpoint VARCHAR, kind VARCHAR,
+    logged_at TIMESTAMP, fingerprint VARCHAR, item_id VARCHAR, attempt INTEGER, endpoint VARCHAR, kind VARCHAR,
     status INTEGER, detail VARCHAR);
 """
 
 Model = TypeVar("Model", bound=BaseModel)
 TEACHER_EVENT_SCHEMA = pa.schema(
     [
-        ("at", pa.timestamp("us")),
+        ("logged_at", pa.timestamp("us")),
         ("fingerprint", pa.string()),
         ("item_id", pa.string()),
         ("attempt", pa.int32()),
@@ -130,7 +136,8 @@ class Catalog:
             "SELECT ref FROM image_cache WHERE path = ? AND size = ? AND mtime_ns = ? AND modality = ?",
             [path, size, mtime_ns, modality],
         )
-        return ImageRef.model_validate_json(row[0]) if row else None
+        ref = ImageRef.model_validate_json(row[0]) if row else None
+        return ref if ref is not None and ref.near_hash is not None else None  # older fingerprints lack it
 
     def cache_images(self, entries: Iterable[tuple[int, int, ImageRef]]) -> None:
         rows = [

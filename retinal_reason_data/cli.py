@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from retinal_reason_data.annotations import AnnotationError
 from retinal_reason_data.catalog import Catalog
 from retinal_reason_data.pipeline import (
     BuildReport,
@@ -23,6 +25,7 @@ from retinal_reason_data.pipeline import (
 )
 from retinal_reason_data.recipe import Recipe, RecipeError, load_recipe
 from retinal_reason_data.stats import collect
+from retinal_reason_data.teacher.synthesize import SynthesisStopped
 
 app = typer.Typer(
     add_completion=False,
@@ -36,7 +39,9 @@ CatalogOpt = Annotated[Path | None, typer.Option("--catalog", help="Overrides ca
 
 
 def _open(recipe_path: Path, out: Path | None, catalog: Path | None) -> tuple[Recipe, Catalog]:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    level = os.environ.get("RRD_LOG_LEVEL", "WARNING").upper()  # e.g. INFO: the teacher's commits and retries
+    level = level if level in logging.getLevelNamesMapping() else "WARNING"
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s")
     try:
         recipe = load_recipe(recipe_path, out=out, catalog=catalog)
     except RecipeError as exc:
@@ -59,6 +64,17 @@ def _run(
     except RecipeError as exc:  # e.g. a source's `options` that its adapter cannot use
         typer.echo(f"error: {recipe_path}: {exc}", err=True)
         raise typer.Exit(2) from None
+    except AnnotationError as exc:  # a verdict file with a bad line: the build stops rather than ignore it
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except SynthesisStopped as exc:  # Ctrl-C, SIGTERM, every endpoint failing: what arrived is committed
+        report.synthesis = exc.report
+        _summary(recipe, report, time.perf_counter() - started)
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted; everything committed so far is kept: rerun the same command to resume", err=True)
+        raise typer.Exit(130) from None
     finally:
         catalog.close()
     _summary(recipe, report, time.perf_counter() - started)
@@ -82,8 +98,27 @@ def ingest_command(recipe: RecipeArg, out: OutOpt = None, catalog: CatalogOpt = 
 
 
 @app.command("synthesize")
-def synthesize_command(recipe: RecipeArg, out: OutOpt = None, catalog: CatalogOpt = None) -> None:
+def synthesize_command(
+    recipe: RecipeArg,
+    out: OutOpt = None,
+    catalog: CatalogOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Estimate requests, tokens, cost and time; send nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: one JSON object on stdout.")] = False,
+) -> None:
     """Build the questions and ask the teacher for every attempt not yet answered."""
+    if dry_run:
+        from retinal_reason_data.teacher.estimate import estimate
+
+        loaded, db = _open(recipe, out, catalog)
+        try:
+            build_items(loaded, db, BuildReport())
+            figures = estimate(loaded, db)
+        finally:
+            db.close()
+        typer.echo(json.dumps(figures.to_dict(), indent=2) if as_json else "\n".join(figures.lines()))
+        return
 
     def stage(r: Recipe, c: Catalog, rep: BuildReport) -> None:
         build_items(r, c, rep)
@@ -114,6 +149,9 @@ def stats_command(
     loaded, db = _open(recipe, out, catalog)
     try:
         stats = collect(loaded, db, recipe_ontology(loaded))
+    except AnnotationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     finally:
         db.close()
     if as_json:
@@ -129,8 +167,58 @@ def stats_command(
         "dropped_by_filter",
         "splits",
         "exported",
+        "review",
     ):
         typer.echo(f"{key}: {json.dumps(stats[key], sort_keys=True)}")
+
+
+@app.command("extract")
+def extract_command(
+    recipe: RecipeArg,
+    out: OutOpt = None,
+    catalog: CatalogOpt = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Read at most this many case reports.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Ask the teacher to read each case report again (age, sex, complaint, history, examination, diagnosis)
+    and flag where its reading and the rule-based one disagree (table `extractions` of the catalog)."""
+    from retinal_reason_data.casereports.extraction import run_extraction
+
+    loaded, db = _open(recipe, out, catalog)
+    try:
+        result = run_extraction(loaded, db, recipe_ontology(loaded), limit=limit)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        db.close()
+    figures = result.to_dict()
+    if as_json:
+        typer.echo(json.dumps(figures, indent=2, sort_keys=True))
+        return
+    for key, value in figures.items():
+        typer.echo(f"{key}: {json.dumps(value, sort_keys=True)}")
+
+
+@app.command("report")
+def report_command(
+    recipe: RecipeArg,
+    out: OutOpt = None,
+    catalog: CatalogOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of its path.")] = False,
+) -> None:
+    """Curate (duplicates, filters, splits) and write the curation report beside the catalog: every drop
+    reason with examples, label conflicts between duplicates, and the splits."""
+    from retinal_reason_data.curate import curate
+    from retinal_reason_data.curation_report import report_paths
+
+    loaded, db = _open(recipe, out, catalog)
+    try:
+        curate(loaded, db)
+    finally:
+        db.close()
+    markdown, data = report_paths(loaded)
+    typer.echo(data.read_text(encoding="utf-8") if as_json else f"{markdown}\n{data}")
 
 
 @app.command("sources")
@@ -151,6 +239,112 @@ def sources_command(
         typer.echo(f"{row['adapter']}: {row['title']}\n  layout:  {row['layout']}\n  licence: {row['licence']}")
 
 
+def _recipe(recipe_path: Path, out: Path | None = None, catalog: Path | None = None) -> Recipe:
+    try:
+        return load_recipe(recipe_path, out=out, catalog=catalog)
+    except RecipeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command("review")
+def review_command(
+    recipe: RecipeArg,
+    host: Annotated[str, typer.Option(help="Address to bind; any but the loopback needs a token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8321,
+    annotator: Annotated[
+        str | None, typer.Option(help="Your name: verdicts go to <annotations>/<recipe>/<name>.jsonl.")
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="RRD_REVIEW_TOKEN", help="Token required of every visitor (generated off loopback)."),
+    ] = None,
+    out: OutOpt = None,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Serve the review page over the current build: accept, reject or edit each trace; every build honours
+    the verdicts."""
+    from retinal_reason_data.review.server import serve
+    from retinal_reason_data.review.snapshot import SnapshotError
+
+    loaded = _recipe(recipe, out, catalog)
+    try:
+        serve(loaded, typer.echo, host=host, port=port, annotator=annotator, token=token)
+    except (SnapshotError, AnnotationError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+annotations_app = typer.Typer(no_args_is_help=True, help="Reviewers' verdicts: Label Studio export and import.")
+app.add_typer(annotations_app, name="annotations")
+
+
+@annotations_app.command("export-labelstudio")
+def export_labelstudio_command(
+    recipe: RecipeArg,
+    tasks: Annotated[Path, typer.Option(help="Task list to write; the labelling config goes beside it.")] = Path(
+        "labelstudio-tasks.json"
+    ),
+    image_root: Annotated[
+        Path, typer.Option(help="Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT; image paths are under it.")
+    ] = Path("/"),
+    queue: Annotated[str, typer.Option(help="all, unreviewed, rejected or disagreements.")] = "all",
+    annotator: Annotated[str, typer.Option(help="Whose verdicts 'unreviewed' counts.")] = "",
+    sample: Annotated[int | None, typer.Option(help="A batch of N traces stratified by source and task.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the batch.")] = 0,
+    source: Annotated[str, typer.Option(help="Only this source.")] = "",
+    modality: Annotated[str, typer.Option(help="Only this modality.")] = "",
+    task: Annotated[str, typer.Option(help="Only this task (basic, complex).")] = "",
+    question_type: Annotated[str, typer.Option(help="Only this question type.")] = "",
+    catalog: CatalogOpt = None,
+) -> None:
+    """Write the build's traces as Label Studio tasks (JSON) with a matching labelling config."""
+    from retinal_reason_data.review.labelstudio import export_tasks
+    from retinal_reason_data.review.snapshot import SnapshotError
+
+    loaded = _recipe(recipe, catalog=catalog)
+    filters = {"source": source, "modality": modality, "task": task, "question_type": question_type}
+    try:
+        count = export_tasks(
+            loaded,
+            tasks,
+            image_root,
+            filters,
+            (sample, seed) if sample else None,
+            queue,
+            annotator,
+        )
+    except (SnapshotError, AnnotationError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{count} tasks -> {tasks}\nlabelling config -> {tasks.with_suffix('.config.xml')}")
+
+
+@annotations_app.command("import-labelstudio")
+def import_labelstudio_command(
+    recipe: RecipeArg,
+    export: Annotated[Path, typer.Argument(help="Label Studio's JSON export of the project.")],
+    annotator: Annotated[
+        str | None, typer.Option(help="Name every verdict after this annotator (default: Label Studio's user).")
+    ] = None,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Append the verdicts of a Label Studio JSON export to annotations/ (importing twice adds nothing)."""
+    from retinal_reason_data.review.labelstudio import import_labelstudio
+
+    loaded = _recipe(recipe, catalog=catalog)
+    try:
+        report = import_labelstudio(loaded, export, annotator)
+    except AnnotationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        f"{report.added} verdicts added, {report.already} already there, {report.cancelled} skipped in Label Studio"
+    )
+    for line in report.skipped:
+        typer.echo(f"  no decision: {line}")
+
+
 @app.command("schemas")
 def schemas_command(
     out: Annotated[Path, typer.Option("--out", help="Folder for the JSON Schema files.")] = Path("schemas"),
@@ -160,6 +354,73 @@ def schemas_command(
 
     for path in write_schemas(out):
         typer.echo(str(path))
+
+
+@app.command("push")
+def push_command(
+    recipe: RecipeArg,
+    version: Annotated[str, typer.Option("--version", help="Version X.Y.Z; the commit is tagged vX.Y.Z.")],
+    public: Annotated[
+        bool | None,
+        typer.Option("--public/--private", help="Visibility of a new repository (default: the recipe's hub.private)."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check and show the plan; change nothing.")] = False,
+    out: OutOpt = None,
+) -> None:
+    """Push the export to the Hub as version X.Y.Z: one commit with a changelog entry, tagged vX.Y.Z."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from retinal_reason_data.diff import ReleaseError
+    from retinal_reason_data.hub import push
+
+    try:
+        loaded = load_recipe(recipe, out=out)
+        push(loaded, version, private=None if public is None else not public, dry_run=dry_run, echo=typer.echo)
+    except RecipeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except (ReleaseError, HfHubHTTPError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: run the same push again; what was uploaded is kept", err=True)
+        raise typer.Exit(130) from None
+
+
+@app.command("diff")
+def diff_command(
+    old: Annotated[str, typer.Argument(help="An export folder, REPO@TAG, or a tag of --repo.")],
+    new: Annotated[str, typer.Argument(help="An export folder, REPO@TAG, or a tag of --repo.")],
+    repo: Annotated[str | None, typer.Option("--repo", help="Dataset repository of bare tags.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Ids listed per kind of change.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="The complete diff as one JSON object.")] = False,
+) -> None:
+    """Compare two releases by sample id: rows per config and split, ids added, removed and changed."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from retinal_reason_data.diff import ReleaseError, diff_indexes, load_release_index
+
+    try:
+        (old_index, old_label), (new_index, new_label) = load_release_index(old, repo), load_release_index(new, repo)
+    except (ReleaseError, HfHubHTTPError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    diff = diff_indexes(old_index, new_index, old_label, new_label)
+    if as_json:
+        typer.echo(diff.model_dump_json(indent=2))
+        return
+    typer.echo(f"{old_label} -> {new_label}")
+    for config, change in diff.configs.items():
+        splits = sorted(set(change.old_rows) | set(change.new_rows))
+        rows = ", ".join(f"{s} {change.old_rows.get(s, 0)} -> {change.new_rows.get(s, 0)}" for s in splits)
+        typer.echo(f"  {config}: {rows}")
+        for kind in ("added", "removed", "changed", "moved"):
+            ids = getattr(change, kind)
+            if ids:
+                more = f" ... and {len(ids) - limit} more" if len(ids) > limit else ""
+                typer.echo(f"    {kind} {len(ids)}: {' '.join(ids[:limit])}{more}")
+    if diff.unchanged:
+        typer.echo("  no sample added, removed or changed")
 
 
 def _summary(recipe: Recipe, report: BuildReport, seconds: float) -> None:
@@ -183,10 +444,24 @@ def _summary(recipe: Recipe, report: BuildReport, seconds: float) -> None:
         rows.append(
             ("teacher", f"{s.requests} requests, {s.cache_hits} cache hits, {s.verified} verified; failed: {failed}")
         )
+        if s.calls:
+            retried = ", ".join(f"{k} {v}" for k, v in sorted(s.failed_calls.items())) or "none"
+            tokens = f"{s.prompt_tokens:,} prompt + {s.completion_tokens:,} completion tokens"
+            rows.append(("teacher calls", f"{s.calls} HTTP calls (failed: {retried}); {tokens}; cost {s.cost:.4f}"))
     if report.curation:
         c = report.curation
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(c.dropped.items())) or "none"
         rows.append(("curation", f"{c.cases_dropped} duplicate cases; dropped items: {dropped}"))
+    if report.review and report.review.verdicts:
+        v = report.review
+        rows.append(
+            (
+                "review",
+                f"{v.traces} traces reviewed: {v.accepted} accepted, {v.edited} edited, {v.rejected} rejected"
+                f" ({v.items_rejected} items); {v.left_out} left out of this export"
+                + (f"; {v.stale} verdicts on traces no longer built" if v.stale else ""),
+            )
+        )
     if report.manifest:
         m = report.manifest
         counts = "; ".join(
@@ -194,6 +469,11 @@ def _summary(recipe: Recipe, report: BuildReport, seconds: float) -> None:
         )
         state = "up to date, nothing written" if m.get("up_to_date") else "written"
         rows.append(("export", f"{counts} ({state}) -> {recipe.export.out}"))
+        for name, written in m.get("formats", {}).items():
+            if name != "hf":
+                skipped = sum(written.get("skipped", {}).values())
+                total = sum(written["rows"].values())
+                rows.append((f"  {name}", f"{total} rows" + (f", {skipped} left out" if skipped else "")))
     rows.append(("time", f"{seconds:.1f} s"))
     width = max(len(name) for name, _ in rows)
     typer.echo(f"\n{recipe.name} {recipe.version}")

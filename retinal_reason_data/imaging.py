@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from retinal_reason_data.fieldhash import field_hashes
 from retinal_reason_data.image_quality import measure
 from retinal_reason_data.schema import ImageRef, Modality
 
@@ -88,6 +89,7 @@ def fingerprint(path: str | Path, modality: Modality, caption: str | None = None
         raise ImageError("image_unreadable", f"{path}: file is empty")
     image, full_size = _decode(data, path, reduce_to=HASH_DECODE_SIDE)
     grey = image.convert("L")
+    near_hash, detail_hash = field_hashes(grey)
     return ImageRef(
         path=str(path),
         sha256=hashlib.sha256(data).hexdigest(),
@@ -97,6 +99,8 @@ def fingerprint(path: str | Path, modality: Modality, caption: str | None = None
         modality=modality,
         caption=caption,
         quality=measure(grey),
+        near_hash=near_hash,
+        detail_hash=detail_hash,
     )
 
 

@@ -198,5 +198,5 @@ def _assemble(
         findings=findings,
         gradable=raw.gradable,
         context=raw.context,
-        provenance=Provenance(file=raw.file, row=raw.row, licence=context.licence),
+        provenance=Provenance(file=raw.file, row=raw.row, licence=raw.licence or context.licence),
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from retinal_reason_data.annotations import ReviewReport, apply_verdicts
 from retinal_reason_data.catalog import Catalog
 from retinal_reason_data.curate import CurationReport, curate
 from retinal_reason_data.export.hf import export_hf
@@ -34,8 +35,10 @@ class BuildReport:
     ingest: list[IngestReport] = field(default_factory=list)
     items: Counter[str] = field(default_factory=Counter)
     synthesis: SynthesisReport | None = None
+    judge: Any = None  # casereports.judge.JudgeReport when tasks.complex.judge is on
     curation: CurationReport | None = None
     manifest: dict[str, Any] | None = None
+    review: ReviewReport | None = None
 
 
 def ingest(recipe: Recipe, catalog: Catalog, report: BuildReport) -> None:
@@ -79,11 +82,16 @@ def build_items(recipe: Recipe, catalog: Catalog, report: BuildReport) -> None:
 
 def run_synthesis(recipe: Recipe, catalog: Catalog, report: BuildReport) -> None:
     report.synthesis = synthesize(recipe, catalog, recipe_ontology(recipe))
+    if recipe.tasks.complex.judge:
+        from retinal_reason_data.casereports.judge import judge_near_misses
+
+        report.judge = judge_near_misses(recipe, catalog)
 
 
 def run_export(recipe: Recipe, catalog: Catalog, report: BuildReport, force: bool = False) -> None:
     """Curate (duplicates, trace choice, splits) and write the dataset folder if its content changed."""
     report.curation = curate(recipe, catalog)
+    report.review = apply_verdicts(recipe, catalog)  # rejected traces out, edited traces in (annotations/)
     stats = collect(recipe, catalog, recipe_ontology(recipe))
     report.manifest = export_hf(recipe, catalog, stats, force=force)
 

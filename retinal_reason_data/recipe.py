@@ -9,7 +9,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from retinal_reason_data.schema import QuestionType
+from retinal_reason_data.schema import Modality, QuestionType
 
 
 class RecipeError(ValueError):
@@ -52,6 +52,13 @@ class ComplexTasks(Section):
     enabled: bool = True
     types: list[Literal["open", "single_choice"]] = Field(default_factory=lambda: ["open", "single_choice"])
     options: int = Field(default=4, ge=2, le=8)
+    judge: bool = Field(
+        default=False,
+        description="Ask the teacher whether a wrong open answer close to an accepted name means the same diagnosis.",
+    )
+    judge_min_similarity: float = Field(
+        default=0.6, ge=0.0, le=1.0, description="How close (0-1) a wrong open answer must be to be judged."
+    )
 
 
 class IngestSpec(Section):
@@ -151,16 +158,61 @@ class TeacherSpec(Section):
         ]
 
 
+KeepCriterion = Literal["source_priority", "resolution", "quality"]
+
+
 class DedupSpec(Section):
     enabled: bool = True
-    near_threshold: int = Field(default=20, ge=0, le=256, description="Max Hamming distance of 256-bit pHash.")
-    source_priority: list[str] = Field(default_factory=list)
+    near_threshold: int = Field(
+        default=16, ge=0, le=40, description="Max Hamming distance of two near_hash values (256 bits) for a match."
+    )
+    detail_threshold: int = Field(
+        default=24, ge=0, le=256, description="Max Hamming distance of detail_hash for a match (256: no check)."
+    )
+    orientations: bool = Field(default=True, description="Also match flipped and quarter-turned copies.")
+    source_priority: list[str] = Field(default_factory=list, description="Sources whose copy is kept first.")
+    keep: list[KeepCriterion] = Field(
+        default_factory=lambda: ["source_priority", "resolution", "quality"],
+        description="Order of the criteria that choose the copy kept in a cluster (case id breaks ties).",
+    )
+    on_label_conflict: Literal["keep", "drop"] = Field(
+        default="keep", description="Duplicates whose labels disagree: keep the chosen copy, or drop the cluster."
+    )
+
+
+class ImageFilters(Section):
+    """Ungradable photographs, measured at intake (ImageQuality, grey levels 0-1); defaults calibrated on phantoms."""
+
+    enabled: bool = True
+    modalities: list[Modality] = Field(default_factory=lambda: [Modality.CFP])
+    min_brightness: float = Field(default=0.13, ge=0.0, le=1.0, description="Darker than this: too dark.")
+    max_brightness: float = Field(default=0.65, ge=0.0, le=1.0, description="Brighter than this: overexposed.")
+    min_sharpness: float = Field(
+        default=0.06, ge=0.0, description="Laplacian variance / contrast^2 below this: blurred."
+    )
+    min_contrast: float = Field(default=0.01, ge=0.0, description="Below this the picture is blank.")
+    min_field_fraction: float = Field(default=0.2, ge=0.0, le=1.0, description="Lit share below this: no field.")
+    trust_source_labels: bool = Field(
+        default=True, description="A collection's own gradable label (EyeQ, Messidor-2, DDR) overrides the measures."
+    )
 
 
 class FiltersSpec(Section):
     min_think_chars: int = Field(default=40, ge=0)
     max_think_chars: int = Field(default=12000, ge=1)
+    max_answer_chars: int = Field(default=400, ge=1)
     max_repeated_line_ratio: float = Field(default=0.5, gt=0.0, le=1.0)
+    max_repeated_ngram_ratio: float = Field(
+        default=0.5, gt=0.0, le=1.0, description="Share of repeated word 6-grams above which a trace loops."
+    )
+    min_english_ratio: float = Field(
+        default=0.85, ge=0.0, le=1.0, description="Share of letters that are Latin, and of words that are English."
+    )
+    refusals: bool = Field(default=True, description="Drop traces that refuse or defer to a clinician.")
+    max_hedges: int = Field(default=1, ge=0, description="Explicit non-committal phrases allowed in a trace.")
+    answer_in_question: bool = Field(default=True, description="Drop open items whose question states the answer.")
+    given_answer: bool = Field(default=True, description="Drop traces that say they were told the answer.")
+    images: ImageFilters = Field(default_factory=ImageFilters)
 
 
 class SplitsSpec(Section):
@@ -169,6 +221,13 @@ class SplitsSpec(Section):
     rl: float = Field(default=0.2, ge=0.0, le=1.0, description="RL train groups, disjoint from SFT train.")
     validation: float = Field(default=0.1, ge=0.0, le=1.0)
     test: float = Field(default=0.1, ge=0.0, le=1.0)
+    stratify: list[Literal["task", "modality", "label"]] = Field(
+        default_factory=lambda: ["task", "modality", "label"],
+        description="Group properties whose mix each split keeps (groups are dealt within each stratum).",
+    )
+    holdout_sources: list[str] = Field(
+        default_factory=list, description="Sources held out whole as the out-of-domain test split 'test_ood'."
+    )
 
     @model_validator(mode="after")
     def _ratios_sum_to_one(self) -> SplitsSpec:
@@ -182,10 +241,35 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMG]?i?B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 
 
+ExportFormat = Literal["hf", "mm-retinal-reason", "ophthareason-eval", "verl", "easyr1", "sharegpt"]
+
+
+class CardSpec(Section):
+    """What the dataset card says besides the counts it measures."""
+
+    licence: str = Field(default="other", description="The card's `license` id (the sources keep their own).")
+    citation: str | None = Field(default=None, description="How to cite this release (e.g. BibTeX).")
+    citations: dict[str, str] = Field(
+        default_factory=dict, description="Source name -> citation; adds to or overrides the built-in ones."
+    )
+    teacher_terms: str | None = Field(
+        default=None, description="The teacher provider's terms of use that apply to the traces (text or URL)."
+    )
+
+
 class ExportSpec(Section):
     out: Path = Path("export")
     max_shard_size: int = Field(default=256 * 10**6, description="Bytes, or a string such as '500MB'.")
-    formats: list[Literal["hf"]] = Field(default_factory=lambda: ["hf"])
+    formats: list[ExportFormat] = Field(
+        default_factory=lambda: ["hf"],
+        description="Release formats; 'hf' is always written (the others derive from it).",
+    )
+    card: CardSpec = Field(default_factory=CardSpec)
+
+    @field_validator("formats")
+    @classmethod
+    def _hf_first_once(cls, value: list[str]) -> list[str]:
+        return ["hf", *dict.fromkeys(name for name in value if name != "hf")]
 
     @field_validator("max_shard_size", mode="before")
     @classmethod
@@ -226,6 +310,11 @@ class Recipe(Section):
     splits: SplitsSpec = Field(default_factory=SplitsSpec)
     export: ExportSpec = Field(default_factory=ExportSpec)
     hub: HubSpec = Field(default_factory=HubSpec)
+    annotations: Path = Field(
+        default=Path("annotations"),
+        exclude=True,  # where verdicts live on this machine is not part of what the recipe asks for
+        description="Folder of reviewers' verdicts; this recipe's are in <annotations>/<name>/<annotator>.jsonl.",
+    )
     path: Path | None = Field(default=None, exclude=True, description="The recipe file itself.")
 
     @model_validator(mode="after")
@@ -234,6 +323,9 @@ class Recipe(Section):
         duplicated = sorted({name for name in names if names.count(name) > 1})
         if duplicated:
             raise ValueError(f"source names must be unique; give each a 'name': {duplicated}")
+        unknown = sorted(set(self.splits.holdout_sources) - set(names))
+        if unknown:
+            raise ValueError(f"splits.holdout_sources names sources the recipe does not have: {unknown}")
         return self
 
     @property
@@ -274,4 +366,5 @@ def load_recipe(path: str | Path, out: Path | None = None, catalog: Path | None 
         source.root = (base / source.root).resolve()
     recipe.catalog = (catalog or base / (recipe.catalog or Path(f"{recipe.name}.duckdb"))).resolve()
     recipe.export.out = (out or base / recipe.export.out).resolve()
+    recipe.annotations = (base / recipe.annotations).resolve()
     return recipe

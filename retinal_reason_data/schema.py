@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Modality(StrEnum):
@@ -14,6 +15,11 @@ class Modality(StrEnum):
     OCT = "OCT"
     FFA = "FFA"
     OTHER = "other"
+    ICGA = "ICGA"  # indocyanine green angiography
+    OCTA = "OCTA"  # OCT angiography
+    FAF = "FAF"  # fundus autofluorescence
+    SLIT_LAMP = "slit_lamp"  # slit-lamp (anterior segment) photograph
+    VISUAL_FIELD = "visual_field"  # perimetry printout
 
 
 class Eye(StrEnum):
@@ -64,6 +70,14 @@ class ImageRef(Strict):
     modality: Modality
     caption: str | None = Field(default=None, description="Caption shown with the image, if any.")
     quality: ImageQuality | None = None
+    near_hash: str | None = Field(
+        default=None,
+        description="256-bit hash of the field of view for near-duplicate search (fieldhash.py; flips and quarter "
+        "turns are bit permutations of it); None in catalogs written before it existed.",
+    )
+    detail_hash: str | None = Field(
+        default=None, description="256-bit mid-frequency companion of near_hash that verifies a near-duplicate match."
+    )
 
 
 class Finding(Strict):
@@ -79,10 +93,14 @@ class ClinicalContext(Strict):
 
     chief_complaint: str | None = None
     history: str | None = None
+    past_history: str | None = Field(default=None, description="Past medical, ocular, drug and family history.")
     exam: str | None = None
     diagnosis: str | None = None
     diagnosis_aliases: list[str] = Field(default_factory=list)
     report: str | None = Field(default=None, description="Free-text reading report (never shown as a hint).")
+    case_text: str | None = Field(
+        default=None, description="The case section as published (for extraction checks; never shown as a hint)."
+    )
     title: str | None = None
     pmcid: str | None = None
     question: str | None = Field(default=None, description="An imported release's question (e.g. MM-Retinal-Reason).")
@@ -175,6 +193,77 @@ class Generation(Strict):
     endpoint: str | None = Field(default=None, description="Name of the endpoint that answered.")
     tries: int = Field(default=1, description="HTTP calls made for this request (1 + retries).")
     cost: float = Field(default=0.0, description="From the recipe's per-model prices, in their currency.")
+    judge: str | None = Field(
+        default=None,
+        description="Verdict of a judge call on a near-miss open answer: 'equivalent' (counted as verified) or "
+        "'different'; None when no judge was asked.",
+    )
+    review: str | None = Field(
+        default=None,
+        description="Set only on the copy an export uses: 'accepted' when an annotator accepted this trace, 'edited' "
+        "when `response` is an annotator's correction of it (see Verdict); None when nobody reviewed it.",
+    )
+
+
+class Decision(StrEnum):
+    """An annotator's decision on one teacher trace."""
+
+    ACCEPT = "accept"
+    REJECT = "reject"
+    EDIT = "edit"
+
+
+class RejectReason(StrEnum):
+    """Why a trace was rejected. The last three concern the item itself (its images, question or reference
+    answer): the item then leaves the release altogether, `rl` included."""
+
+    WRONG_REASONING = "wrong_reasoning"
+    HALLUCINATED_FINDING = "hallucinated_finding"
+    MISSED_FINDING = "missed_finding"
+    UNSAFE = "unsafe"
+    POOR_TEXT = "poor_text"
+    OTHER = "other"
+    REFERENCE_WRONG = "reference_wrong"
+    IMAGE_UNUSABLE = "image_unusable"
+    QUESTION_FLAWED = "question_flawed"
+
+
+class Verdict(Strict):
+    """One annotator's verdict on one teacher trace: a line of `annotations/<recipe>/<annotator>.jsonl`.
+
+    Files are append-only; an annotator's latest verdict on a trace is the one that counts."""
+
+    item_id: str
+    generation_id: str = Field(description="Fingerprint of the reviewed teacher attempt (generations.fingerprint).")
+    annotator: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Also the file name.")
+    decision: Decision
+    reason: RejectReason | None = Field(default=None, description="Why rejected (decision 'reject' only).")
+    note: str | None = Field(default=None, max_length=4000, description="Free text: the reason in words, a comment.")
+    edited_think: str | None = Field(
+        default=None, max_length=40000, description="Decision 'edit': the corrected reasoning, replacing the teacher's."
+    )
+    edited_answer: str | None = Field(
+        default=None, max_length=2000, description="Decision 'edit': the corrected final answer."
+    )
+    adjudication: bool = Field(
+        default=False, description="Given to settle a disagreement: it overrides every other verdict on the trace."
+    )
+    time: datetime = Field(description="When the verdict was given (ISO 8601 with time zone).")
+
+    @model_validator(mode="after")
+    def _fields_fit_the_decision(self) -> Verdict:
+        if self.decision is Decision.REJECT and self.reason is None:
+            raise ValueError("a 'reject' verdict needs a reason")
+        if self.decision is not Decision.REJECT and self.reason is not None:
+            raise ValueError(f"a '{self.decision}' verdict takes no reason (reasons are for 'reject')")
+        edited = self.edited_think is not None or self.edited_answer is not None
+        if self.decision is Decision.EDIT and not edited:
+            raise ValueError("an 'edit' verdict needs edited_think or edited_answer")
+        if self.decision is not Decision.EDIT and edited:
+            raise ValueError(f"a '{self.decision}' verdict carries no edited text")
+        if self.time.tzinfo is None:
+            raise ValueError("time needs a time zone, e.g. 2025-01-31T09:00:00Z")
+        return self
 
 
 class SftRow(Strict):
@@ -199,6 +288,11 @@ class SftRow(Strict):
     captions: list[str]
     title: str | None = None
     pmcid: str | None = None
+    review: str | None = Field(
+        default=None,
+        description="'accepted', or 'edited' when think and response are an annotator's correction; null when the "
+        "trace was not reviewed.",
+    )
 
 
 class RlRow(Strict):
@@ -231,4 +325,5 @@ PUBLIC_MODELS: dict[str, type[BaseModel]] = {
     "generation": Generation,
     "sft_row": SftRow,
     "rl_row": RlRow,
+    "verdict": Verdict,
 }

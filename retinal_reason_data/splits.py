@@ -1,14 +1,29 @@
-"""Leakage-safe splits: every patient and every duplicate cluster sits on one side."""
+"""Leakage-safe splits: every patient and every duplicate cluster sits on one side.
+
+A group is the union of same-patient cases and duplicate clusters (a case report and a collection image
+that are one photograph make one group). Groups are dealt to splits within strata (task, modality and
+label by default), so that each split keeps the mix of the whole: in a stratum, groups are put in a seeded
+order and laid end to end on a circle of circumference 1 (each as long as its share of the stratum's
+items) from a seeded starting point; a group goes to the split whose ratio interval holds its midpoint.
+Every split then gets its ratio of each stratum to within one group, and the same seed and catalog give
+the same splits. Groups holding a case of a held-out source go to `test_ood` whole.
+
+Adding or removing groups of a stratum can move a few groups of that stratum across a boundary; pin a
+release's splits by keeping its catalog, or compare with `rrd report`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 
 from retinal_reason_data.dedup import UnionFind
 from retinal_reason_data.recipe import SplitsSpec
 from retinal_reason_data.text import stable_hash
 
 SPLIT_ORDER = ("train", "rl", "validation", "test")
+OOD_SPLIT = "test_ood"
+TRACE_SPLITS = ("train", "validation", "test", OOD_SPLIT)  # splits whose items need a verified trace (sft)
 
 
 def case_groups(patients: Iterable[tuple[str, str, str]], linked_cases: Iterable[list[str]]) -> dict[str, str]:
@@ -29,12 +44,46 @@ def case_groups(patients: Iterable[tuple[str, str, str]], linked_cases: Iterable
     }
 
 
-def assign_split(group_id: str, spec: SplitsSpec) -> str:
-    """A group's split, drawn from a seeded hash of its id against the recipe's ratios."""
-    position = int(stable_hash(spec.seed, group_id), 16) / 16**16
-    cumulative = 0.0
+def stratum_key(spec: SplitsSpec, task: str, modality: str, label: str) -> str:
+    """The stratum of one item under the recipe's `stratify` list."""
+    values = {"task": task, "modality": modality, "label": label}
+    return "|".join(f"{name}={values[name]}" for name in spec.stratify) or "all"
+
+
+def assign_splits(
+    group_items: Mapping[str, Counter[str]], holdout_groups: Iterable[str], spec: SplitsSpec
+) -> dict[str, str]:
+    """Group id -> split. `group_items` counts each group's items per stratum; a group belongs to the
+    stratum most of its items are in (ties: the first in sorted order)."""
+    held_out = set(holdout_groups)
+    strata: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for group, counts in group_items.items():
+        if group in held_out:
+            continue
+        stratum = min(counts, key=lambda key: (-counts[key], key))
+        strata[stratum].append((group, sum(counts.values())))
+    splits = {group: OOD_SPLIT for group in held_out if group in group_items}
+    bounds = _bounds(spec)
+    for stratum, members in sorted(strata.items()):
+        members.sort(key=lambda member: (stable_hash(spec.seed, member[0]), member[0]))
+        total = sum(size for _, size in members)
+        position = int(stable_hash(spec.seed, "stratum", stratum), 16) / 16**16
+        for group, size in members:
+            midpoint = (position + size / (2 * total)) % 1.0
+            splits[group] = next((name for name, upper in bounds if midpoint < upper), SPLIT_ORDER[-1])
+            position += size / total
+    return splits
+
+
+def _bounds(spec: SplitsSpec) -> list[tuple[str, float]]:
+    cumulative, bounds = 0.0, []
     for name in SPLIT_ORDER:
         cumulative += getattr(spec, name)
-        if position < cumulative:
-            return name
-    return SPLIT_ORDER[-1]
+        bounds.append((name, cumulative))
+    return bounds
+
+
+def assign_split(group_id: str, spec: SplitsSpec) -> str:
+    """A single group's split from a seeded hash of its id alone (no strata)."""
+    position = int(stable_hash(spec.seed, group_id), 16) / 16**16
+    return next((name for name, upper in _bounds(spec) if position < upper), SPLIT_ORDER[-1])

@@ -6,6 +6,7 @@ import json
 from collections import Counter, defaultdict
 from typing import Any
 
+from retinal_reason_data.annotations import review_stats
 from retinal_reason_data.catalog import Catalog
 from retinal_reason_data.ontology import Ontology
 from retinal_reason_data.recipe import Recipe
@@ -31,6 +32,7 @@ def collect(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> dict[str, A
     generations = _generation_stats(catalog)
     last = json.loads(catalog.get_meta("last_synthesis") or "{}")
     dedup = json.loads(catalog.get_meta("dedup_summary") or "{}")
+    curation = json.loads(catalog.get_meta("curation_summary") or "{}")
     manifest_path = recipe.export.out / "manifest.json"
     exported = json.loads(manifest_path.read_text())["rows"] if manifest_path.is_file() else {}
     return {
@@ -55,6 +57,10 @@ def collect(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> dict[str, A
             "requests": int(last.get("requests", 0)),
             "cache_hits": int(last.get("cache_hits", 0)),
             "requests_total": catalog.counter("teacher.requests_total"),
+            "last_run": {key: last.get(key) for key in ("calls", "failed_calls", "cost", "seconds") if key in last},
+            "failed_calls_by_reason": dict(
+                catalog.query("SELECT kind, count(*) FROM teacher_events GROUP BY kind ORDER BY kind")
+            ),
             **generations,
         },
         "generations_total": {"attempts": generations["attempts"], "verified": generations["verified"]},
@@ -64,24 +70,37 @@ def collect(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> dict[str, A
             "near_clusters": dedup.get("near_clusters", 0),
             "images_dropped": dedup.get("images_dropped", 0),
             "cases_dropped": dedup.get("cases_dropped", 0),
+            "pixel_matches": dedup.get("pixel_matches", 0),
+            "cross_source_clusters": dedup.get("cross_source_clusters", 0),
+            "label_conflicts": dedup.get("label_conflicts", 0),
+            "largest_cluster": dedup.get("largest_cluster", 0),
+            "matches_by_orientation": dedup.get("matches_by_orientation", {}),
         },
         "dropped_by_filter": dict(catalog.query("SELECT reason, count(*) FROM drops GROUP BY reason ORDER BY reason")),
+        "dropped_by_stage": dict(catalog.query("SELECT stage, count(*) FROM drops GROUP BY stage ORDER BY stage")),
+        "images_by_quality": curation.get("images_by_quality", {}),
         "splits": dict(catalog.query("SELECT split, count(*) FROM assignments GROUP BY split ORDER BY split")),
+        "groups_by_split": curation.get("groups_by_split", {}),
         "exported": exported,
         "licences": licences,
+        "review": review_stats(recipe, catalog),  # annotators' verdicts: decisions, kappa per source and task
     }
 
 
 def _generation_stats(catalog: Catalog) -> dict[str, Any]:
     failed: Counter[str] = Counter()
-    verified = attempts = prompt_tokens = completion_tokens = 0
+    verified = attempts = prompt_tokens = completion_tokens = guided = guided_verified = 0
+    cost = 0.0
     for (data,) in catalog.query("SELECT data FROM generations"):
         generation = Generation.model_validate_json(data)
         attempts += 1
         prompt_tokens += generation.prompt_tokens
         completion_tokens += generation.completion_tokens
+        cost += generation.cost
+        guided += generation.guided
         if generation.verified:
             verified += 1
+            guided_verified += generation.guided
         else:
             failed[failure_reason(generation)] += 1
     return {
@@ -90,4 +109,6 @@ def _generation_stats(catalog: Catalog) -> dict[str, Any]:
         "failed_by_reason": dict(sorted(failed.items())),
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
+        "cost": round(cost, 6),
+        "guided": {"attempts": guided, "verified": guided_verified},
     }

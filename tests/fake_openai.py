@@ -45,7 +45,8 @@ class Fault:
 
 def http_error(status: int, retry_after: float | str | None = None, **headers: str) -> Fault:
     """An HTTP error status (429, 500, 503, 401...), with a Retry-After header when given."""
-    return Fault("status", status=status, retry_after=None if retry_after is None else str(retry_after), headers=headers)
+    after = None if retry_after is None else str(retry_after)
+    return Fault("status", status=status, retry_after=after, headers=headers)
 
 
 def drop() -> Fault:
@@ -85,7 +86,8 @@ class FakeOpenAI:
     """Serves /v1/chat/completions with `responder(request_json) -> assistant text`; records requests.
 
     `requests`/`headers` hold every chat request in arrival order; `served` the `x-client-request-id` of
-    every request answered with 200 and fully written; `arrivals` their arrival times (monotonic).
+    every request answered with 200 and fully written; `arrivals` their arrival times (monotonic);
+    `faults_applied`/`faulted_ids` each fault (kind or status) and the request id it hit.
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class FakeOpenAI:
         self.arrivals: list[float] = []
         self.served: list[str] = []
         self.faults_applied: list[str] = []
+        self.faulted_ids: list[str] = []
         self._queued: list[Fault] = []
         self._lock = threading.Lock()
         self._port = port
@@ -207,6 +210,7 @@ class FakeOpenAI:
         if fault is not None:
             with self._lock:
                 self.faults_applied.append(fault.kind if fault.kind != "status" else str(fault.status))
+                self.faulted_ids.append(headers.get("x-client-request-id", ""))
         if self.expected_key is not None and headers.get("authorization") != f"Bearer {self.expected_key}":
             given = headers.get("authorization", "").removeprefix("Bearer ")
             message = f"Incorrect API key provided: {given}. You can find your API key in your account."
@@ -294,8 +298,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.2, help="Seconds before each reply.")
+    parser.add_argument("--uvloop", action="store_true", help="Serve on uvloop (when installed).")
     args = parser.parse_args()
-    (__import__("uvloop").install() if __import__("os").environ.get("UV") else None, asyncio.run)[1](_serve_until_stdin_closes(FakeOpenAI(latency_s=args.latency, port=args.port)))
+    server = FakeOpenAI(latency_s=args.latency, port=args.port)
+    if args.uvloop:
+        import uvloop
+
+        uvloop.run(_serve_until_stdin_closes(server))
+    else:
+        asyncio.run(_serve_until_stdin_closes(server))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,15 +14,23 @@ from tqdm import tqdm
 from retinal_reason_data import __version__
 from retinal_reason_data.catalog import Catalog, dumps
 from retinal_reason_data.export.card import render_card
-from retinal_reason_data.export.shards import file_sha256, write_split
+from retinal_reason_data.export.easyr1 import FEATURES as EASYR1_FEATURES
+from retinal_reason_data.export.figures import render_figures
+from retinal_reason_data.export.formats import FOLDERS as FORMAT_FOLDERS
+from retinal_reason_data.export.formats import write_formats
+from retinal_reason_data.export.index import SampleIndex
+from retinal_reason_data.export.shards import file_entry, file_sha256, write_split
+from retinal_reason_data.export.summary import ReleaseSummary
+from retinal_reason_data.export.verl import FEATURES as VERL_FEATURES
 from retinal_reason_data.imaging import strip_metadata
+from retinal_reason_data.leakage import check_release
 from retinal_reason_data.recipe import Recipe
 from retinal_reason_data.rewards import make_ground_truth
 from retinal_reason_data.schema import Case, Generation, Item
 from retinal_reason_data.text import stable_hash
 from retinal_reason_data.verify import split_response
 
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2  # 2: other formats, figures, sample index, summary in the manifest
 _COMMON = {
     "id": Value("string"),
     "images": List(Image()),
@@ -49,6 +56,7 @@ FEATURES = {
             "prompt_version": Value("string"),
             "pass_at_k": Value("float32"),
             **_TAIL,
+            "review": Value("string"),  # annotators' verdict: 'accepted', 'edited' (their text), or null
         }
     ),
     "rl": Features({**_COMMON, "ground_truth": Value("string"), "pass_at_k": Value("float32"), **_TAIL}),
@@ -58,6 +66,13 @@ CONFIG_SPLITS = {
     "sft": {"train": ("train",), "validation": ("validation",), "test": ("test",)},
     "rl": {"train": ("rl",), "test": ("test",)},
 }
+
+
+def config_splits(catalog: Catalog) -> dict[str, dict[str, tuple[str, ...]]]:
+    """CONFIG_SPLITS, plus a `test_ood` split in both configs when the recipe holds sources out."""
+    if not catalog.query("SELECT 1 FROM assignments WHERE split = 'test_ood' LIMIT 1"):
+        return CONFIG_SPLITS
+    return {config: {**splits, "test_ood": ("test_ood",)} for config, splits in CONFIG_SPLITS.items()}
 
 
 def recipe_hash(recipe: Recipe) -> str:
@@ -72,10 +87,12 @@ def _plan(catalog: Catalog, config: str, catalog_splits: tuple[str, ...]) -> Ite
     placeholders = ", ".join("?" for _ in catalog_splits)
     trace_rule = "AND a.fingerprint IS NOT NULL" if config == "sft" else ""
     cursor = catalog.db.cursor()
+    # `reviews` (annotations.apply_verdicts) holds reviewed traces: an annotator's edit, or the trace marked accepted
     cursor.execute(
-        f"""SELECT i.data, c.data, g.data, a.pass_at_k
+        f"""SELECT i.data, c.data, coalesce(r.generation, g.data), a.pass_at_k
             FROM assignments a JOIN items i USING (item_id) JOIN cases c ON c.case_id = i.case_id
             LEFT JOIN generations g ON g.fingerprint = a.fingerprint
+            LEFT JOIN reviews r ON r.fingerprint = a.fingerprint
             WHERE a.split IN ({placeholders}) {trace_rule}
             ORDER BY i.item_id""",
         list(catalog_splits),
@@ -93,6 +110,7 @@ CARD_STATS = (
     "duplicates",
     "licences",
     "teacher",
+    "review",
 )
 
 
@@ -101,7 +119,7 @@ def content_key(recipe: Recipe, catalog: Catalog, stats: dict[str, Any]) -> str:
     trace and images (an item's data holds its image hashes)."""
     card_inputs = dumps({name: stats.get(name) for name in CARD_STATS})
     parts = [str(EXPORT_FORMAT), __version__, recipe_hash(recipe), card_inputs]
-    for config, splits in CONFIG_SPLITS.items():
+    for config, splits in config_splits(catalog).items():
         for split, sources in splits.items():
             placeholders = ", ".join("?" for _ in sources)
             rows = catalog.query(
@@ -150,19 +168,26 @@ def _row(
             "ground_truth": make_ground_truth(str(item.question_type), item.answer.text, item.answer.aliases),
             "pass_at_k": pass_at_k,
         }
-    return row | {"captions": item.captions, "title": case.context.title, "pmcid": case.context.pmcid}
+    row |= {"captions": item.captions, "title": case.context.title, "pmcid": case.context.pmcid}
+    return row | ({"review": generation.review if generation else None} if config == "sft" else {})
 
 
-def _rows(
-    catalog: Catalog, config: str, catalog_splits: tuple[str, ...], breakdown: dict[str, Counter[str]]
-) -> Iterator[dict[str, Any]]:
-    """The rows of one config and split, in id order, counted into `breakdown` as they pass."""
+def _rows(catalog: Catalog, config: str, catalog_splits: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    """The rows of one config and split, in id order."""
     for item_json, case_json, generation_json, pass_at_k in _plan(catalog, config, catalog_splits):
         item, case = Item.model_validate_json(item_json), Case.model_validate_json(case_json)
         generation = Generation.model_validate_json(generation_json) if generation_json else None
-        for name, counter in breakdown.items():
-            counter[f"{config}|{name}|{_field(item, case, name)}"] += 1
         yield _row(config, item, case, generation, pass_at_k, _image_cells(case))
+
+
+def _counted(
+    rows: Iterator[dict[str, Any]], config: str, split: str, summary: ReleaseSummary, index: SampleIndex
+) -> Iterator[dict[str, Any]]:
+    """Pass `rows` through, counting each into the card's summary and the sample index."""
+    for row in rows:
+        summary.add(config, split, row)
+        index.add(config, split, row)
+        yield row
 
 
 def _image_cells(case: Case) -> list[dict[str, Any]]:
@@ -177,6 +202,7 @@ def _image_cells(case: Case) -> list[dict[str, Any]]:
 def export_hf(recipe: Recipe, catalog: Catalog, stats: dict[str, Any], force: bool = False) -> dict[str, Any]:
     """Write (or confirm up to date) the dataset folder at `recipe.export.out`; return its manifest."""
     out = recipe.export.out
+    check_release(catalog)  # refuses a release where a group, patient or duplicate cluster crosses splits
     key = content_key(recipe, catalog, stats)
     manifest_path = out / "manifest.json"
     if not force and manifest_path.is_file():
@@ -184,31 +210,33 @@ def export_hf(recipe: Recipe, catalog: Catalog, stats: dict[str, Any], force: bo
         if existing.get("content_key") == key and _files_intact(out, existing):
             existing["up_to_date"] = True
             return existing
-    data_root = out / "data"
-    if data_root.exists():
-        shutil.rmtree(data_root)
+    _clear(out)
     files: list[dict[str, Any]] = []
-    counts: dict[str, dict[str, int]] = {}
-    breakdown: dict[str, Counter[str]] = {name: Counter() for name in ("source", "modality", "task", "question_type")}
-    for config, splits in CONFIG_SPLITS.items():
-        counts[config] = {}
-        for split, catalog_splits in splits.items():
-            rows = _rows(catalog, config, catalog_splits, breakdown)
-            progress = tqdm(rows, desc=f"export {config}/{split}", unit="row", leave=False, disable=None)
-            written = write_split(data_root / config, split, FEATURES[config], progress, recipe.export.max_shard_size)
-            counts[config][split] = sum(f["rows"] for f in written)
-            files += [{**f, "path": f["path"].relative_to(out).as_posix()} for f in written]
-    sizes = {config: sum(f["bytes"] for f in files if f["path"].startswith(f"data/{config}/")) for config in counts}
-    card = render_card(recipe, FEATURES, counts, sizes, breakdown, stats)
+    summary = ReleaseSummary()
+    index = SampleIndex(out)
+    try:
+        for config, splits in config_splits(catalog).items():
+            for split, catalog_splits in splits.items():
+                summary.ensure(config, split)
+                rows = _counted(_rows(catalog, config, catalog_splits), config, split, summary, index)
+                progress = tqdm(rows, desc=f"export {config}/{split}", unit="row", leave=False, disable=None)
+                written = write_split(
+                    out / "data" / config, split, FEATURES[config], progress, recipe.export.max_shard_size
+                )
+                files += [{**f, "path": f["path"].relative_to(out).as_posix()} for f in written]
+    finally:
+        index.close()
+    counts = {config: dict(splits) for config, splits in summary.rows.items()}
+    files.append(file_entry(index.path, out, index.rows))
+    formats = write_formats(out, counts, recipe)
+    for report in formats.values():
+        files += report.files
+    files += [file_entry(path, out) for path in render_figures(out, summary).values()]
+    card_counts = counts | {name: formats[name].rows for name in CARD_FORMAT_CONFIGS if name in formats}
+    sizes = {config: sum(f["bytes"] for f in files if f["path"].startswith(_folder(config))) for config in card_counts}
+    card = render_card(recipe, FEATURES | CARD_FORMAT_CONFIGS, card_counts, sizes, summary, stats, formats)
     (out / "README.md").write_text(card, encoding="utf-8")
-    files.append(
-        {
-            "path": "README.md",
-            "rows": None,
-            "sha256": file_sha256(out / "README.md"),
-            "bytes": (out / "README.md").stat().st_size,
-        }
-    )
+    files.append(file_entry(out / "README.md", out))
     manifest = {
         "tool": "retinal-reason-data",
         "tool_version": __version__,
@@ -218,6 +246,9 @@ def export_hf(recipe: Recipe, catalog: Catalog, stats: dict[str, Any], force: bo
         "recipe_hash": recipe_hash(recipe),
         "content_key": key,
         "rows": counts,
+        "formats": {"hf": {"rows": counts, "skipped": {}}}
+        | {name: {"rows": report.rows, "skipped": report.skipped} for name, report in formats.items()},
+        "summary": summary.model_dump(mode="json"),
         "files": files,
     }
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -225,8 +256,25 @@ def export_hf(recipe: Recipe, catalog: Catalog, stats: dict[str, Any], force: bo
     return manifest
 
 
-def _field(item: Item, case: Case, name: str) -> str:
-    return case.source if name == "source" else str(getattr(item, name))
+# what an export writes, and removes before it writes again
+OWNED_FOLDERS = ("data", "figures", "index", *FORMAT_FOLDERS)
+# formats that are also configs of the card (parquet with the Image feature): load_dataset(repo, "verl")
+CARD_FORMAT_CONFIGS = {"verl": VERL_FEATURES, "easyr1": EASYR1_FEATURES}
+
+
+def _folder(config: str) -> str:
+    return f"data/{config}/" if config in FEATURES else f"{config}/"
+
+
+def _clear(out: Path) -> None:
+    """Remove what an earlier export wrote; the manifest goes first, so a killed export never leaves a
+    manifest that describes other files."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "manifest.json").unlink(missing_ok=True)
+    for name in OWNED_FOLDERS:
+        if (out / name).exists():
+            shutil.rmtree(out / name)
+    (out / "README.md").unlink(missing_ok=True)
 
 
 def _files_intact(out: Path, manifest: dict[str, Any]) -> bool:

@@ -15,13 +15,20 @@ ROW_GROUP_ROWS = 64
 
 
 def write_split(
-    folder: Path, split: str, features: Features, rows: Iterable[dict[str, Any]], max_shard_bytes: int
+    folder: Path,
+    split: str,
+    features: Features,
+    rows: Iterable[dict[str, Any]],
+    max_shard_bytes: int,
+    stem: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Write `rows` as `{split}-NNNNN-of-NNNNN.parquet` shards of at most about `max_shard_bytes`.
+    """Write `rows` as `{stem}-NNNNN-of-NNNNN.parquet` shards (stem: the split's name unless given) of at most
+    about `max_shard_bytes`.
 
     Holds one row group in memory at a time; returns the files with their sha256, rows and bytes.
     """
     folder.mkdir(parents=True, exist_ok=True)
+    name = stem or split
     schema = features.arrow_schema
     parts: list[tuple[Path, int]] = []
     writer: pq.ParquetWriter | None = None
@@ -29,7 +36,7 @@ def write_split(
     shard_rows = shard_bytes = 0
 
     def open_shard() -> pq.ParquetWriter:
-        path = folder / f".{split}-{len(parts):05d}.parquet.partial"
+        path = folder / f".{name}-{len(parts):05d}.parquet.partial"
         parts.append((path, 0))
         return pq.ParquetWriter(path, schema, compression="zstd", write_statistics=True)
 
@@ -59,29 +66,43 @@ def write_split(
     if writer is not None:
         writer.close()
     if not parts:  # an empty split still gets one (empty) shard, so the config stays loadable
-        with pq.ParquetWriter(folder / f".{split}-00000.parquet.partial", schema, compression="zstd") as empty:
+        with pq.ParquetWriter(folder / f".{name}-00000.parquet.partial", schema, compression="zstd") as empty:
             empty.write_table(schema.empty_table())
-        parts.append((folder / f".{split}-00000.parquet.partial", 0))
+        parts.append((folder / f".{name}-00000.parquet.partial", 0))
     files = []
     for index, (partial, count) in enumerate(parts):
-        final = folder / f"{split}-{index:05d}-of-{len(parts):05d}.parquet"
+        final = folder / f"{name}-{index:05d}-of-{len(parts):05d}.parquet"
         partial.replace(final)
         files.append({"path": final, "rows": count, "sha256": file_sha256(final), "bytes": final.stat().st_size})
     return files
 
 
+_TEXT = (str, bytes)
+
+
 def _row_bytes(row: dict[str, Any]) -> int:
+    """About the bytes a row adds to a shard: its text and its images (runs once per row: kept cheap)."""
     size = 0
     for value in row.values():
-        if isinstance(value, str | bytes):
+        if isinstance(value, _TEXT):
             size += len(value)
         elif isinstance(value, list):
             for element in value:
-                if isinstance(element, dict):
-                    size += len(element.get("bytes") or b"")
-                elif isinstance(element, str | bytes):
+                if isinstance(element, _TEXT):
                     size += len(element)
+                elif isinstance(element, dict):
+                    size += len(element.get("bytes") or b"")
     return size
+
+
+def file_entry(path: Path, root: Path, rows: int | None = None) -> dict[str, Any]:
+    """A manifest entry: the path relative to `root`, rows (None for files without rows), sha256 and bytes."""
+    return {
+        "path": path.relative_to(root).as_posix(),
+        "rows": rows,
+        "sha256": file_sha256(path),
+        "bytes": path.stat().st_size,
+    }
 
 
 def file_sha256(path: Path) -> str:

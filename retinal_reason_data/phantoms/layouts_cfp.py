@@ -409,7 +409,7 @@ def write_rfmid(root: Path, cases: int, seed: int) -> None:
             quirk = index if _quirks(cases) else -1
             number = index - bounds[split] + 1
             values = dict.fromkeys(names, 0)
-            if index % 3:
+            if index % 3 and quirk != 4:
                 for _ in range(1 + int(rng.random() < 0.3)):
                     values[names[int(rng.integers(0, len(names)))]] = 1
             risk = int(any(values.values()) or quirk == 4)

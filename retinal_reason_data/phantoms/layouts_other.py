@@ -510,8 +510,11 @@ def write_mm_retinal_reason(root: Path, cases: int, seed: int) -> None:
                         "value": "<image>\n<image>\nA 67-year-old man presented with blurred vision in the left "
                         "eye for one week. What is the most likely diagnosis?",
                     },
-                    {"from": "gpt", "value": "<think>Haemorrhages in four quadrants.</think>"
-                     "<answer>Central retinal vein occlusion</answer>"},
+                    {
+                        "from": "gpt",
+                        "value": "<think>Haemorrhages in four quadrants.</think>"
+                        "<answer>Central retinal vein occlusion</answer>",
+                    },
                 ],
                 "reason": "Dilated tortuous veins and haemorrhages in all quadrants point to a central vein occlusion.",
                 "pmcid": pmcid,
@@ -579,7 +582,7 @@ def write_manifest(root: Path, cases: int, seed: int) -> None:
     findings (separated by ';'), patient, eye (OD/OS), modality, split; images under images/.
 
     Quirks when cases >= 8: byte-order mark, CRLF, padded cells; a row whose image is missing; a row with
-    an empty path; a path whose extension case differs from the file; stray files.
+    an empty path; a path whose extension case differs from the file; a label no mapping knows; stray files.
     """
     rng = np.random.default_rng(seed)
     quirks = cases >= 8
@@ -604,6 +607,8 @@ def write_manifest(root: Path, cases: int, seed: int) -> None:
         if quirks and index == 2:
             path = name[:-4] + ".JPG"
         labels = ";".join(_MANIFEST_NAMES[f] for f in findings)
+        if quirks and index == 7:
+            labels += ";suspicious lesion"  # no mapping knows it: reported at intake as unknown_label
         split = ("train", "train", "val", "test")[index % 4]
         pad = " " if quirks else ""
         lines.append(f'{index},{path}{pad},"{labels}",{patient},{eye}{pad},{modality},{split}')

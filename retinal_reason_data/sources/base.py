@@ -38,6 +38,7 @@ class RawCase(BaseModel):
     context: ClinicalContext = Field(default_factory=ClinicalContext)
     file: str
     row: int | str | None = None
+    licence: str | None = Field(default=None, description="This case's own licence (per article); else the source's.")
 
 
 class SourceOptions(BaseModel):

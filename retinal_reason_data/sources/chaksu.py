@@ -43,9 +43,7 @@ def _read_device(source: str, split: str, device_dir: Path, decisions: Path) -> 
     wanted = f"glaucoma_decision_comparison_{device}_majority.csv".lower()
     table = next((p for p in sorted(decisions.iterdir()) if p.name.lower() == wanted), None)
     if table is None:
-        yield quarantine(
-            source, decisions, None, "labels_missing", f"{decisions}: no {wanted} for the {device} images"
-        )
+        yield quarantine(source, decisions, None, "labels_missing", f"{decisions}: no {wanted} for the {device} images")
         return
     files = listing(device_dir)
     for line, row in read_csv_rows(table):

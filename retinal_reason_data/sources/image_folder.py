@@ -115,7 +115,9 @@ def read_class_folders(
             if (root / split).is_dir():
                 bases.append(root / split)
             else:
-                yield quarantine(source, root / split, None, "folder_missing", f"{root / split}: split folder not found")
+                yield quarantine(
+                    source, root / split, None, "folder_missing", f"{root / split}: split folder not found"
+                )
     patient_re = re.compile(patient_pattern) if patient_pattern else None
     eye_re = re.compile(eye_pattern) if eye_pattern else None
     found = False

@@ -146,7 +146,9 @@ def _check_columns(settings: ManifestOptions, path: Path, source: str) -> None:
     if wrong:
         problems = "\n".join(f"  option '{option}': no column {column!r} in {path}" for option, column in wrong)
         columns = ", ".join(sorted(name for name in header if name))
-        raise SourceOptionsError(f"source {source!r} (adapter manifest): invalid options\n{problems}\n  columns: {columns}")
+        raise SourceOptionsError(
+            f"source {source!r} (adapter manifest): invalid options\n{problems}\n  columns: {columns}"
+        )
 
 
 def _case(

@@ -30,7 +30,11 @@ def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | 
     found = False
     for folder_name, modality in MODALITIES.items():
         table = next(
-            (p for p in (base / f"{folder_name}_translated_v1.csv", root / f"{folder_name}_translated_v1.csv") if p.is_file()),
+            (
+                p
+                for p in (base / f"{folder_name}_translated_v1.csv", root / f"{folder_name}_translated_v1.csv")
+                if p.is_file()
+            ),
             None,
         )
         if table is None:

@@ -42,7 +42,9 @@ def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | 
     for line, row in read_csv_rows(labels):
         name, disease = row.get("file_name", ""), row.get("disease", "")
         if not name or not disease:
-            yield quarantine(source, labels, line, "row_incomplete", f"{labels} line {line}: empty file_name or disease")
+            yield quarantine(
+                source, labels, line, "row_incomplete", f"{labels} line {line}: empty file_name or disease"
+            )
             continue
         class_dir = class_dirs.get(disease.lower())
         if class_dir is not None and class_dir.name.lower() not in listings:

@@ -217,6 +217,7 @@ def _eye_case(
     path = find_image(folder, file_name, files) if folder else None
     if path is None:
         return quarantine(source, table, line, "image_missing", f"{where}: no image {file_name!r} in {folder}")
+    keywords = list(dict.fromkeys(keywords))  # a keyword repeated in one cell is one finding
     folded = [keyword.lower() for keyword in keywords]
     return RawCase(
         local_id=f"{patient}_{side.lower()}",

@@ -24,7 +24,9 @@ def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | 
     for line, row in read_csv_rows(labels):
         name, label = row.get("Filename", ""), number_label(row.get("Glaucoma", ""))
         if not name or not label:
-            yield quarantine(source, labels, line, "row_incomplete", f"{labels} line {line}: empty Filename or Glaucoma")
+            yield quarantine(
+                source, labels, line, "row_incomplete", f"{labels} line {line}: empty Filename or Glaucoma"
+            )
             continue
         path = find_image(images, name, files)
         if path is None:

@@ -21,7 +21,9 @@ _PREFIX_LABEL = {"g": "1", "n": "0"}
 def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | Quarantine]:
     """One case per image of every split; the label comes from index.json, or from the g/n prefix of
     the file name (training images), and a record whose two disagree is refused."""
-    splits = [folder for folder in subfolders(root) if (folder / "index.json").is_file() or (folder / "Images").is_dir()]
+    splits = [
+        folder for folder in subfolders(root) if (folder / "index.json").is_file() or (folder / "Images").is_dir()
+    ]
     if not splits:
         yield quarantine(source, root, None, "labels_missing", f"{root}: no {{split}}/index.json or {{split}}/Images/")
         return

@@ -16,6 +16,11 @@ MODALITY_NOUN = {
     Modality.OCT: "OCT B-scan",
     Modality.FFA: "fluorescein angiogram",
     Modality.OTHER: "image",
+    Modality.ICGA: "indocyanine green angiogram",
+    Modality.OCTA: "OCT angiogram",
+    Modality.FAF: "fundus autofluorescence image",
+    Modality.SLIT_LAMP: "slit-lamp photograph",
+    Modality.VISUAL_FIELD: "visual field printout",
 }
 Built = tuple[str, list[str], Answer]  # question, options, answer
 

@@ -1,15 +1,25 @@
-"""Complex questions from case reports: a vignette with the images, answer the final diagnosis."""
+"""Complex questions from case reports: a vignette (chief complaint, history, examination) with the images in
+their order and their captions; the answer is the final diagnosis.
+
+The leakage guard: the diagnosis, its aliases, every accepted name of its ontology entry, the
+abbreviations the article defines and the initials of multi-word names must not appear in what the model
+sees. A history, past history or examination sentence that names it is removed (repaired); a caption
+sentence that names it or interprets the picture ('typical of', 'consistent with') is removed; a chief
+complaint that names it cannot be repaired, and the case is dropped with the reason (LeakError). A last
+check over the finished question and captions refuses anything that still names it.
+"""
 
 from __future__ import annotations
 
+import random
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
-from retinal_reason_data.ontology import Ontology
+from retinal_reason_data.ontology import Entry, Ontology
 from retinal_reason_data.recipe import ComplexTasks
-from retinal_reason_data.schema import Answer, Case, Item, QuestionType, TaskKind
+from retinal_reason_data.schema import Answer, Case, Item, Modality, QuestionType, TaskKind
 from retinal_reason_data.tasks.basic import MODALITY_NOUN
-from retinal_reason_data.tasks.options import lay_out, pick_distractors, seeded_rng
+from retinal_reason_data.tasks.options import lay_out, seeded_rng
 from retinal_reason_data.text import normalise_term, stable_hash
 
 DIAGNOSIS_CATEGORIES = (
@@ -25,83 +35,163 @@ DIAGNOSIS_CATEGORIES = (
     "myopia",
     "glaucoma",
     "dr_disease",
+    "oct_disease",
+    "congenital",
+    "trauma",
+    "amd_stage",
 )
 _SENTENCE = re.compile(r"(?<=[.;])\s+")
+_INTERPRETS = re.compile(
+    r"\b(?:typical|characteristic|diagnostic|pathognomonic|suggestive|indicative)\s+of\b|"
+    r"\b(?:consistent|compatible)\s+with\b|\bconfirm(?:s|ed|ing)?\s+the\s+diagnosis\b",
+    re.IGNORECASE,
+)
+_STOP_WORDS = {"of", "the", "and", "with", "in", "to", "a", "an", "or", "for", "on"}
+NOT_DIAGNOSES = {"maculopathy", "retinal_traction", "choroidal_folds", "chorioretinal_atrophy", "tumour.any"}
 
 
 class LeakError(ValueError):
-    """The vignette itself names the diagnosis; the item cannot be asked."""
+    """The vignette names the diagnosis and cannot be repaired; the item cannot be asked."""
 
 
 def diagnosis_terms(case: Case, ontology: Ontology) -> list[str]:
-    """The diagnosis as written, its aliases, and every accepted name of its ontology entry."""
-    terms = [case.context.diagnosis or "", *case.context.diagnosis_aliases]
+    """Every name the diagnosis goes by: as written, its aliases, its ontology entries' names, synonyms and
+    abbreviations, and the initials of multi-word names ('CRAO'); longest first."""
+    names = [case.context.diagnosis or "", *case.context.diagnosis_aliases]
     for finding in case.findings:
         entry = ontology.entry(finding.code)
-        terms += [entry.name, *entry.aliases]
-    return sorted({t for t in terms if t.strip()}, key=len, reverse=True)
+        names += [entry.name, *entry.aliases]
+    names = [name for name in names if name.strip()]
+    terms = set(names) | {initials for name in names if (initials := _initials(name))}
+    return sorted(terms, key=lambda term: (-len(term), term))
 
 
-def mentions(text: str, terms: list[str]) -> bool:
-    """Whether `text` names any of `terms` as whole words (after normalisation)."""
+def _initials(name: str) -> str | None:
+    words = [w for w in re.split(r"[\s-]+", name) if w and w.lower() not in _STOP_WORDS]
+    if len(words) < 2 or len(words) > 6:
+        return None
+    return "".join(word[0].upper() for word in words)
+
+
+def _is_abbreviation(term: str) -> bool:
+    """'CRAO', 'mCNV', 'FTMH': short, one word, two capitals or more (matched with their case)."""
+    return " " not in term and len(term) <= 8 and sum(char.isupper() for char in term) >= 2
+
+
+def mentions(text: str, terms: Iterable[str]) -> bool:
+    """Whether `text` names any of `terms`: names as whole words after normalisation, abbreviations
+    ('CRAO', 'mCNV') as whole words with their case."""
     padded = f" {normalise_term(text)} "
-    return any(f" {normalise_term(term)} " in padded for term in terms if normalise_term(term))
+    for term in terms:
+        if _is_abbreviation(term):
+            if re.search(rf"(?<![A-Za-z0-9]){re.escape(term)}(?![A-Za-z0-9])", text):
+                return True
+        elif (normal := normalise_term(term)) and f" {normal} " in padded:
+            return True
+    return False
 
 
-def strip_leaks(caption: str, terms: list[str]) -> str:
-    """Drop the sentences of a caption that name the diagnosis."""
-    kept = [sentence for sentence in _SENTENCE.split(caption) if not mentions(sentence, terms)]
+def strip_leaks(text: str, terms: list[str], interpretive: bool = False) -> str:
+    """`text` without the sentences that name the diagnosis (and, for captions, that interpret the image)."""
+    kept = [
+        sentence
+        for sentence in _SENTENCE.split(text or "")
+        if not mentions(sentence, terms) and not (interpretive and _INTERPRETS.search(sentence))
+    ]
     return " ".join(kept).strip()
 
 
 def vignette(case: Case, terms: list[str]) -> tuple[str, list[str]]:
-    """The case text a reader sees and the cleaned captions; raises LeakError if the history names it."""
+    """The case text the model reads and the cleaned captions; raises LeakError when the chief complaint
+    names the diagnosis (a history, past history or examination sentence that names it is left out)."""
     context = case.context
+    if mentions(context.chief_complaint or "", terms):
+        raise LeakError("the chief complaint names the diagnosis")
     parts = [context.chief_complaint or ""]
-    if context.history:
-        parts.append(f"History: {context.history}")
-    if context.exam:
-        parts.append(f"Examination: {context.exam}")
-    text = " ".join(p for p in parts if p)
-    if mentions(text, terms):
-        raise LeakError("the chief complaint, history or examination names the diagnosis")
+    for label, text in (
+        ("History", context.history),
+        ("Past history", context.past_history),
+        ("Examination", context.exam),
+    ):
+        cleaned = strip_leaks(text or "", terms)
+        if cleaned:
+            parts.append(f"{label}: {cleaned}")
     captions, lines = [], []
     for number, image in enumerate(case.images, start=1):
-        caption = strip_leaks(image.caption or "", terms)
+        caption = strip_leaks(image.caption or "", terms, interpretive=True)
         captions.append(caption)
         noun = MODALITY_NOUN[image.modality]
         lines.append(f"Image {number} ({noun}): {caption}" if caption else f"Image {number} ({noun}).")
-    return text + "\n" + "\n".join(lines), captions
+    text = " ".join(part for part in parts if part) + "\n" + "\n".join(lines)
+    if mentions(text, terms) or any(mentions(caption, terms) for caption in captions):
+        raise LeakError("the vignette still names the diagnosis after repair")
+    return text, captions
+
+
+def _name_tokens(name: str) -> frozenset[str]:
+    return frozenset(word for word in normalise_term(name).split() if word not in _STOP_WORDS)
+
+
+def choose_distractors(
+    ontology: Ontology, entry: Entry | None, terms: list[str], modalities: set[Modality], count: int, rng: random.Random
+) -> list[Entry]:
+    """Other diagnoses of the ontology: the answer's category first, then those seen in the case's imaging
+    modalities; never a synonym of the answer, nor a broader or narrower name of it ('retinal artery
+    occlusion' for 'central retinal artery occlusion')."""
+    answer_tokens = [_name_tokens(term) for term in terms if " " in term or len(term) > 8]
+    excluded = {normalise_term(term) for term in terms}
+
+    def allowed(candidate: Entry) -> bool:
+        if candidate.category not in DIAGNOSIS_CATEGORIES or (entry is not None and candidate.code == entry.code):
+            return False
+        if candidate.code.startswith("lesion.") or candidate.code in NOT_DIAGNOSES:
+            return False  # findings, not diagnoses
+        names = [candidate.name, *candidate.aliases]
+        if {normalise_term(name) for name in names} & excluded:
+            return False
+        if entry is not None and ontology.same_concept(candidate.code, entry.code):
+            return False
+        tokens = _name_tokens(candidate.name)
+        return not any(tokens <= other or other <= tokens for other in answer_tokens if other)
+
+    pool = sorted((c for c in ontology.entries.values() if allowed(c)), key=lambda c: c.code)
+    category = entry.category if entry is not None else None
+    tiers = [
+        [c for c in pool if c.category == category],
+        [c for c in pool if c.category != category and modalities & set(c.modalities)],
+        [c for c in pool if c.category != category and not modalities & set(c.modalities)],
+    ]
+    chosen: list[Entry] = []
+    for tier in tiers:
+        rng.shuffle(tier)
+        chosen += tier[: count - len(chosen)]
+    return chosen[:count]
+
+
+def _sentence_case(text: str) -> str:
+    """'acute macular neuroretinopathy' -> 'Acute macular neuroretinopathy', as the ontology writes names."""
+    return text[:1].upper() + text[1:]
 
 
 def complex_items(case: Case, ontology: Ontology, spec: ComplexTasks, seed: int) -> Iterator[Item]:
     """An open and a single-choice question on the most likely diagnosis of one case report."""
-    if not case.context.chief_complaint or not case.context.diagnosis:
+    if not case.context.chief_complaint or not case.context.diagnosis or not case.images:
         return
     terms = diagnosis_terms(case, ontology)
     text, captions = vignette(case, terms)
     codes = [f.code for f in case.findings]
     entry = ontology.entry(codes[0]) if codes else None
-    name = entry.name if entry else case.context.diagnosis
-    aliases = sorted({t for t in terms if normalise_term(t) != normalise_term(name)})
-    modalities = sorted({image.modality for image in case.images})
+    name = entry.name if entry else _sentence_case(case.context.diagnosis)
+    accepted = [case.context.diagnosis, *case.context.diagnosis_aliases, *(entry.aliases if entry else [])]
+    aliases = sorted({t for t in accepted if t and normalise_term(t) != normalise_term(name)})
+    modalities = {image.modality for image in case.images}
     rng = seeded_rng(seed, case.case_id, "complex")
     for question_type in spec.types:
         if question_type == "open":
             question = f"{text}\nWhat is the most likely diagnosis?"
             options, answer = [], Answer(text=name, aliases=aliases, code=entry.code if entry else None)
         else:
-            wrong = pick_distractors(
-                ontology,
-                codes,
-                codes,
-                modalities,
-                spec.options - 1,
-                rng,
-                categories=DIAGNOSIS_CATEGORIES,
-                exclude_names=terms,
-            )
-            wrong = [w for w in wrong if w.category in DIAGNOSIS_CATEGORIES]
+            wrong = choose_distractors(ontology, entry, terms, modalities, spec.options - 1, rng)
             if len(wrong) < spec.options - 1:
                 continue
             options, letters = lay_out([name], [w.name for w in wrong], rng)

@@ -71,7 +71,7 @@ class Engine:
         self.stopping = False
         self.aborted = False
         self._capacity = sum(endpoint.concurrency for endpoint in endpoints)
-        self._params = {}  # attempt -> sampling parameters
+        self._params: dict[int, dict[str, Any]] = {}  # attempt -> sampling parameters
         self._waiter: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._seq = itertools.count()
@@ -86,6 +86,10 @@ class Engine:
             for task in list(self._tasks):
                 task.cancel()
         self.stopping = True
+        self._notify()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
         self._notify()
 
     def _notify(self) -> None:
@@ -141,7 +145,7 @@ class Engine:
                 endpoint.take(job.tokens, now)
                 task = loop.create_task(self._call(job, endpoint, retries))
                 self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                task.add_done_callback(self._finished)
                 job = None
         except BaseException:
             self.aborted = True
@@ -156,6 +160,9 @@ class Engine:
             for pending in leftover:
                 if pending.events:
                     self.deliver(pending.request, None, pending.events)
+            aclose = getattr(source, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     def _choose(self, job: Job, now: float) -> tuple[Endpoint | None, float | None]:
         """The endpoint for `job` now, or none and how long to wait (None: every endpoint is out)."""
@@ -237,7 +244,7 @@ class Engine:
         self.stats.failed_calls[kind] += 1
         job.events.append(
             {
-                "at": datetime.now(UTC).replace(tzinfo=None),
+                "logged_at": datetime.now(UTC).replace(tzinfo=None),
                 "fingerprint": job.request.fingerprint,
                 "item_id": job.request.item.item_id,
                 "attempt": job.request.attempt,

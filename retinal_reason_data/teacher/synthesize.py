@@ -1,27 +1,51 @@
-"""The synthesis stage: ask the teacher for every missing attempt, verify, commit each reply as it lands."""
+"""The synthesis stage: ask the teacher for every attempt not yet answered, verify, commit as replies land.
+
+Blind attempts first (the teacher does not see the answer), `attempts` per item; then, when the recipe
+asks for it, `guided_attempts` per item whose blind attempts all came back and none was right: the
+teacher is told the answer, the trace is marked guided and rejected if it says it was told. Every
+request has a fingerprint; an attempt whose fingerprint has a reply in the catalog is never asked again.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
+import itertools
+import signal
+import sys
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
-
-from tqdm import tqdm
+from typing import Any
 
 from retinal_reason_data.catalog import Catalog, dumps
-from retinal_reason_data.imaging import open_image
+from retinal_reason_data.imaging import ImageError
 from retinal_reason_data.ontology import Ontology
 from retinal_reason_data.recipe import Recipe
 from retinal_reason_data.schema import Case, Generation, Item
 from retinal_reason_data.teacher import offline
-from retinal_reason_data.teacher.prompts import PROMPT_VERSION, build_messages, request_fingerprint
+from retinal_reason_data.teacher.images import data_url_or_error, image_data_url, image_token_estimate
+from retinal_reason_data.teacher.outcomes import is_refusal, reveals_guidance
+from retinal_reason_data.teacher.progress import Progress
+from retinal_reason_data.teacher.prompts import (
+    GUIDED_PROMPT_VERSION,
+    PROMPT_VERSION,
+    SYSTEM_PROMPT,
+    build_messages,
+    guided_fingerprint,
+    guided_text,
+    request_fingerprint,
+    user_text,
+)
 from retinal_reason_data.teacher.requests import Reply, Request, generation_params
 from retinal_reason_data.verify import score
+
+__all__ = ["SynthesisReport", "SynthesisStopped", "failure_reason", "image_data_url", "synthesize", "teacher_identity"]
+
+BATCH_ITEMS = 256
+OFFLINE_COMMIT_ROWS = 256
 
 
 @dataclass
@@ -29,7 +53,33 @@ class SynthesisReport:
     requests: int = 0
     cache_hits: int = 0
     verified: int = 0
+    guided: int = 0
     failed: Counter[str] = field(default_factory=Counter)
+    calls: int = 0
+    failed_calls: Counter[str] = field(default_factory=Counter)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    seconds: float = 0.0
+
+
+class SynthesisStopped(RuntimeError):
+    """The stage stopped before it was done (Ctrl-C, SIGTERM, every endpoint failing, a missing key);
+    every reply that arrived is committed, and a rerun resumes."""
+
+    def __init__(self, message: str, report: SynthesisReport, exit_code: int) -> None:
+        super().__init__(message)
+        self.report = report
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    item: Item
+    case: Case
+    attempt: int
+    fingerprint: str
+    guided: bool = False
 
 
 def teacher_identity(recipe: Recipe) -> tuple[str, dict[str, object]]:
@@ -37,106 +87,361 @@ def teacher_identity(recipe: Recipe) -> tuple[str, dict[str, object]]:
     spec = recipe.teacher
     if spec.kind == "offline":
         return offline.MODEL_NAME, {"error_rate": spec.offline_error_rate, "seed": recipe.seed}
-    return spec.model, generation_params(spec)
+    return spec.model, {**generation_params(spec), "image_max_side": spec.image_max_side}
 
 
-def _attempts(
-    catalog: Catalog, recipe: Recipe, report: SynthesisReport, progress: tqdm
-) -> Iterator[tuple[Item, Case, int, str]]:
+def blind_fingerprints(recipe: Recipe, item: Item) -> list[str]:
+    """The fingerprints of an item's blind attempts 1..k."""
     model, params = teacher_identity(recipe)
-    answered = catalog.answered_fingerprints()
-    for item, case in catalog.iter_items_with_cases():
-        for attempt in range(1, recipe.teacher.attempts + 1):
-            fingerprint = request_fingerprint(model, params, item, attempt)
-            if fingerprint in answered:
-                report.cache_hits += 1
-                progress.update()
-                continue
-            yield item, case, attempt, fingerprint
+    return [request_fingerprint(model, params, item, n) for n in range(1, recipe.teacher.attempts + 1)]
 
 
-def synthesize(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> SynthesisReport:
-    """Draft traces for every item and attempt not yet answered; a rerun sends nothing it already has."""
-    report = SynthesisReport()
-    model, _ = teacher_identity(recipe)
-    total = catalog.count("items") * recipe.teacher.attempts
-    progress = tqdm(total=total, desc=f"synthesize ({model})", unit="req", leave=False, disable=None)
+def guided_fingerprints(recipe: Recipe, item: Item) -> list[str]:
+    """The fingerprints of an item's guided attempts 1..g."""
+    model, params = teacher_identity(recipe)
+    return [guided_fingerprint(model, params, item, n) for n in range(1, recipe.teacher.guided_attempts + 1)]
 
-    batch: list[Generation] = []
-    batch_size = 256 if recipe.teacher.kind == "offline" else 1  # remote replies are committed one by one
 
-    def record(item: Item, attempt: int, fingerprint: str, reply: Reply) -> None:
-        report.requests += 1
-        verdict = score(item.question_type, item.answer.text, item.answer.aliases, reply.text or "")
-        generation = Generation(
-            fingerprint=fingerprint,
-            item_id=item.item_id,
-            attempt=attempt,
-            model=model,
-            prompt_version=PROMPT_VERSION,
-            response=reply.text,
-            extracted_answer=verdict.extracted,
-            verified=reply.error is None and verdict.correct,
-            prompt_tokens=reply.prompt_tokens,
-            completion_tokens=reply.completion_tokens,
-            latency_s=round(reply.latency_s, 4),
-            error=reply.error,
-        )
-        batch.append(generation)
-        if len(batch) >= batch_size:
-            catalog.add_generations(batch)
-            batch.clear()
-        if generation.verified:
-            report.verified += 1
+def pending_attempts(
+    catalog: Catalog, recipe: Recipe, report: SynthesisReport, guided: bool = False
+) -> Iterator[list[Attempt]]:
+    """Batches of attempts without a reply in the catalog, items grouped by case (so that a case's images
+    are encoded once); answered ones are counted as cache hits. Guided attempts are wanted only for items
+    whose k blind attempts all have a reply and none is verified."""
+    model, params = teacher_identity(recipe)
+    spec = recipe.teacher
+    rows = catalog.iter_items_with_cases(by_case=True)
+    while chunk := list(itertools.islice(rows, BATCH_ITEMS)):
+        if guided:
+            wanted = _guided_wanted(catalog, recipe, chunk)
         else:
-            report.failed[failure_reason(generation)] += 1
-        progress.update()
+            wanted = [
+                Attempt(item, case, n, request_fingerprint(model, params, item, n))
+                for item, case in chunk
+                for n in range(1, spec.attempts + 1)
+            ]
+        answered = catalog.answered_among([attempt.fingerprint for attempt in wanted])
+        report.cache_hits += len(answered)
+        missing = [attempt for attempt in wanted if attempt.fingerprint not in answered]
+        if missing:
+            yield missing
 
-    attempts = _attempts(catalog, recipe, report, progress)
-    try:
-        if recipe.teacher.kind == "offline":
-            for item, case, attempt, fingerprint in attempts:
-                text = offline.draft(item, case, ontology, attempt, recipe.teacher.offline_error_rate, recipe.seed)
-                tokens = len(text.split())
-                record(item, attempt, fingerprint, Reply(text, 0, tokens, 0.0, None))
+
+def _guided_wanted(catalog: Catalog, recipe: Recipe, chunk: list[tuple[Item, Case]]) -> list[Attempt]:
+    model, params = teacher_identity(recipe)
+    blind = {item.item_id: blind_fingerprints(recipe, item) for item, _ in chunk}
+    answered = catalog.answered_among([f for fingerprints in blind.values() for f in fingerprints])
+    wanted = []
+    for item, case in chunk:
+        replies = [answered[f] for f in blind[item.item_id] if f in answered]
+        if len(replies) == recipe.teacher.attempts and not any(replies):
+            wanted += [
+                Attempt(item, case, n, guided_fingerprint(model, params, item, n), guided=True)
+                for n in range(1, recipe.teacher.guided_attempts + 1)
+            ]
+    return wanted
+
+
+def judge(attempt: Attempt | Request, model: str, reply: Reply) -> Generation:
+    """The generation for a reply: verified, or why not (refusal, empty, missing tags, wrong answer, and
+    for a guided trace, revealing that it was told the answer)."""
+    item = attempt.item
+    text = reply.text or ""
+    extracted, verified, failure = None, False, None
+    if reply.error is None:
+        if is_refusal(reply.text, reply.refusal, reply.finish_reason):
+            failure = "refusal"
+        elif not text.strip():
+            failure = "empty"
         else:
-            from retinal_reason_data.teacher.openai_client import run_requests  # imports openai: only when used
-
-            requests = (
-                Request(fingerprint, item, attempt, build_messages(item, _image_urls(case, recipe)))
-                for item, case, attempt, fingerprint in attempts
-            )
-            asyncio.run(
-                run_requests(
-                    recipe.teacher, requests, lambda req, reply: record(req.item, req.attempt, req.fingerprint, reply)
-                )
-            )
-    finally:
-        catalog.add_generations(batch)
-        progress.close()
-        catalog.bump("teacher.requests_total", report.requests)
-        catalog.set_meta("last_synthesis", dumps({"requests": report.requests, "cache_hits": report.cache_hits}))
-    return report
+            verdict = score(item.question_type, item.answer.text, item.answer.aliases, text)
+            extracted = verdict.extracted
+            if extracted is None:
+                failure = "missing_tags"
+            elif not verdict.correct:
+                failure = "wrong_answer"
+            elif attempt.guided and reveals_guidance(text):
+                failure = "reveals_guidance"
+            else:
+                verified = True
+    return Generation(
+        fingerprint=attempt.fingerprint,
+        item_id=item.item_id,
+        attempt=attempt.attempt,
+        model=model,
+        prompt_version=GUIDED_PROMPT_VERSION if attempt.guided else PROMPT_VERSION,
+        response=reply.text if reply.error is None else None,
+        extracted_answer=extracted,
+        verified=verified,
+        prompt_tokens=reply.prompt_tokens,
+        completion_tokens=reply.completion_tokens,
+        latency_s=round(reply.latency_s, 4),
+        error=reply.error,
+        failure=failure,
+        guided=attempt.guided,
+        finish_reason=reply.finish_reason,
+        endpoint=reply.endpoint,
+        tries=reply.tries,
+        cost=round(reply.cost, 8),
+    )
 
 
 def failure_reason(generation: Generation) -> str:
-    """Why an attempt does not count: its transport error, missing tags, or a wrong answer."""
+    """Why an attempt does not count: its transport error, or what was wrong with the reply."""
     if generation.error:
         return generation.error
+    if generation.failure:
+        return generation.failure
     if generation.extracted_answer is None:
         return "missing_tags"
     return "wrong_answer"
 
 
-def _image_urls(case: Case, recipe: Recipe) -> list[str]:
-    return [image_data_url(image.path, recipe.teacher.image_max_side) for image in case.images]
+def _count(report: SynthesisReport, generation: Generation, progress: Progress) -> None:
+    report.requests += 1
+    report.guided += generation.guided
+    report.prompt_tokens += generation.prompt_tokens
+    report.completion_tokens += generation.completion_tokens
+    report.cost += generation.cost
+    if generation.verified:
+        report.verified += 1
+    else:
+        report.failed[failure_reason(generation)] += 1
+    progress.update(generation.prompt_tokens + generation.completion_tokens, generation.cost, not generation.verified)
 
 
-@lru_cache(maxsize=1024)
-def image_data_url(path: str, max_side: int) -> str:
-    """A JPEG data URL of the image, resized to `max_side` from a reduced decode; encoded once per image."""
-    image = open_image(Path(path).read_bytes(), path, reduce_to=max_side)
-    image.thumbnail((max_side, max_side))
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="JPEG", quality=90)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+def expected_requests(catalog: Catalog, recipe: Recipe) -> int:
+    """About how many blind requests are still to send (for the progress bar: items x k less replies)."""
+    k = recipe.teacher.attempts
+    row = catalog.query(
+        "SELECT count(*) FROM generations g JOIN items i USING (item_id) WHERE g.error IS NULL AND g.attempt <= ? "
+        "AND NOT coalesce(CAST(json_extract(g.data, '$.guided') AS BOOLEAN), false)",
+        [k],
+    )
+    return max(0, catalog.count("items") * k - int(row[0][0]))
+
+
+def synthesize(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> SynthesisReport:
+    """Draft traces for every item and attempt not yet answered; a rerun sends nothing it already has."""
+    report = SynthesisReport()
+    started = time.perf_counter()
+    model, _ = teacher_identity(recipe)
+    progress = Progress(expected_requests(catalog, recipe), f"synthesize ({model})")
+    try:
+        if recipe.teacher.kind == "offline":
+            _synthesize_offline(recipe, catalog, ontology, report, progress)
+        else:
+            _synthesize_remote(recipe, catalog, report, progress)
+    finally:
+        progress.close()
+        report.seconds = time.perf_counter() - started
+        catalog.bump("teacher.requests_total", report.requests)
+        catalog.set_meta(
+            "last_synthesis",
+            dumps(
+                {
+                    "requests": report.requests,
+                    "cache_hits": report.cache_hits,
+                    "calls": report.calls,
+                    "failed_calls": dict(sorted(report.failed_calls.items())),
+                    "cost": round(report.cost, 6),
+                    "seconds": round(report.seconds, 3),
+                }
+            ),
+        )
+    return report
+
+
+# --- the offline drafter ------------------------------------------------------------------------------
+def _synthesize_offline(
+    recipe: Recipe, catalog: Catalog, ontology: Ontology, report: SynthesisReport, progress: Progress
+) -> None:
+    spec = recipe.teacher
+    batch: list[Generation] = []
+    phases = [False, True] if spec.guided_attempts else [False]
+    try:
+        for guided in phases:
+            if guided:
+                catalog.add_generations(batch)
+                batch.clear()
+            for missing in pending_attempts(catalog, recipe, report, guided):
+                for attempt in missing:
+                    error_rate = 0.0 if guided else spec.offline_error_rate
+                    text = offline.draft(attempt.item, attempt.case, ontology, attempt.attempt, error_rate, recipe.seed)
+                    generation = judge(attempt, offline.MODEL_NAME, Reply(text, 0, len(text.split()), 0.0, None))
+                    batch.append(generation)
+                    _count(report, generation, progress)
+                if len(batch) >= OFFLINE_COMMIT_ROWS:
+                    catalog.add_generations(batch)
+                    batch.clear()
+    finally:
+        catalog.add_generations(batch)
+
+
+# --- OpenAI-compatible endpoints ----------------------------------------------------------------------
+def _synthesize_remote(recipe: Recipe, catalog: Catalog, report: SynthesisReport, progress: Progress) -> None:
+    from retinal_reason_data.teacher.engine import EndpointsExhausted  # imports the clients only when used
+    from retinal_reason_data.teacher.transports import MissingKey, read_key
+
+    try:
+        for endpoint in recipe.teacher.endpoint_specs():
+            read_key(endpoint)
+    except MissingKey as exc:
+        raise SynthesisStopped(str(exc), report, exit_code=2) from None
+    try:
+        stopped = asyncio.run(_remote_main(recipe, catalog, report, progress))
+    except EndpointsExhausted as exc:
+        raise SynthesisStopped(f"{exc}\n{_kept(report)}", report, exit_code=1) from None
+    if stopped:
+        raise SynthesisStopped(f"interrupted; {_kept(report)}", report, exit_code=130)
+
+
+def _kept(report: SynthesisReport) -> str:
+    return f"{report.requests} replies of this run are committed; rerun the same command to resume"
+
+
+async def _remote_main(recipe: Recipe, catalog: Catalog, report: SynthesisReport, progress: Progress) -> bool:
+    """Run the blind then the guided phase; True when stopped by a signal before the end."""
+    from retinal_reason_data.teacher.endpoints import Endpoint
+    from retinal_reason_data.teacher.engine import Engine
+    from retinal_reason_data.teacher.transports import make_transport
+    from retinal_reason_data.teacher.writer import ReplyWriter
+
+    spec = recipe.teacher
+    loop = asyncio.get_running_loop()
+    now = time.monotonic()
+    endpoints = [
+        Endpoint(spec=e, transport=make_transport(spec.transport, e, spec.timeout_s), teacher=spec, now=now)
+        for e in spec.endpoint_specs()
+    ]
+    writer = ReplyWriter(catalog)
+
+    def deliver(request: Request, reply: Reply | None, events: list[dict[str, Any]]) -> None:
+        generation = None
+        if reply is not None:
+            generation = judge(request, spec.model, reply)
+            _count(report, generation, progress)
+        writer.add(generation, events)
+
+    engine = Engine(spec, endpoints, deliver)
+    writer.on_error = lambda _exc: (engine.stop(), engine.stop())
+    signals = _install_signals(loop, engine)
+    pool = ThreadPoolExecutor(2, thread_name_prefix="rrd-requests")
+    writer.start()
+    ticker = loop.create_task(_tick(progress))
+    try:
+        await engine.run(_requests(catalog, recipe, report, pool, deliver, guided=False))
+        if spec.guided_attempts and not engine.stopping:
+            await writer.flush()
+            await engine.run(_requests(catalog, recipe, report, pool, deliver, guided=True))
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        ticker.cancel()
+        report.calls = engine.stats.calls
+        report.failed_calls = engine.stats.failed_calls
+        try:
+            await writer.close()
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+            for endpoint in endpoints:
+                with suppress(Exception):
+                    await endpoint.transport.close()
+    return engine.stopping
+
+
+def _install_signals(loop: asyncio.AbstractEventLoop, engine: Any) -> list[int]:
+    """Ctrl-C (and SIGTERM) stop gracefully: nothing new is sent, replies in flight land and are committed;
+    a second one stops at once."""
+
+    def on_signal() -> None:
+        if engine.stopping:
+            print("\nstopping now; requests in flight are dropped (asked again on the next run)", file=sys.stderr)
+        else:
+            print(
+                "\nstopping: waiting for the requests in flight (Ctrl-C again to stop at once); "
+                "every reply received is kept",
+                file=sys.stderr,
+            )
+        engine.stop()
+
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, on_signal)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or not a POSIX loop
+            pass
+    return installed
+
+
+async def _tick(progress: Progress) -> None:
+    while True:
+        await asyncio.sleep(0.5)
+        progress.tick()
+
+
+_DONE = object()
+
+
+async def _requests(
+    catalog: Catalog,
+    recipe: Recipe,
+    report: SynthesisReport,
+    pool: ThreadPoolExecutor,
+    deliver: Any,
+    guided: bool,
+) -> AsyncIterator[Request]:
+    """The requests to send, built ahead on worker threads (catalog reads, fingerprints, image encoding)
+    into a bounded queue, so the event loop only sends and receives."""
+    spec = recipe.teacher
+    queue: asyncio.Queue[Any] = asyncio.Queue(max(64, 2 * sum(e.concurrency or 1 for e in spec.endpoint_specs())))
+    producer = asyncio.get_running_loop().create_task(
+        _produce(pending_attempts(catalog, recipe, report, guided), recipe, pool, deliver, queue)
+    )
+    try:
+        while True:
+            request = await queue.get()
+            if request is _DONE:
+                return
+            if isinstance(request, BaseException):
+                raise request
+            yield request
+    finally:
+        producer.cancel()
+        with suppress(asyncio.CancelledError):
+            await producer
+
+
+async def _produce(
+    pending: Iterator[list[Attempt]], recipe: Recipe, pool: ThreadPoolExecutor, deliver: Any, queue: asyncio.Queue[Any]
+) -> None:
+    loop = asyncio.get_running_loop()
+    side = recipe.teacher.image_max_side
+    image_tokens = recipe.teacher.image_tokens
+    try:
+        while (batch := await loop.run_in_executor(pool, next, pending, None)) is not None:
+            paths = sorted({image.path for attempt in batch for image in attempt.case.images})
+            encoded = await asyncio.gather(*(loop.run_in_executor(pool, data_url_or_error, p, side) for p in paths))
+            urls = dict(zip(paths, encoded, strict=True))
+            for attempt in batch:
+                case_urls = [urls[image.path] for image in attempt.case.images]
+                broken = next((url for url in case_urls if isinstance(url, ImageError)), None)
+                if broken is not None:
+                    request = Request(attempt.fingerprint, attempt.item, attempt.attempt, [], attempt.guided)
+                    deliver(request, Reply(None, 0, 0, 0.0, broken.reason), [])
+                    continue
+                text = guided_text(attempt.item) if attempt.guided else user_text(attempt.item)
+                estimate = (len(SYSTEM_PROMPT) + len(text)) // 4 + sum(
+                    image_tokens or image_token_estimate(side, image.width, image.height)
+                    for image in attempt.case.images
+                )
+                messages = build_messages(attempt.item, case_urls, attempt.guided)  # type: ignore[arg-type]
+                await queue.put(
+                    Request(attempt.fingerprint, attempt.item, attempt.attempt, messages, attempt.guided, estimate)
+                )
+        await queue.put(_DONE)
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+        await queue.put(exc)

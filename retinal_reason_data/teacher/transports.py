@@ -78,6 +78,20 @@ def _base_url(spec: EndpointSpec) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def _timeout_or_connection(exc: BaseException) -> str:
+    """'timeout' when a real timeout is behind `exc`, 'connection_error' when a refused or dropped one is."""
+    import aiohttp
+
+    cause = exc.__cause__
+    while cause is not None:
+        if isinstance(cause, TimeoutError):
+            return "timeout"
+        if isinstance(cause, OSError | aiohttp.ClientConnectionError):
+            return "connection_error"
+        cause = cause.__cause__ or cause.__context__
+    return "timeout"
+
+
 def make_transport(kind: str, spec: EndpointSpec, timeout_s: float) -> Transport:
     """A client for one endpoint; `kind` is the recipe's `teacher.transport`."""
     key = read_key(spec)
@@ -97,7 +111,7 @@ class OpenAITransport:
         http_client: Any = None
         try:
             http_client = openai.DefaultAioHttpClient(timeout=timeout_s)
-        except RuntimeError:  # the aiohttp extra is not installed: httpx it is
+        except (RuntimeError, AttributeError):  # no aiohttp extra, or an openai without it: httpx it is
             http_client = None
         extra_headers = _auth_headers(spec, key) if spec.api_key_header else {}
         self._client = openai.AsyncOpenAI(
@@ -121,8 +135,9 @@ class OpenAITransport:
             raise TransportError(
                 status_kind(exc.status_code), self._detail(exc), exc.status_code, exc.response.headers
             ) from None
-        except openai.APITimeoutError:
-            raise TransportError("timeout") from None
+        except openai.APITimeoutError as exc:
+            # the aiohttp backend reports refused and dropped connections as timeouts: look at the cause
+            raise TransportError(_timeout_or_connection(exc), self._detail(exc.__cause__ or exc)) from None
         except openai.APIConnectionError as exc:
             raise TransportError("connection_error", self._detail(exc.__cause__ or exc)) from None
         except (openai.APIResponseValidationError, ValueError, TypeError) as exc:
@@ -183,7 +198,8 @@ class AiohttpTransport:
         except (aiohttp.ClientError, OSError) as exc:
             raise TransportError("connection_error", self._detail(exc)) from None
         if status >= 400:
-            raise TransportError(status_kind(status), self._detail(body.decode(errors="replace")), status, response_headers)
+            detail = self._detail(body.decode(errors="replace"))
+            raise TransportError(status_kind(status), detail, status, response_headers)
         try:
             data = json.loads(body)
             choices = data["choices"]

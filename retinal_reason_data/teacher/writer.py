@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from typing import Any
 
 from retinal_reason_data.catalog import Catalog
@@ -59,10 +60,8 @@ class ReplyWriter:
 
     async def _run(self) -> None:
         while not self._closing:
-            try:
+            with suppress(TimeoutError):
                 await asyncio.wait_for(self._full.wait(), self.window_s)
-            except TimeoutError:
-                pass
             self._full.clear()
             try:
                 await self.flush()

@@ -1,0 +1,157 @@
+"""Near-duplicate search time: the exact multi-index Hamming search against imagededup's `find_duplicates`.
+
+Run (imagededup needs torch; `make bench-env` makes .venv-bench with it):
+    .venv-bench/bin/python benchmarks/dedup_search.py [--sizes 10000 100000 1000000] [--imagededup-limit 600]
+
+The hashes must look like fundus hashes, or the benchmark flatters the index (fundus photographs share
+their layout, so their hashes are far from uniform). So: phantom photographs are drawn and hashed as intake
+does; the 16 x 16 DCT coefficients behind `near_hash` are fitted with a Gaussian (mean and shrunk
+covariance), and N hashes are the signs of N draws from it; one in ten is then replaced by a copy of another
+with 0-12 bits flipped (near duplicates to find). Distance percentiles of the phantoms and of the draws are
+printed side by side. Every method gets the same hashes and the same threshold (`dedup.near_threshold`), and
+their pair sets are compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import time
+
+import numpy as np
+from scipy.fft import dctn
+
+from retinal_reason_data.fieldhash import HASH_SIDE, NEAR_CANVAS, _canonical, find_field
+from retinal_reason_data.hamming import brute_force_pairs, near_pairs, popcount_distance
+from retinal_reason_data.phantoms.images import fundus_photo
+from retinal_reason_data.recipe import DedupSpec
+
+DISEASES = [["dr.none"], ["dr.moderate"], ["dr.proliferative"], ["amd.wet"], ["glaucoma"], ["vasc.crvo"], ["rp"], []]
+
+
+def phantom_coefficients(count: int, seed: int) -> np.ndarray:
+    """(count, 256) low DCT coefficients of phantom photographs, as fieldhash computes them."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for index in range(count):
+        photo = fundus_photo(
+            int(rng.integers(1 << 31)),
+            "right" if index % 2 else "left",
+            DISEASES[index % len(DISEASES)],
+            image_seed=int(rng.integers(1 << 20)),
+            size=256,
+        )
+        grey = photo.convert("L")
+        field = find_field(np.asarray(grey))
+        block = dctn(_canonical(grey, field, NEAR_CANVAS), type=2, norm="ortho")[:HASH_SIDE, :HASH_SIDE]
+        rows.append(block.ravel())
+    return np.array(rows)
+
+
+def synthetic_hashes(coefficients: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """n fundus-like 256-bit hashes (n, 32) uint8, one in ten a near copy of another."""
+    rng = np.random.default_rng(seed)
+    mean = coefficients.mean(axis=0)
+    sample = np.cov(coefficients, rowvar=False)
+    covariance = 0.9 * sample + 0.1 * np.diag(np.diag(sample))  # shrinkage: fewer photographs than dimensions
+    factor = np.linalg.cholesky(covariance + 1e-9 * np.eye(len(mean))).astype(np.float32)
+    chunks = []
+    for start in range(0, n, 100_000):
+        draws = rng.standard_normal((min(100_000, n - start), len(mean)), dtype=np.float32) @ factor.T
+        chunks.append(np.packbits(draws + mean.astype(np.float32) > 0, axis=1))
+    hashes = np.concatenate(chunks)
+    copies = n // 10
+    sources = rng.integers(0, n - copies, copies)
+    flips = np.zeros((copies, 256), dtype=bool)
+    counts = rng.integers(0, 13, copies)
+    for row, count in enumerate(counts):
+        flips[row, rng.choice(256, count, replace=False)] = True
+    hashes[n - copies :] = hashes[sources] ^ np.packbits(flips, axis=1)
+    return hashes
+
+
+def distance_percentiles(hashes: np.ndarray, pairs: int, seed: int) -> list[int]:
+    rng = np.random.default_rng(seed)
+    i, j = rng.integers(0, len(hashes), pairs), rng.integers(0, len(hashes), pairs)
+    keep = i != j
+    d = popcount_distance(hashes[i[keep]], hashes[j[keep]])
+    return [int(v) for v in np.percentile(d, [0.1, 1, 5, 50])]
+
+
+def _imagededup(hashes: np.ndarray, threshold: int, method: str, queue: multiprocessing.Queue) -> None:
+    from imagededup.methods import PHash
+
+    encodings = {f"{k:07d}": row.tobytes().hex() for k, row in enumerate(hashes)}
+    started = time.perf_counter()
+    try:
+        found = PHash(verbose=False).find_duplicates(
+            encoding_map=encodings, max_distance_threshold=threshold, scores=False, search_method=method
+        )
+    except Exception as exc:  # report why it cannot run, e.g. 256-bit hashes in its 64-bit brute force
+        queue.put(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    pairs = {(min(int(a), int(b)), max(int(a), int(b))) for a, dups in found.items() for b in dups}
+    queue.put(("ok", (time.perf_counter() - started, pairs)))
+
+
+def run_imagededup(hashes: np.ndarray, threshold: int, method: str, limit: float) -> tuple[str, object]:
+    """imagededup in a child process, stopped after `limit` seconds."""
+    queue: multiprocessing.Queue = multiprocessing.Queue()
+    process = multiprocessing.Process(target=_imagededup, args=(hashes, threshold, method, queue))
+    process.start()
+    process.join(limit)
+    if process.is_alive():
+        process.terminate()
+        process.join()
+        return "timeout", limit
+    return queue.get() if not queue.empty() else ("error", f"exit code {process.exitcode}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--threshold", type=int, default=DedupSpec().near_threshold)
+    parser.add_argument("--phantoms", type=int, default=600)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--imagededup-limit", type=float, default=600.0, help="seconds before it is stopped")
+    parser.add_argument("--brute-force-up-to", type=int, default=100_000)
+    args = parser.parse_args()
+    load = os.getloadavg()[0]
+    print(f"{os.cpu_count()} cores, load average {load:.2f}; threshold {args.threshold} on 256-bit hashes")
+    started = time.perf_counter()
+    coefficients = phantom_coefficients(args.phantoms, seed=1)
+    phantom_hashes = np.packbits(coefficients > 0, axis=1)
+    print(f"{args.phantoms} phantom photographs hashed in {time.perf_counter() - started:.0f} s")
+    print(f"  distance percentiles 0.1/1/5/50 %, phantoms: {distance_percentiles(phantom_hashes, 100_000, 2)}")
+    imagededup_gave_up = False
+    for n in args.sizes:
+        hashes = synthetic_hashes(coefficients, n, seed=n)
+        print(f"\nn = {n:,}: draws {distance_percentiles(hashes[: n - n // 10], 100_000, 3)}")
+        started = time.perf_counter()
+        found = near_pairs(hashes, args.threshold, workers=args.workers)
+        ours = time.perf_counter() - started
+        print(f"  multi-index search ({args.workers} processes): {ours:.2f} s, {len(found):,} pairs")
+        if n <= args.brute_force_up_to:
+            started = time.perf_counter()
+            reference = brute_force_pairs(hashes, args.threshold)
+            brute = time.perf_counter() - started
+            same = reference.as_set() == found.as_set()
+            print(f"  brute force (numpy, 1 process): {brute:.2f} s, identical pairs: {same}")
+        if imagededup_gave_up:
+            print("  imagededup: not run (it did not finish at a smaller size)")
+            continue
+        for method in ("brute_force_cython", "bktree"):
+            status, value = run_imagededup(hashes, args.threshold, method, args.imagededup_limit)
+            if status == "ok":
+                seconds, pairs = value  # type: ignore[misc]
+                print(f"  imagededup {method}: {seconds:.1f} s, identical pairs: {pairs == found.as_set()}")
+            elif status == "timeout":
+                print(f"  imagededup {method}: stopped after {args.imagededup_limit:.0f} s")
+                imagededup_gave_up = method == "bktree"
+            else:
+                print(f"  imagededup {method}: cannot run: {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""The `ophthareason-eval` format: the test split as OphthaReason's evaluation script reads it.
+
+Followed: lxirich/OphthaReason eval/eval.py. It loads `{DS_ROOT}/{name}.json` for the names
+single_choice_test_data_{CFP,FFA,OCT}, multi_choice_test_data_CFP and complex_reason, takes the question
+from conversations[0].value and the answer from conversations[1].value, and looks every key of `image` (a
+key or a list of keys) up in `pd.read_csv("{BASE64_ROOT}/{name}.csv", index_col=0)["base64"]` (first column:
+the key; column `base64`: the image, sent as a data URL). Its prompts ask for one uppercase letter (SINGLE),
+uppercase letters joined by commas without spaces (MULTI) and just the name of the disease or entity
+(COMPLEX): the answers are written that way. The script appends ". First output ..." to the question, so the
+question is written without the answer instructions. Rows come from the `rl` test split (every test item,
+not only those the teacher solved); rows that fit none of the five files are counted under `skipped`.
+Files: `ophthareason-eval/{name}.json` and `ophthareason-eval/{name}.csv`.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+from pathlib import Path
+from typing import IO, Any
+
+from retinal_reason_data.export.mm_retinal_reason import release_answer
+from retinal_reason_data.export.output import FormatReport, JsonArrayWriter, fresh_folder
+from retinal_reason_data.export.prompting import question_with_options
+from retinal_reason_data.export.reader import iter_rows
+from retinal_reason_data.export.shards import file_entry
+
+NAME = "ophthareason-eval"
+CONFIG = "rl"
+SPLIT = "test"
+FILES = (
+    "single_choice_test_data_CFP",
+    "single_choice_test_data_FFA",
+    "single_choice_test_data_OCT",
+    "multi_choice_test_data_CFP",
+    "complex_reason",
+)
+
+
+def target_file(row: dict[str, Any]) -> tuple[str | None, str]:
+    """(file name, '') for a row the evaluation reads, or (None, reason) for one it has no file for."""
+    task, kind, modality = row["task"], row["question_type"], row["modality"]
+    if task == "complex":
+        return ("complex_reason", "") if kind == "open" else (None, f"complex_{kind}")
+    if kind == "single_choice":
+        name = f"single_choice_test_data_{modality}"
+        return (name, "") if name in FILES else (None, f"single_choice_{modality}")
+    if kind == "multiple_choice":
+        return ("multi_choice_test_data_CFP", "") if modality == "CFP" else (None, f"multiple_choice_{modality}")
+    return None, f"basic_{kind}"
+
+
+class _EvalFile:
+    """One test file: the JSON records and the CSV of base64 images (each key once)."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.records = JsonArrayWriter(folder / f"{name}.json")
+        self.csv_path = folder / f"{name}.csv"
+        self._handle: IO[str] = self.csv_path.open("w", encoding="utf-8", newline="")
+        self._csv = csv.writer(self._handle, lineterminator="\n")
+        self._csv.writerow(["image", "base64"])
+        self._keys: set[str] = set()
+
+    def write(self, row: dict[str, Any]) -> None:
+        keys = []
+        for cell in row["images"]:
+            key = cell["path"]
+            if key not in self._keys:
+                self._keys.add(key)
+                self._csv.writerow([key, base64.b64encode(cell["bytes"]).decode("ascii")])
+            keys.append(key)
+        conversations = [
+            {"from": "human", "value": question_with_options(row)},
+            {"from": "gpt", "value": release_answer(row)},
+        ]
+        self.records.write({"id": row["id"], "image": keys, "conversations": conversations})
+
+    def close(self) -> None:
+        self.records.close()
+        self._handle.close()
+
+
+def write_ophthareason_eval(out: Path, splits: dict[str, dict[str, int]]) -> FormatReport:
+    """Write the five test files and their CSVs from the `rl` test shards at `out`."""
+    root = fresh_folder(out / NAME)
+    report = FormatReport()
+    files = {name: _EvalFile(root, name) for name in FILES}
+    try:
+        if SPLIT in splits.get(CONFIG, {}):
+            for row in iter_rows(out, CONFIG, SPLIT):
+                name, reason = target_file(row)
+                if name is None:
+                    report.skip(reason)
+                else:
+                    files[name].write(row)
+    finally:
+        for handle in files.values():
+            handle.close()
+    for name, handle in files.items():
+        report.rows[f"{name}.json"] = handle.records.count
+        report.files += [file_entry(handle.records.path, out, handle.records.count), file_entry(handle.csv_path, out)]
+    return report

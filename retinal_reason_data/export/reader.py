@@ -1,0 +1,27 @@
+"""Reading the rows of the written `hf` shards back, one row group at a time (the other formats start here)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from retinal_reason_data.export.shards import ROW_GROUP_ROWS
+
+
+def shard_paths(out: Path, config: str, split: str) -> list[Path]:
+    """The shards of one config and split, in order."""
+    return sorted((out / "data" / config).glob(f"{split}-*-of-*.parquet"))
+
+
+def iter_rows(out: Path, config: str, split: str) -> Iterator[dict[str, Any]]:
+    """Every row of `data/{config}/{split}-*.parquet` as a dict; images stay `{bytes, path}` cells.
+
+    Memory holds one batch of ROW_GROUP_ROWS rows, whatever the size of the split.
+    """
+    for path in shard_paths(out, config, split):
+        with pq.ParquetFile(path) as shard:
+            for batch in shard.iter_batches(batch_size=ROW_GROUP_ROWS):
+                yield from batch.to_pylist()

@@ -1,0 +1,166 @@
+"""Near-duplicate fingerprints of ophthalmic images: perceptual hashes of the field of view.
+
+A fundus photograph is a bright disc on black. Copies of one photograph in different compilations are
+cropped, padded, letterboxed or squashed to a square, so a hash of the whole frame moves with the frame.
+These hashes are taken over the field itself: its outline is fitted (an axis-aligned ellipse, so a
+squashed copy is un-squashed), the disc is resampled to a fixed square, and only its inner 80 % is kept,
+so that crops which clip the rim change nothing. Images without a fitted field (OCT, cropped-in photos)
+are hashed over the whole frame.
+
+Bits are the signs of DCT coefficients (not a comparison with their median), which makes every flip and
+quarter turn of the image a fixed permutation and inversion of the bits: `orient` computes the hash of
+a flipped or rotated copy from the hash alone, so orientation-invariant search needs one hash per image.
+
+- `near_hash`: 16 x 16 lowest frequencies of a 64 px canonical image (256 bits), searched by Hamming distance.
+- `detail_hash`: the next band (frequencies 16-31) of a 128 px canonical image (256 bits), which
+  separates re-takes of one eye (same anatomy, shifted by a few pixels) from copies of one photograph.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image, ImageOps
+from scipy.fft import dctn
+
+HASH_SIDE = 16
+NEAR_CANVAS = 64
+DETAIL_CANVAS = 128
+FIELD_KEEP = 0.8  # share of the field's radius that is hashed: crops clipping up to 20 % of it are ignored
+_WORK_SIDE = 256  # every image is hashed from this size (longest side)
+_EDGE_LEVEL = 0.08  # field edge: this far from the background level towards the bright (90th percentile) level
+
+ORIENTATIONS = ("identity", "mirror", "flip", "rot180", "transpose", "rot90", "rot270", "transverse")
+"""Names of the 8 flips and quarter turns, as PIL's Image.transpose methods: FLIP_LEFT_RIGHT, FLIP_TOP_BOTTOM,
+ROTATE_180, TRANSPOSE, ROTATE_90 (counter-clockwise), ROTATE_270 and TRANSVERSE."""
+
+
+class Field(NamedTuple):
+    """The fitted field of view in pixel coordinates (continuous: pixel k spans [k, k + 1))."""
+
+    cx: float
+    cy: float
+    rx: float
+    ry: float
+
+
+def find_field(grey: np.ndarray) -> Field | None:
+    """Fit the outline of the bright field of view; None when there is no convincing elliptical outline."""
+    height, width = grey.shape
+    low, high = np.percentile(grey, [1, 90])
+    if high - low < 8:
+        return None
+    lit = grey > low + _EDGE_LEVEL * (high - low)
+    inner = lit[1:-1, 1:-1]
+    edge = inner & ~(lit[:-2, 1:-1] & lit[2:, 1:-1] & lit[1:-1, :-2] & lit[1:-1, 2:])
+    ys, xs = np.nonzero(edge)
+    if len(xs) < 24:
+        return None
+    # edge points in continuous coordinates, centred and scaled for a stable fit
+    origin_x, origin_y, unit = width / 2, height / 2, max(width, height) / 2
+    u, v = (xs + 1.5 - origin_x) / unit, (ys + 1.5 - origin_y) / unit
+    keep = np.ones(len(u), dtype=bool)
+    for tolerance in (0.08, 0.03, 0.015):
+        design = np.stack([u[keep] ** 2, v[keep] ** 2, u[keep], v[keep]], axis=1)
+        (a, b, c, d), *_ = np.linalg.lstsq(design, np.ones(int(keep.sum())), rcond=None)
+        if a == 0 or b == 0:
+            return None
+        g = 1 + c * c / (4 * a) + d * d / (4 * b)
+        if g / a <= 0 or g / b <= 0:
+            return None
+        cu, cv, ru, rv = -c / (2 * a), -d / (2 * b), np.sqrt(g / a), np.sqrt(g / b)
+        residual = np.abs(np.hypot((u - cu) / ru, (v - cv) / rv) - 1)
+        keep = residual < tolerance
+        if keep.sum() < 24:
+            return None
+    field = Field(origin_x + cu * unit, origin_y + cv * unit, ru * unit, rv * unit)
+    plausible = (
+        keep.mean() > 0.5
+        and 0.5 < field.rx / field.ry < 2.0
+        and min(field.rx, field.ry) > 0.15 * max(width, height)
+        and 0 <= field.cx <= width
+        and 0 <= field.cy <= height
+    )
+    return field if plausible else None
+
+
+def _canonical(grey: Image.Image, field: Field | None, side: int) -> np.ndarray:
+    """The field resampled to side x side (inner FIELD_KEEP of its radius), outside filled with its mean."""
+    if field is None:
+        return np.asarray(grey.resize((side, side), Image.Resampling.LANCZOS), dtype=np.float64)
+    rx, ry = field.rx * FIELD_KEEP, field.ry * FIELD_KEEP
+    box = (field.cx - rx, field.cy - ry, field.cx + rx, field.cy + ry)
+    margin = int(np.ceil(max(0.0, -box[0], -box[1], box[2] - grey.width, box[3] - grey.height))) + 1
+    padded = ImageOps.expand(grey, border=margin, fill=0) if margin > 1 else grey
+    shift = margin if margin > 1 else 0
+    shifted = (box[0] + shift, box[1] + shift, box[2] + shift, box[3] + shift)
+    pixels = np.asarray(padded.resize((side, side), Image.Resampling.LANCZOS, box=shifted), dtype=np.float64)
+    inside = _disc(side)
+    return np.where(inside, pixels, pixels[inside].mean())
+
+
+_DISCS: dict[int, np.ndarray] = {}
+
+
+def _disc(side: int) -> np.ndarray:
+    if side not in _DISCS:
+        centre = (side - 1) / 2
+        yy, xx = np.mgrid[0:side, 0:side]
+        _DISCS[side] = np.hypot(xx - centre, yy - centre) <= side / 2
+    return _DISCS[side]
+
+
+def field_hashes(grey: Image.Image) -> tuple[str, str]:
+    """(near_hash, detail_hash) of a grey-level image, each 256 bits as 64 hex digits.
+
+    The image is first brought to 256 px on its longest side, so that a full decode and a reduced (draft)
+    decode of the same file, or a large and a small copy, hash alike."""
+    if grey.mode != "L":
+        grey = grey.convert("L")
+    scale = _WORK_SIDE / max(grey.size)
+    size = (max(8, round(grey.width * scale)), max(8, round(grey.height * scale)))
+    work = grey.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    field = find_field(np.asarray(work))
+    near = dctn(_canonical(work, field, NEAR_CANVAS), type=2, norm="ortho")[:HASH_SIDE, :HASH_SIDE]
+    band = slice(HASH_SIDE, 2 * HASH_SIDE)
+    detail = dctn(_canonical(work, field, DETAIL_CANVAS), type=2, norm="ortho")[band, band]
+    return _bits_hex(near), _bits_hex(detail)
+
+
+def _bits_hex(block: np.ndarray) -> str:
+    return np.packbits(block.ravel() > 0).tobytes().hex()
+
+
+def _orientation_maps() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per orientation: (source bit of each bit, bits to invert) for a 16 x 16 coefficient block.
+
+    A DCT coefficient (v, u) of a left-right mirrored image is (-1)^u times the original, of an upside-down
+    one (-1)^v times; transposing the image transposes the block. Bands starting at an even frequency
+    (0 and 16) have the same parities, so one map serves both hashes.
+    """
+    v, u = np.mgrid[0:HASH_SIDE, 0:HASH_SIDE]
+    index = v * HASH_SIDE + u
+    odd_u, odd_v = (u % 2 == 1), (v % 2 == 1)
+    plain, transposed = index.ravel(), index.T.ravel()
+    none = np.zeros(HASH_SIDE * HASH_SIDE, dtype=bool)
+    return {
+        "identity": (plain, none),
+        "mirror": (plain, odd_u.ravel()),
+        "flip": (plain, odd_v.ravel()),
+        "rot180": (plain, (odd_u ^ odd_v).ravel()),
+        "transpose": (transposed, none),
+        "rot90": (transposed, odd_v.ravel()),
+        "rot270": (transposed, odd_u.ravel()),
+        "transverse": (transposed, (odd_u ^ odd_v).ravel()),
+    }
+
+
+_MAPS = _orientation_maps()
+
+
+def orient(hashes: np.ndarray, orientation: str) -> np.ndarray:
+    """The hashes of flipped or rotated copies, from (n, 32) uint8 hashes (see `hamming.hex_to_bytes`)."""
+    source, invert = _MAPS[orientation]
+    bits = np.unpackbits(hashes, axis=1)
+    return np.packbits(bits[:, source] ^ invert.astype(np.uint8), axis=1)

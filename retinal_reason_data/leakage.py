@@ -1,0 +1,64 @@
+"""The release check: no group, patient or duplicate cluster may sit in two splits.
+
+It re-derives each from the catalog's tables (assignments, items, cases, image_clusters) rather than
+trusting the code that made the splits, and the export refuses to write a release that fails it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from retinal_reason_data.catalog import Catalog
+from retinal_reason_data.schema import Case
+
+EXAMPLES = 5
+
+
+class LeakageError(RuntimeError):
+    """A release in which something crosses splits; the message names what and where."""
+
+
+def crossings(catalog: Catalog) -> list[str]:
+    """Every group, patient and near-duplicate cluster found in more than one split, described in words."""
+    problems: list[str] = []
+    rows = catalog.query(
+        "SELECT group_id, list(DISTINCT split ORDER BY split) FROM assignments GROUP BY group_id "
+        "HAVING count(DISTINCT split) > 1 ORDER BY group_id"
+    )
+    problems += [f"group {group} is in splits {', '.join(splits)}" for group, splits in rows]
+    case_splits: dict[str, set[str]] = defaultdict(set)
+    for case_id, split in catalog.query(
+        "SELECT DISTINCT i.case_id, a.split FROM assignments a JOIN items i USING (item_id)"
+    ):
+        case_splits[case_id].add(split)
+    cluster_of = dict(catalog.query("SELECT sha256, near_cluster FROM image_clusters"))
+    patient_splits: dict[tuple[str, str], set[str]] = defaultdict(set)
+    cluster_splits: dict[str, set[str]] = defaultdict(set)
+    for (data,) in catalog.query("SELECT data FROM cases"):
+        case = Case.model_validate_json(data)
+        splits = case_splits.get(case.case_id)
+        if not splits:
+            continue
+        patient_splits[(case.source, case.patient_id)] |= splits
+        for image in case.images:
+            cluster_splits[cluster_of.get(image.sha256, image.sha256)] |= splits
+    problems += [
+        f"patient {patient} of {source} is in splits {', '.join(sorted(splits))}"
+        for (source, patient), splits in sorted(patient_splits.items())
+        if len(splits) > 1
+    ]
+    problems += [
+        f"duplicate cluster {cluster} is in splits {', '.join(sorted(splits))}"
+        for cluster, splits in sorted(cluster_splits.items())
+        if len(splits) > 1
+    ]
+    return problems
+
+
+def check_release(catalog: Catalog) -> None:
+    """Raise LeakageError when any group, patient or duplicate cluster crosses splits."""
+    problems = crossings(catalog)
+    if problems:
+        shown = "; ".join(problems[:EXAMPLES])
+        more = f" (and {len(problems) - EXAMPLES} more)" if len(problems) > EXAMPLES else ""
+        raise LeakageError(f"{catalog.path}: refusing to export, {len(problems)} leaks across splits: {shown}{more}")

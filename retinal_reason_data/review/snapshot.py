@@ -1,0 +1,336 @@
+"""What the review page shows: a snapshot of the build's traces, queues, filters and stratified samples.
+
+The snapshot is copied from the catalog into a temporary DuckDB file when review starts (and again when the
+catalog changes), so the catalog stays free for `rrd build` while annotators work, and memory does not grow
+with the size of the build.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from retinal_reason_data.annotations import Key, TraceReview
+from retinal_reason_data.filters import trace_problem
+from retinal_reason_data.recipe import Recipe
+from retinal_reason_data.schema import Case, Decision, Generation, Item
+from retinal_reason_data.tasks.options import LETTERS
+from retinal_reason_data.text import stable_hash
+from retinal_reason_data.verify import split_response
+
+FACETS = ("source", "modality", "task", "question_type")
+QUEUES = ("all", "unreviewed", "rejected", "disagreements")
+SFT_SPLITS = ("train", "validation", "test")
+
+
+class SnapshotError(RuntimeError):
+    """The catalog cannot be read for review (missing, or held by a running build)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One reviewable trace: an item and the teacher attempt shown for it."""
+
+    item_id: str
+    generation_id: str
+    source: str
+    modality: str
+    task: str
+    question_type: str
+
+    @property
+    def key(self) -> Key:
+        return (self.item_id, self.generation_id)
+
+    def facet(self, name: str) -> str:
+        return str(getattr(self, name))
+
+
+def catalog_mark(path: Path) -> tuple[int, int] | None:
+    """(mtime, size) of the catalog file, to notice a rebuild."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size)
+
+
+class ReviewSet:
+    """The traces a build exports, plus every trace a verdict names, copied out of the catalog."""
+
+    def __init__(self, recipe: Recipe, reviewed: Iterable[Key] = ()) -> None:
+        self.recipe = recipe
+        self.mark = catalog_mark(recipe.catalog_path)
+        if self.mark is None:
+            raise SnapshotError(f"{recipe.catalog_path}: no catalog yet; run `rrd build` on the recipe first")
+        self._folder = tempfile.TemporaryDirectory(prefix="rrd-review-")
+        self.db = duckdb.connect(str(Path(self._folder.name) / "snapshot.duckdb"))
+        self._local = threading.local()
+        try:
+            self._copy(list(reviewed))
+        except duckdb.Error as exc:  # IOException: a build in another process; ResourceInUse: in this one
+            self.close()
+            raise SnapshotError(f"{recipe.catalog_path}: cannot read the catalog ({exc}); is a build running?") from exc
+        rows = self.db.execute(
+            "SELECT item_id, fingerprint, source, modality, task, question_type FROM traces "
+            "ORDER BY item_id, fingerprint"
+        ).fetchall()
+        self.entries = [Entry(*row) for row in rows]
+        self.by_key = {entry.key: entry for entry in self.entries}
+        self.image_paths: dict[str, str] = {}  # sha256 -> file, for the images of items already served
+
+    def _copy(self, reviewed: list[Key]) -> None:
+        path = str(self.recipe.catalog_path).replace("'", "''")
+        self.db.execute(f"ATTACH '{path}' AS cat (READ_ONLY)")
+        self.db.register(
+            "_reviewed",
+            pa.table(
+                {
+                    "item_id": pa.array([k[0] for k in reviewed], pa.string()),
+                    "fingerprint": pa.array([k[1] for k in reviewed], pa.string()),
+                }
+            ),
+        )
+        try:
+            self.db.execute(
+                """CREATE TABLE wanted AS
+                   SELECT item_id, fingerprint FROM cat.assignments WHERE fingerprint IS NOT NULL
+                   UNION SELECT item_id, fingerprint FROM _reviewed"""
+            )
+            self.db.execute(
+                """CREATE TABLE traces AS
+                   SELECT w.item_id, w.fingerprint, c.source, i.modality, i.task, i.question_type, a.split,
+                          a.pass_at_k, a.attempts, a.fingerprint AS exported, i.data AS item, c.data AS case_data,
+                          g.data AS generation
+                   FROM wanted w JOIN cat.items i ON i.item_id = w.item_id JOIN cat.cases c ON c.case_id = i.case_id
+                   JOIN cat.generations g ON g.fingerprint = w.fingerprint AND g.item_id = w.item_id
+                   LEFT JOIN cat.assignments a ON a.item_id = w.item_id
+                   ORDER BY w.item_id, w.fingerprint"""
+            )
+            self.db.execute(
+                """CREATE TABLE item_drops AS SELECT d.item_id, d.stage, d.reason, d.detail FROM cat.drops d
+                   WHERE d.item_id IN (SELECT item_id FROM wanted) ORDER BY d.item_id, d.stage, d.reason"""
+            )
+        finally:
+            self.db.unregister("_reviewed")
+            self.db.execute("DETACH cat")
+
+    def close(self) -> None:
+        self.db.close()
+        self._folder.cleanup()
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:  # one cursor per server thread (a DuckDB connection is not shared across threads)
+            cursor = self._local.cursor = self.db.cursor()
+        return cursor
+
+    def facet_values(self) -> dict[str, list[str]]:
+        return {name: sorted({entry.facet(name) for entry in self.entries}) for name in FACETS}
+
+    def detail(self, key: Key) -> dict[str, Any] | None:
+        """Everything the page shows for one trace (texts as plain strings; the page renders them as text)."""
+        row = (
+            self._cursor()
+            .execute(
+                "SELECT item, case_data, generation, split, pass_at_k, attempts, exported FROM traces "
+                "WHERE item_id = ? AND fingerprint = ?",
+                list(key),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        item, case = Item.model_validate_json(row[0]), Case.model_validate_json(row[1])
+        generation = Generation.model_validate_json(row[2])
+        split, pass_at_k, attempts, exported = row[3:]
+        drops = (
+            self._cursor()
+            .execute("SELECT stage, reason, detail FROM item_drops WHERE item_id = ?", [item.item_id])
+            .fetchall()
+        )
+        think, answer = split_response(generation.response or "")
+        return {
+            "item_id": item.item_id,
+            "generation_id": generation.fingerprint,
+            "images": self._images(item, case),
+            "question": item.question,
+            "options": [{"letter": LETTERS[i], "text": text} for i, text in enumerate(item.options)],
+            "reference": {"text": item.answer.text, "aliases": item.answer.aliases, "shown": _shown(item)},
+            "trace": {
+                "think": think if think is not None else (generation.response or ""),
+                "answer": answer if answer is not None else generation.extracted_answer,
+                "well_formed": think is not None,
+                "verified": generation.verified,
+            },
+            "meta": {
+                "source": case.source,
+                "case_id": case.case_id,
+                "modality": str(item.modality),
+                "task": str(item.task),
+                "question_type": str(item.question_type),
+                "split": split,
+                "pass_at_k": pass_at_k,
+                "attempts": attempts,
+                "attempt": generation.attempt,
+                "guided": generation.guided,
+                "model": generation.model,
+                "prompt_version": generation.prompt_version,
+                "eye": str(case.eye),
+                "age": case.age,
+                "sex": str(case.sex),
+                "exported": exported == generation.fingerprint and split in SFT_SPLITS,
+            },
+            "checks": self._checks(generation, think, drops),
+        }
+
+    def _images(self, item: Item, case: Case) -> list[dict[str, Any]]:
+        refs = {image.sha256: image for image in case.images}
+        shas = item.image_shas or [image.sha256 for image in case.images]
+        shown = []
+        for index, sha in enumerate(shas):
+            ref = refs.get(sha)
+            if ref is None:
+                continue
+            self.image_paths[sha] = ref.path
+            caption = item.captions[index] if index < len(item.captions) else ref.caption
+            shown.append(
+                {
+                    "url": f"/image/{sha}",
+                    "modality": str(ref.modality),
+                    "caption": caption,
+                    "width": ref.width,
+                    "height": ref.height,
+                }
+            )
+        return shown
+
+    def _checks(self, generation: Generation, think: str | None, drops: Sequence[tuple[str, str, str]]) -> list[dict]:
+        """The checks the trace went through, passed or not, in words."""
+        problem = trace_problem(generation.response or "", self.recipe.filters)
+        judged = " (by the judge)" if generation.judge == "equivalent" else ""
+        checks = [
+            {"name": "answer verified" + judged, "passed": generation.verified, "detail": generation.failure or ""},
+            {
+                "name": "trace filters",
+                "passed": problem is None,
+                "detail": problem or f"{len(think or '')} characters of reasoning",
+            },
+        ]
+        stages = {stage for stage, _, _ in drops}
+        if "dedup" not in stages:
+            checks.append({"name": "not a duplicate", "passed": True, "detail": ""})
+        checks += [{"name": f"{stage}: {reason}", "passed": False, "detail": detail} for stage, reason, detail in drops]
+        return checks
+
+    def models(self, key: Key) -> tuple[Item, Generation]:
+        row = (
+            self._cursor()
+            .execute("SELECT item, generation FROM traces WHERE item_id = ? AND fingerprint = ?", list(key))
+            .fetchone()
+        )
+        if row is None:
+            raise KeyError(key)
+        return Item.model_validate_json(row[0]), Generation.model_validate_json(row[1])
+
+    def image_path(self, sha: str) -> Path | None:
+        path = self.image_paths.get(sha)
+        return Path(path) if path else None
+
+
+def _shown(item: Item) -> str:
+    """The reference answer as a person reads it: letters with their option texts."""
+    if not item.options:
+        return item.answer.text
+    letters = [letter.strip() for letter in item.answer.text.split(",") if letter.strip()]
+    parts = []
+    for letter in letters:
+        index = LETTERS.find(letter)
+        parts.append(f"{letter}. {item.options[index]}" if 0 <= index < len(item.options) else letter)
+    return "; ".join(parts)
+
+
+# --- queues, filters and samples ----------------------------------------------------------------------------
+def matches(entry: Entry, filters: dict[str, str]) -> bool:
+    return all(not value or entry.facet(name) == value for name, value in filters.items())
+
+
+def in_queue(queue: str, review: TraceReview | None, annotator: str) -> bool:
+    """all; unreviewed (no verdict from this annotator yet); rejected (as resolved); disagreements (unsettled)."""
+    if queue == "all":
+        return True
+    if queue == "unreviewed":
+        return review is None or all(v.annotator != annotator for v in review.verdicts)
+    if review is None:
+        return False
+    if queue == "rejected":
+        return review.decision is Decision.REJECT
+    if queue == "disagreements":
+        return review.disagreement
+    raise ValueError(f"unknown queue '{queue}'; expected one of {', '.join(QUEUES)}")
+
+
+def allocate(sizes: dict[Any, int], n: int) -> dict[Any, int]:
+    """Split n draws over strata: one each first (when n allows), the rest in proportion to what is left
+    (largest remainders; ties by stratum order)."""
+    if n >= sum(sizes.values()):
+        return dict(sizes)
+    taken = {stratum: 0 for stratum in sizes}
+    if n >= len(sizes):
+        taken = {stratum: min(1, size) for stratum, size in sizes.items()}
+    remaining = n - sum(taken.values())
+    room = {stratum: sizes[stratum] - taken[stratum] for stratum in sizes}
+    total = sum(room.values())
+    if remaining > 0 and total > 0:
+        shares = {stratum: remaining * room[stratum] / total for stratum in sizes}
+        floors = {stratum: math.floor(share) for stratum, share in shares.items()}
+        left = remaining - sum(floors.values())
+        order = sorted(sizes, key=lambda s: (-(shares[s] - floors[s]), list(sizes).index(s)))
+        for stratum in order[:left]:
+            floors[stratum] += 1
+        for stratum in sizes:
+            taken[stratum] += floors[stratum]
+    return taken
+
+
+def stratified_sample(entries: Sequence[Entry], n: int, seed: int) -> list[Entry]:
+    """N traces stratified by source and task (deterministic for a seed), in item order."""
+    strata: dict[tuple[str, str], list[Entry]] = defaultdict(list)
+    for entry in entries:
+        strata[(entry.source, entry.task)].append(entry)
+    quotas = allocate({stratum: len(members) for stratum, members in sorted(strata.items())}, max(n, 0))
+    chosen: list[Entry] = []
+    for stratum, members in sorted(strata.items()):
+        ranked = sorted(members, key=lambda e: stable_hash(seed, e.item_id, e.generation_id))
+        chosen += ranked[: quotas[stratum]]
+    return sorted(chosen, key=lambda e: e.key)
+
+
+def select(
+    entries: Sequence[Entry],
+    filters: dict[str, str],
+    sample: tuple[int, int] | None = None,
+) -> list[Entry]:
+    """Entries passing the filters, then (if asked) a stratified sample of them."""
+    chosen = [entry for entry in entries if matches(entry, filters)]
+    return stratified_sample(chosen, *sample) if sample else chosen
+
+
+def queue_counts(
+    entries: Sequence[Entry], review_of: Callable[[Key], TraceReview | None], annotator: str
+) -> dict[str, int]:
+    counts = dict.fromkeys(QUEUES, 0)
+    for entry in entries:
+        review = review_of(entry.key)
+        for queue in QUEUES:
+            counts[queue] += in_queue(queue, review, annotator)
+    return counts

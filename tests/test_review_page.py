@@ -1,0 +1,244 @@
+"""The review page in headless Chromium (Debian's, driven by Playwright): keyboard review of several traces,
+an edit, two annotators at once, adjudication, and a trace that tries to run script."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from retinal_reason_data.annotations import read_verdicts
+from retinal_reason_data.catalog import Catalog
+from retinal_reason_data.review.server import ReviewServer
+from retinal_reason_data.verify import split_response
+from tests.test_annotations import build_review_recipe, exported_traces
+from tests.test_review_server import call, get_json, recipe_over
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            "Debian's chromium is needed at /usr/bin/chromium: `make test` installs it (apt-get install chromium)"
+        )
+    with sync_playwright() as playwright:
+        # every context starts from a fresh profile (Playwright gives launch() a new user-data-dir)
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_review_recipe(tmp_path_factory.mktemp("page"))
+
+
+def open_page(browser: Browser, url: str, errors: list[str]) -> Page:
+    page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(url)
+    page.wait_for_selector("#steps p")
+    return page
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_keyboard_review_of_several_traces_with_an_edit(browser: Browser, built: Path, tmp_path: Path) -> None:
+    server = ReviewServer(recipe_over(built, tmp_path), port=0, annotator="alice")
+    server.start()
+    errors: list[str] = []
+    try:
+        keys = get_json(server, "/api/queue?queue=unreviewed&annotator=alice")["keys"]
+        total = len(keys)
+        page = open_page(browser, server.url + "#queue=unreviewed", errors)
+        position = page.locator("#position")
+        expect(position).to_have_text(f"1 / {total}")
+        expect(page.locator("#queues [data-queue=unreviewed] .count")).to_have_text(str(total))
+
+        page.keyboard.press("a")  # accept
+        expect(position).to_have_text(f"2 / {total}")
+        page.keyboard.press("r")  # reject: the reasons sheet, then a number
+        expect(page.locator("#reasons")).to_be_visible()
+        page.keyboard.press("2")
+        expect(position).to_have_text(f"3 / {total}")
+        expect(page.locator("#reasons")).to_be_hidden()
+
+        original = page.locator("#steps p").first.text_content()
+        page.keyboard.press("e")  # edit in place
+        editor = page.locator("#edit-think")
+        expect(editor).to_be_visible()
+        expect(editor).to_be_focused()
+        think = editor.input_value()
+        assert think.splitlines()[0] == original
+        corrected = think.replace("Step 1:", "Step 1 (corrected):", 1)
+        page.keyboard.press("Control+a")
+        page.keyboard.insert_text(corrected)
+        page.keyboard.press("Control+Enter")
+        expect(position).to_have_text(f"4 / {total}")
+        expect(page.locator("#status")).to_have_text("Saved: edited")
+
+        page.keyboard.press("r")  # reject with "Other": the note takes the reason in words
+        page.keyboard.press("6")
+        expect(page.locator("#reason-note")).to_be_focused()
+        page.keyboard.type("the disc is cut off")
+        page.keyboard.press("Enter")
+        expect(position).to_have_text(f"5 / {total}")
+
+        page.keyboard.press("e")  # an edit the build could not export is refused, and nothing is written
+        page.locator("#edit-answer").fill("Z")
+        page.keyboard.press("Control+Enter")
+        expect(page.locator("#status")).to_contain_text("does not match the reference")
+        expect(page.locator("#edit-think")).to_be_visible()
+        page.keyboard.press("Escape")
+        expect(page.locator("#edit-think")).to_be_hidden()
+
+        page.keyboard.press("k")  # back to the edited trace: the page shows the annotator's text
+        page.keyboard.press("k")
+        expect(position).to_have_text(f"3 / {total}")
+        expect(page.locator("#steps p").first).to_have_text(corrected.splitlines()[0])
+        expect(page.locator("#edited-badge")).to_contain_text("edited by alice")
+        page.keyboard.press("o")
+        expect(page.locator("#steps p").first).to_have_text(original)
+        expect(page.locator("#queues [data-queue=unreviewed] .count")).to_have_text(str(total - 4))
+
+        written = lines(server.state.folder / "alice.jsonl")
+        assert [(v["item_id"], v["generation_id"]) for v in written] == [tuple(k) for k in keys[:4]]
+        assert [v["decision"] for v in written] == ["accept", "reject", "edit", "reject"]
+        assert written[1]["reason"] == "hallucinated_finding"
+        assert written[2]["edited_think"] == corrected.strip() and "edited_answer" not in written[2]
+        assert written[3]["reason"] == "other" and written[3]["note"] == "the disc is cut off"
+        assert all(v["annotator"] == "alice" and v["time"].endswith("Z") for v in written)
+        assert errors == []
+    finally:
+        server.close()
+
+
+def test_two_annotators_at_once_and_adjudication(browser: Browser, built: Path, tmp_path: Path) -> None:
+    recipe = recipe_over(built, tmp_path)
+    first, second = ReviewServer(recipe, port=0), ReviewServer(recipe, port=0)  # two servers, one folder
+    first.start()
+    second.start()
+    errors: list[str] = []
+    try:
+        alice = open_page(browser, first.url + "#queue=all", errors)
+        bob = open_page(browser, second.url + "#queue=all", errors)
+        for page, name in ((alice, "alice"), (bob, "bob")):
+            page.locator("#annotator").fill(name)
+            page.keyboard.press("Enter")
+            expect(page.locator("#status")).to_have_text(f"Reviewing as {name}")
+        total = len(get_json(first, "/api/queue?queue=all")["keys"])
+        for n in range(5):  # both press at the same moment; bob rejects the third trace
+            alice.keyboard.press("a")
+            bob.keyboard.press("r" if n == 2 else "a")
+            if n == 2:
+                bob.keyboard.press("1")
+            for page in (alice, bob):
+                expect(page.locator("#position")).to_have_text(f"{n + 2} / {total}")
+
+        def burst(server: ReviewServer, start: int) -> None:
+            keys = get_json(server, "/api/queue?queue=all")["keys"]
+            for n in range(start, start + 20):
+                item, generation = keys[n % len(keys)]
+                body = {"item_id": item, "generation_id": generation, "annotator": "dana", "decision": "accept"}
+                assert call(server, "POST", "/api/verdict", body)[0] == 200
+
+        threads = [threading.Thread(target=burst, args=(s, k * 20)) for k, s in enumerate((first, second))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        folder = first.state.folder
+        assert len(lines(folder / "alice.jsonl")) == 5 and len(lines(folder / "bob.jsonl")) == 5
+        assert len(lines(folder / "dana.jsonl")) == 40
+        disputed = lines(folder / "bob.jsonl")[2]
+
+        carol = open_page(browser, first.url + "#queue=disagreements", errors)
+        carol.locator("#annotator").fill("carol")
+        carol.keyboard.press("Enter")
+        expect(carol.locator("#position")).to_have_text("1 / 1")
+        expect(carol.locator("#banner")).to_contain_text("Adjudicating")
+        expect(carol.locator("#verdicts")).to_contain_text("Annotators disagree")
+        carol.keyboard.press("a")
+        expect(carol.locator("#empty")).to_be_visible()
+        expect(carol.locator("#queues [data-queue=disagreements] .count")).to_have_text("0")
+        adjudication = lines(folder / "carol.jsonl")[0]
+        assert adjudication["adjudication"] is True
+        assert (adjudication["item_id"], adjudication["generation_id"]) == (
+            disputed["item_id"],
+            disputed["generation_id"],
+        )
+        review = read_verdicts(folder).review((disputed["item_id"], disputed["generation_id"]))
+        assert review is not None and str(review.decision) == "accept" and not review.disagreement
+        assert errors == []
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_trace_cannot_run_script_in_the_page(browser: Browser, built: Path, tmp_path: Path) -> None:
+    work = tmp_path / "build"
+    shutil.copytree(built.parent, work, ignore=shutil.ignore_patterns("export", "annotations"))
+    recipe = recipe_over(work / "recipe.yaml", tmp_path / "verdicts")
+    item_id, fingerprint, _ = exported_traces(recipe)[0]
+    catalog = Catalog(recipe.catalog_path)
+    try:
+        generation = json.loads(
+            catalog.query("SELECT data FROM generations WHERE fingerprint = ?", [fingerprint])[0][0]
+        )
+        _, answer = split_response(generation["response"])
+        generation["response"] = (
+            "<think>\nStep 1: <script>window.__pwned = 1</script>\n"
+            'Step 2: <img src=x onerror="window.__pwned = 2"> looks <b>bold</b>\n'
+            f"</think>\n<answer>{answer}</answer>"
+        )
+        catalog.db.execute(
+            "UPDATE generations SET data = ? WHERE fingerprint = ?", [json.dumps(generation), fingerprint]
+        )
+        item = json.loads(catalog.query("SELECT data FROM items WHERE item_id = ?", [item_id])[0][0])
+        item["question"] = '<svg onload="window.__pwned = 3"></svg> ' + item["question"]
+        catalog.db.execute("UPDATE items SET data = ? WHERE item_id = ?", [json.dumps(item), item_id])
+    finally:
+        catalog.close()
+
+    server = ReviewServer(recipe, port=0, annotator="alice")
+    server.start()
+    errors: list[str] = []
+    try:
+        page = open_page(browser, server.url + "#queue=all", errors)
+        steps = page.locator("#steps p")
+        expect(steps.first).to_have_text("Step 1: <script>window.__pwned = 1</script>")
+        expect(steps.nth(1)).to_contain_text('<img src=x onerror="window.__pwned = 2">')
+        expect(page.locator("#question")).to_contain_text("<svg onload=")
+        page.keyboard.press("e")  # the editor shows the same text, as text
+        typed = generation["response"].split("\n</think>")[0].removeprefix("<think>\n")
+        expect(page.locator("#edit-think")).to_have_value(typed)
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(200)
+        assert page.evaluate("window.__pwned") is None
+        assert page.locator("#steps p > *, #question > *, #trace-answer > *").count() == 0  # text nodes only
+        assert page.locator("script").count() == 1  # the page's own app.js
+        # and were the page ever to insert markup, the policy forbids inline script
+        response = page.request.get(server.url)
+        assert "script-src 'self'" in response.headers["content-security-policy"]
+        assert errors == []
+    finally:
+        server.close()

@@ -1,0 +1,263 @@
+"""The request engine through real clients (the official `openai` client and the lean aiohttp one) against
+the OpenAI-compatible server on 127.0.0.1, with injected faults."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai  # noqa: F401 - imported once here, so that no test times the import
+import pytest
+
+from retinal_reason_data.recipe import TeacherSpec
+from retinal_reason_data.schema import Answer, Item
+from retinal_reason_data.teacher.endpoints import Endpoint
+from retinal_reason_data.teacher.engine import EndpointsExhausted, Engine
+from retinal_reason_data.teacher.requests import Reply, Request
+from retinal_reason_data.teacher.synthesize import judge
+from retinal_reason_data.teacher.transports import make_transport
+from tests import fake_openai as fake
+from tests.fake_openai import FakeOpenAI
+
+TRANSPORTS = ["openai", "aiohttp"]
+
+
+def make_request(n: int, prompt_tokens: int = 84) -> Request:
+    item = Item(
+        item_id=f"item-{n:03d}",
+        case_id=f"case-{n:03d}",
+        task="basic",
+        question_type="single_choice",
+        modality="CFP",
+        question="Which finding is present?",
+        options=["Hard exudates", "Drusen", "Cotton wool spots", "Normal"],
+        answer=Answer(text="A"),
+        image_shas=[],
+    )
+    messages = [{"role": "user", "content": [{"type": "text", "text": item.question}]}]
+    return Request(f"fp-{n:03d}", item, 1, messages, prompt_tokens_estimate=prompt_tokens)
+
+
+@dataclass
+class Run:
+    replies: dict[str, Reply] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    endpoints: list[Endpoint] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def event_kinds(self) -> Counter[str]:
+        return Counter(event["kind"] for event in self.events)
+
+
+def teacher(**overrides: Any) -> TeacherSpec:
+    values: dict[str, Any] = {
+        "kind": "openai",
+        "model": "fake-vlm",
+        "concurrency": 4,
+        "timeout_s": 0.4,
+        "max_tokens": 16,
+        "backoff_s": 0.02,
+        "backoff_max_s": 0.2,
+        "max_retries": 3,
+    }
+    values.update(overrides)
+    return TeacherSpec.model_validate(values)
+
+
+def run_engine(spec: TeacherSpec, n: int, transport: str = "openai") -> Run:
+    """Send n requests through the engine; collect every delivered reply and failed-call event."""
+    result = Run()
+
+    def deliver(request: Request, reply: Reply | None, events: list[dict[str, Any]]) -> None:
+        if reply is not None:
+            assert request.fingerprint not in result.replies, "a reply was delivered twice"
+            result.replies[request.fingerprint] = reply
+        result.events.extend(events)
+
+    async def source():  # noqa: ANN202 - an async generator
+        for i in range(n):
+            yield make_request(i)
+
+    async def main() -> None:
+        now = time.monotonic()
+        result.endpoints = [
+            Endpoint(spec=e, transport=make_transport(transport, e, spec.timeout_s), teacher=spec, now=now)
+            for e in spec.endpoint_specs()
+        ]
+        engine = Engine(spec, result.endpoints, deliver, rng=random.Random(0))
+        try:
+            await engine.run(source())
+        finally:
+            for endpoint in result.endpoints:
+                await endpoint.transport.close()
+
+    started = time.perf_counter()
+    try:
+        asyncio.run(main())
+    finally:
+        result.seconds = time.perf_counter() - started
+    return result
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_transient_faults_are_retried_until_every_request_has_its_reply(transport: str) -> None:
+    with FakeOpenAI() as server:
+        server.inject(
+            fake.http_error(429, retry_after=0.05),
+            fake.http_error(429),
+            fake.http_error(500),
+            fake.http_error(503, retry_after=0.05),
+            fake.drop(),
+            fake.slow(2.0),
+            fake.invalid_json(),
+        )
+        spec = teacher(base_url=server.base_url, concurrency=2, max_retries=10, timeout_s=0.5)
+        run = run_engine(spec, 10, transport)
+        faults = list(zip(server.faulted_ids, server.faults_applied, strict=True))
+    assert set(run.replies) == {f"fp-{i:03d}" for i in range(10)}
+    assert all(
+        reply.error is None and reply.text and "<answer>A</answer>" in reply.text for reply in run.replies.values()
+    )
+    expected = {
+        "429": "rate_limited",
+        "500": "server_error",
+        "503": "server_error",
+        "drop": "connection_error",
+        "slow": "timeout",
+        "invalid_json": "malformed_response",
+    }
+    seen = Counter((event["fingerprint"], event["kind"]) for event in run.events)
+    wanted = Counter((request_id, expected[fault]) for request_id, fault in faults)
+    assert not wanted - seen, f"faults not classified as expected: {wanted - seen}"
+    extra = seen - wanted
+    assert set(kind for _, kind in extra) <= {"timeout"}, extra  # only a loaded machine's slow replies
+    assert sum(reply.tries for reply in run.replies.values()) == 10 + len(run.events)
+    assert {event["status"] for event in run.events if event["kind"] == "server_error"} == {500, 503}
+    # the slow reply was abandoned at the timeout and asked again, not waited for
+    assert run.seconds < 2.0
+
+
+@pytest.mark.parametrize("retry_after", [0.4, None])
+def test_a_429_pauses_the_endpoint_for_retry_after_or_a_backoff(retry_after: float | None) -> None:
+    with FakeOpenAI(latency_s=0.05) as server:
+        server.inject(fake.http_error(429, retry_after=retry_after))
+        run = run_engine(teacher(base_url=server.base_url, concurrency=4, backoff_s=0.5, backoff_max_s=0.5), 12)
+        arrivals = list(server.arrivals)
+        statuses = list(server.faults_applied)
+    assert statuses == ["429"] and len(run.replies) == 12
+    first = arrivals[0]
+    # the three sent with the first were already in flight; nothing new went until the pause was over
+    later = [t - first for t in arrivals[4:]]
+    floor = retry_after if retry_after is not None else 0.25  # backoff with jitter: between half and all of 0.5 s
+    assert min(later) >= floor - 0.02, later
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_replies_that_came_back_are_classified_and_not_retried(transport: str) -> None:
+    with FakeOpenAI() as server:
+        server.inject(
+            fake.empty_choices(),
+            fake.refusal(),
+            fake.content_filter(),
+            fake.text("The image shows drusen, so B."),
+            fake.text("I'm sorry, but I can't help with diagnosing medical images."),
+            fake.text("<think>Exudates are seen near the fovea.</think><answer>B</answer>"),
+        )
+        run = run_engine(teacher(base_url=server.base_url, concurrency=1), 7, transport)
+        assert len(server.requests) == 7
+    reasons = [judge(make_request(i), "fake-vlm", run.replies[f"fp-{i:03d}"]).failure for i in range(7)]
+    assert reasons == ["empty", "refusal", "refusal", "missing_tags", "refusal", "wrong_answer", None]
+    assert all(reply.tries == 1 and reply.error is None for reply in run.replies.values())
+    assert not run.events
+
+
+def test_retries_run_out_and_the_failure_class_is_delivered() -> None:
+    with FakeOpenAI() as server:
+        server.fault_rule = lambda request, headers: fake.http_error(500)
+        run = run_engine(teacher(base_url=server.base_url, max_retries=2, max_consecutive_failures=100), 3)
+    assert {reply.error for reply in run.replies.values()} == {"server_error"}
+    assert {reply.tries for reply in run.replies.values()} == {3}
+    assert run.event_kinds() == {"server_error": 9}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_run_keeps_going_when_one_endpoint_is_down(transport: str) -> None:
+    with FakeOpenAI() as server:
+        endpoints = [
+            {"name": "down", "base_url": closed_port_url(), "concurrency": 2},
+            {"name": "up", "base_url": server.base_url, "concurrency": 2},
+        ]
+        spec = teacher(endpoints=endpoints, max_consecutive_failures=3, endpoint_rest_s=30)
+        run = run_engine(spec, 20, transport)
+        assert len(server.requests) == 20
+    assert len(run.replies) == 20 and all(reply.error is None for reply in run.replies.values())
+    assert {reply.endpoint for reply in run.replies.values()} == {"up"}
+    down = run.endpoints[0]
+    assert down.resting_until > 0 and set(run.event_kinds()) == {"connection_error"}
+    # three failures in a row rest it; at most one more was already in flight (its concurrency is 2)
+    assert 3 <= run.event_kinds()["connection_error"] <= 4
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_run_stops_with_a_clear_message_when_every_endpoint_fails(transport: str) -> None:
+    endpoints = [{"name": "first", "base_url": closed_port_url()}, {"name": "second", "base_url": closed_port_url()}]
+    spec = teacher(endpoints=endpoints, max_consecutive_failures=2, endpoint_rest_s=0.05, max_retries=50)
+    started = time.perf_counter()
+    with pytest.raises(EndpointsExhausted) as raised:
+        run_engine(spec, 50, transport)
+    message = str(raised.value)
+    assert "every teacher endpoint failed" in message
+    assert "first: connection_error" in message and "second: connection_error" in message
+    assert time.perf_counter() - started < 5
+
+
+def test_a_wrong_key_takes_its_endpoint_out_and_never_shows_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOOD_KEY", "sk-good-secret-111")
+    monkeypatch.setenv("BAD_KEY", "sk-bad-secret-999")
+    with FakeOpenAI(expected_key="sk-good-secret-111") as server:
+        endpoints = [
+            {"name": "bad", "base_url": server.base_url, "api_key_env": "BAD_KEY", "weight": 100},
+            {"name": "good", "base_url": server.base_url, "api_key_env": "GOOD_KEY"},
+        ]
+        run = run_engine(teacher(endpoints=endpoints), 8)
+    assert len(run.replies) == 8 and {reply.endpoint for reply in run.replies.values()} == {"good"}
+    assert run.endpoints[0].dead is not None and "auth_error" in run.endpoints[0].dead
+    assert all(reply.tries == 1 for reply in run.replies.values()), "an endpoint's fault is not the request's"
+    assert "sk-bad-secret-999" not in repr(run.events) + run.endpoints[0].dead
+    assert "Incorrect API key" in run.endpoints[0].dead
+
+
+@pytest.mark.parametrize(("limit", "per_request"), [({"rpm": 1200}, 1), ({"tpm": 120_000}, 100)])
+def test_rate_limits_space_the_requests(limit: dict[str, int], per_request: int) -> None:
+    """20 per second, at most one second's worth at once: 40 requests take at least one second."""
+    with FakeOpenAI() as server:
+        run = run_engine(teacher(base_url=server.base_url, concurrency=16, **limit), 40)
+        arrivals = sorted(server.arrivals)
+    assert len(run.replies) == 40
+    # 20 at once, then 20 per second: 1 s of sending (less the first connection's setup); unlimited, the
+    # 40 requests go out in a few milliseconds
+    assert arrivals[-1] - arrivals[0] >= 0.75
+
+
+def test_weights_share_the_requests_while_both_endpoints_have_room() -> None:
+    with FakeOpenAI(latency_s=0.2) as heavy, FakeOpenAI(latency_s=0.2) as light:
+        endpoints = [
+            {"name": "heavy", "base_url": heavy.base_url, "concurrency": 40, "weight": 3},
+            {"name": "light", "base_url": light.base_url, "concurrency": 40, "weight": 1},
+        ]
+        run = run_engine(teacher(endpoints=endpoints, timeout_s=5), 40)
+        assert len(heavy.requests) + len(light.requests) == 40
+    served = Counter(reply.endpoint for reply in run.replies.values())
+    assert served == {"heavy": 30, "light": 10}

@@ -1,0 +1,234 @@
+"""The synthesis stage through `rrd` against the OpenAI-compatible server on 127.0.0.1: failure classes in
+`rrd stats --json`, cost, the guided fallback, the dry run, and an API key that is never logged or stored."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from retinal_reason_data.cli import app
+from tests import fake_openai as fake
+from tests.conftest import SMALL_SOURCES, write_recipe
+from tests.fake_openai import FakeOpenAI
+
+runner = CliRunner()
+RRD = Path(sys.executable).parent / "rrd"
+PRICES = {"fake-vlm": {"prompt_per_mtok": 1000.0, "completion_per_mtok": 2000.0}}
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One phantom source ingested once; each test synthesizes on its own copy of the catalog."""
+    folder = tmp_path_factory.mktemp("ingested")
+    recipe = write_recipe(folder, sources=SMALL_SOURCES[:1])
+    result = runner.invoke(app, ["ingest", str(recipe)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+def teacher_recipe(folder: Path, ingested: Path, base_url: str | None, **teacher: Any) -> Path:
+    """A recipe on a copy of the ingested catalog, with an OpenAI-compatible teacher."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ingested / "small.duckdb", folder / "small.duckdb")
+    source = {**SMALL_SOURCES[0], "root": str(ingested / SMALL_SOURCES[0]["root"])}
+    spec = {"kind": "openai", "model": "fake-vlm", "concurrency": 4, "attempts": 2, "max_tokens": 64}
+    if base_url:
+        spec["base_url"] = base_url
+    spec |= {"timeout_s": 2.0, "backoff_s": 0.02, "backoff_max_s": 0.2}
+    return write_recipe(folder, sources=[source], teacher=spec | teacher)
+
+
+def rrd(*args: str, code: int = 0) -> str:
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def stats(recipe: Path) -> dict[str, Any]:
+    return json.loads(rrd("stats", str(recipe), "--json"))
+
+
+def question(request: dict[str, Any]) -> str:
+    return request["messages"][-1]["content"][-1]["text"]
+
+
+def wrong_answer(request: dict[str, Any]) -> str:
+    """A reply that is well formed and never right (no item has an option H)."""
+    text = question(request)
+    answer = "H" if "Options:" in text else "Maybe" if "True or False" in text else "Unknown disease"
+    return f"<think>Step 1: I looked at the image.\nStep 2: I weighed the options.</think><answer>{answer}</answer>"
+
+
+def told_answer(request: dict[str, Any]) -> str:
+    """The answer a guided prompt states, as the reply's answer."""
+    hint = re.search(r"the correct answer is: (.+?)\. Write the reasoning", question(request), re.DOTALL)
+    assert hint, "not a guided prompt"
+    letters = re.findall(r"\b([A-H]) \(", hint.group(1))
+    return ",".join(letters) if letters else hint.group(1)
+
+
+@pytest.mark.parametrize("transport", ["openai", "aiohttp"])
+def test_failures_are_classified_counted_and_only_transport_failures_asked_again(
+    tmp_path: Path, ingested: Path, transport: str
+) -> None:
+    counter = itertools.count()
+    doomed: list[str] = []
+    kinds = [fake.refusal(), fake.empty_choices(), fake.text("The image shows drusen."), None]
+
+    def rule(request: dict[str, Any], headers: dict[str, str]) -> fake.Fault | None:
+        request_id = headers["x-client-request-id"]
+        if not doomed:
+            doomed.append(request_id)
+        if request_id == doomed[0] and len(doomed) == 1:
+            return fake.http_error(500)  # this one fails past its retries
+        return kinds[next(counter) % len(kinds)]
+
+    with FakeOpenAI(wrong_answer) as server:
+        server.fault_rule = rule
+        server.inject(fake.http_error(429, retry_after=0.05), fake.http_error(503), fake.drop())
+        recipe = teacher_recipe(tmp_path, ingested, server.base_url, prices=PRICES, transport=transport, max_retries=2)
+        output = rrd("synthesize", str(recipe))
+        first = stats(recipe)
+        generations = first["generations"]
+        assert generations["attempts"] == 24 and generations["requests"] == 24
+        assert generations["verified"] == 0
+        failed = generations["failed_by_reason"]
+        assert failed["server_error"] == 1
+        assert {"refusal", "empty", "missing_tags", "wrong_answer"} <= set(failed)
+        assert sum(failed.values()) == 24
+        calls = generations["failed_calls_by_reason"]
+        assert calls["server_error"] >= 3 + 1 and calls["rate_limited"] == 1 and calls["connection_error"] == 1
+        expected_cost = generations["prompt_tokens"] * 1e-3 + generations["completion_tokens"] * 2e-3
+        assert generations["cost"] == pytest.approx(expected_cost) and generations["cost"] > 0
+        assert "teacher calls" in output and "cost" in output
+
+        # a rerun asks again for the one transport failure, and for nothing that came back
+        doomed.append("healed")
+        before = len(server.requests)
+        rrd("synthesize", str(recipe))
+        asked_again = server.request_ids()[before:]
+        assert asked_again == [doomed[0]]
+    assert "server_error" not in stats(recipe)["generations"]["failed_by_reason"]
+
+
+def test_guided_fallback_is_marked_and_traces_that_say_they_were_told_are_rejected(
+    tmp_path: Path, ingested: Path
+) -> None:
+    reveal = itertools.count()
+
+    def responder(request: dict[str, Any]) -> str:
+        if "the correct answer is:" not in question(request):
+            return wrong_answer(request)
+        answer = told_answer(request)
+        if next(reveal) % 3 == 0:
+            think = f"We are told the answer is {answer}, so I explain it."
+        else:
+            think = "Step 1: A colour fundus photograph.\nStep 2: The findings match the answer I reach."
+        return f"<think>{think}</think><answer>{answer}</answer>"
+
+    with FakeOpenAI(responder) as server:
+        recipe = teacher_recipe(tmp_path, ingested, server.base_url, guided_attempts=1)
+        rrd("synthesize", str(recipe))
+        items = 12
+        assert len(server.requests) == items * 2 + items
+        guided_prompts = [question(r) for r in server.requests if "the correct answer is:" in question(r)]
+        assert len(guided_prompts) == items
+        generations = stats(recipe)["generations"]
+        assert generations["guided"] == {"attempts": items, "verified": items - 4}
+        assert generations["failed_by_reason"]["reveals_guidance"] == 4
+        rrd("synthesize", str(recipe))
+        assert len(server.requests) == items * 3, "a rerun asked again"
+        rrd("export", str(recipe))
+    db = duckdb.connect(str(tmp_path / "small.duckdb"), read_only=True)
+    chosen = db.execute(
+        "SELECT a.pass_at_k, g.data FROM assignments a JOIN generations g USING (fingerprint)"
+    ).fetchall()
+    db.close()
+    assert chosen, "no guided trace was chosen for export"
+    for pass_at_k, data in chosen:
+        generation = json.loads(data)
+        assert generation["guided"] and generation["verified"] and pass_at_k == 0.0
+        assert "told" not in generation["response"]
+
+
+def test_dry_run_estimates_requests_tokens_and_cost_and_sends_nothing(tmp_path: Path, ingested: Path) -> None:
+    with FakeOpenAI() as server:
+        recipe = teacher_recipe(
+            tmp_path, ingested, server.base_url, prices=PRICES, api_key_env="UNSET_DRY_RUN_KEY", rpm=60
+        )
+        estimate = json.loads(rrd("synthesize", str(recipe), "--dry-run", "--json"))
+        assert not server.requests
+        assert estimate["items"] == 12 and estimate["requests"] == 24 and estimate["answered"] == 0
+        assert 12 * 2 * 300 < estimate["prompt_tokens"] < 12 * 2 * 2000  # one 768 px image and the question
+        assert estimate["completion_tokens"] == 24 * 32 and "half of max_tokens" in estimate["completion_basis"]
+        expected = (estimate["prompt_tokens"] * 1000 + estimate["completion_tokens"] * 2000) / 1e6
+        assert estimate["cost"] == pytest.approx(expected, rel=1e-3)
+        assert estimate["seconds_at_least"] == pytest.approx(24.0)  # 60 requests per minute
+        text = rrd("synthesize", str(recipe), "--dry-run")
+        assert "nothing is sent" in text and "24 to send" in text
+        # the key is needed to send, and its absence is said before anything is sent
+        missing = runner.invoke(app, ["synthesize", str(recipe)])
+        assert missing.exit_code == 2 and "UNSET_DRY_RUN_KEY is not set" in missing.output
+        assert not server.requests
+
+
+def test_the_api_key_is_never_logged_or_stored(tmp_path: Path, ingested: Path) -> None:
+    secret = "sk-test-secret-key-0123456789"
+    with FakeOpenAI(expected_key=secret) as server:
+        good = {"name": "good", "base_url": server.base_url, "api_key_env": "TEACHER_KEY_GOOD"}
+        bad = {"name": "bad", "base_url": server.base_url, "api_key_env": "TEACHER_KEY_BAD", "weight": 10}
+        recipe = teacher_recipe(tmp_path, ingested, None, endpoints=[good, bad], attempts=1)
+        env = {**os.environ, "TEACHER_KEY_GOOD": secret, "TEACHER_KEY_BAD": "sk-wrong-" + secret[8:]}
+        env["RRD_LOG_LEVEL"] = "DEBUG"
+        done = subprocess.run(
+            [str(RRD), "build", str(recipe)], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert server.headers[0]["authorization"].startswith("Bearer sk-")
+    logs = done.stdout + done.stderr
+    assert "DEBUG" in logs and "Incorrect API key" not in logs  # debug logging was on; the echo was not logged
+    stored = [tmp_path / "small.duckdb", *(p for p in (tmp_path / "export").rglob("*") if p.is_file())]
+    for text in [logs, *(path.read_bytes().decode("latin-1") for path in stored)]:
+        assert secret not in text and secret[8:] not in text
+    db = duckdb.connect(str(tmp_path / "small.duckdb"), read_only=True)
+    details = db.execute("SELECT detail FROM teacher_events WHERE kind = 'auth_error'").fetchall()
+    db.close()
+    assert details and all("Incorrect API key provided: ***" in detail for (detail,) in details)
+
+
+def test_image_data_urls_are_encoded_once_per_image(tmp_path: Path, ingested: Path, monkeypatch) -> None:
+    from retinal_reason_data.teacher import images
+
+    opened: list[str] = []
+    original = images.open_image
+    lock = threading.Lock()
+
+    def counting(data: bytes, path: str, reduce_to: int | None = None):  # noqa: ANN202
+        with lock:
+            opened.append(path)
+        return original(data, path, reduce_to=reduce_to)
+
+    monkeypatch.setattr(images, "open_image", counting)
+    images.image_data_url.cache_clear()
+    with FakeOpenAI() as server:
+        recipe = teacher_recipe(tmp_path, ingested, server.base_url, attempts=3, image_max_side=96)
+        rrd("synthesize", str(recipe))
+        urls = [r["messages"][-1]["content"][0]["image_url"]["url"] for r in server.requests]
+    assert len(server.requests) == 36 and len(opened) == len(set(opened)) == len(set(urls))
+    sizes = {Image.open(BytesIO(base64.b64decode(url.split(",", 1)[1]))).size for url in urls}
+    assert max(max(size) for size in sizes) == 96
