@@ -15,9 +15,14 @@ their pair sets are compared.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
+import json
 import os
+import signal
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from scipy.fft import dctn
@@ -30,8 +35,8 @@ from retinal_reason_data.recipe import DedupSpec
 DISEASES = [["dr.none"], ["dr.moderate"], ["dr.proliferative"], ["amd.wet"], ["glaucoma"], ["vasc.crvo"], ["rp"], []]
 
 
-def phantom_coefficients(count: int, seed: int) -> np.ndarray:
-    """(count, 256) low DCT coefficients of phantom photographs, as fieldhash computes them."""
+def phantom_coefficients(count: int, seed: int, side: int) -> np.ndarray:
+    """(count, side * side) low DCT coefficients of phantom photographs, as fieldhash computes them."""
     rng = np.random.default_rng(seed)
     rows = []
     for index in range(count):
@@ -44,13 +49,13 @@ def phantom_coefficients(count: int, seed: int) -> np.ndarray:
         )
         grey = photo.convert("L")
         field = find_field(np.asarray(grey))
-        block = dctn(_canonical(grey, field, NEAR_CANVAS), type=2, norm="ortho")[:HASH_SIDE, :HASH_SIDE]
+        block = dctn(_canonical(grey, field, NEAR_CANVAS), type=2, norm="ortho")[:side, :side]
         rows.append(block.ravel())
     return np.array(rows)
 
 
 def synthetic_hashes(coefficients: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """n fundus-like 256-bit hashes (n, 32) uint8, one in ten a near copy of another."""
+    """n fundus-like hashes (n, bits / 8) uint8, one in ten a near copy of another (0-12 bits flipped at 256)."""
     rng = np.random.default_rng(seed)
     mean = coefficients.mean(axis=0)
     sample = np.cov(coefficients, rowvar=False)
@@ -63,10 +68,11 @@ def synthetic_hashes(coefficients: np.ndarray, n: int, seed: int) -> np.ndarray:
     hashes = np.concatenate(chunks)
     copies = n // 10
     sources = rng.integers(0, n - copies, copies)
-    flips = np.zeros((copies, 256), dtype=bool)
-    counts = rng.integers(0, 13, copies)
+    bits = len(mean)
+    flips = np.zeros((copies, bits), dtype=bool)
+    counts = rng.integers(0, 13 * bits // 256 + 1, copies)
     for row, count in enumerate(counts):
-        flips[row, rng.choice(256, count, replace=False)] = True
+        flips[row, rng.choice(bits, count, replace=False)] = True
     hashes[n - copies :] = hashes[sources] ^ np.packbits(flips, axis=1)
     return hashes
 
@@ -79,48 +85,68 @@ def distance_percentiles(hashes: np.ndarray, pairs: int, seed: int) -> list[int]
     return [int(v) for v in np.percentile(d, [0.1, 1, 5, 50])]
 
 
-def _imagededup(hashes: np.ndarray, threshold: int, method: str, queue: multiprocessing.Queue) -> None:
+def imagededup_child(hashes_path: Path, threshold: int, method: str, out_path: Path) -> None:
+    """Run imagededup's find_duplicates on saved hashes and write the seconds and pairs (a child process)."""
     from imagededup.methods import PHash
 
+    hashes = np.load(hashes_path)
     encodings = {f"{k:07d}": row.tobytes().hex() for k, row in enumerate(hashes)}
     started = time.perf_counter()
     try:
         found = PHash(verbose=False).find_duplicates(
-            encoding_map=encodings, max_distance_threshold=threshold, scores=False, search_method=method
+            encoding_map=encodings,
+            max_distance_threshold=threshold,
+            scores=False,
+            search_method=method,
+            num_dist_workers=os.cpu_count() or 1,
         )
-    except Exception as exc:  # report why it cannot run, e.g. 256-bit hashes in its 64-bit brute force
-        queue.put(("error", f"{type(exc).__name__}: {exc}"))
+    except Exception as exc:  # why it cannot run, e.g. 256-bit hashes in its 64-bit brute force
+        out_path.write_text(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
         return
-    pairs = {(min(int(a), int(b)), max(int(a), int(b))) for a, dups in found.items() for b in dups}
-    queue.put(("ok", (time.perf_counter() - started, pairs)))
+    pairs = sorted({(min(int(a), int(b)), max(int(a), int(b))) for a, dups in found.items() for b in dups})
+    out_path.write_text(json.dumps({"seconds": time.perf_counter() - started, "pairs": pairs}))
 
 
 def run_imagededup(hashes: np.ndarray, threshold: int, method: str, limit: float) -> tuple[str, object]:
-    """imagededup in a child process, stopped after `limit` seconds."""
-    queue: multiprocessing.Queue = multiprocessing.Queue()
-    process = multiprocessing.Process(target=_imagededup, args=(hashes, threshold, method, queue))
-    process.start()
-    process.join(limit)
-    if process.is_alive():
-        process.terminate()
-        process.join()
-        return "timeout", limit
-    return queue.get() if not queue.empty() else ("error", f"exit code {process.exitcode}")
+    """imagededup in a child process group (its own worker pool included), stopped after `limit` seconds."""
+    with tempfile.TemporaryDirectory() as folder:
+        hashes_path, out_path = Path(folder) / "hashes.npy", Path(folder) / "out.json"
+        np.save(hashes_path, hashes)
+        command = [sys.executable, __file__, "--imagededup-child", str(hashes_path), method, str(threshold)]
+        child = subprocess.Popen(
+            [*command, str(out_path)], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            child.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+            return "timeout", limit
+        if not out_path.is_file():
+            return "error", f"exit code {child.returncode}"
+        result = json.loads(out_path.read_text())
+    if "error" in result:
+        return "error", result["error"]
+    return "ok", (result["seconds"], {tuple(pair) for pair in result["pairs"]})
 
 
 def main() -> None:
+    if len(sys.argv) == 6 and sys.argv[1] == "--imagededup-child":
+        imagededup_child(Path(sys.argv[2]), int(sys.argv[4]), sys.argv[3], Path(sys.argv[5]))
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--threshold", type=int, default=DedupSpec().near_threshold)
+    parser.add_argument("--bits", type=int, choices=[64, 256], default=256, help="64: imagededup's own hash size")
     parser.add_argument("--phantoms", type=int, default=600)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--imagededup-limit", type=float, default=600.0, help="seconds before it is stopped")
     parser.add_argument("--brute-force-up-to", type=int, default=100_000)
     args = parser.parse_args()
     load = os.getloadavg()[0]
-    print(f"{os.cpu_count()} cores, load average {load:.2f}; threshold {args.threshold} on 256-bit hashes")
+    print(f"{os.cpu_count()} cores, load average {load:.2f}; threshold {args.threshold} on {args.bits}-bit hashes")
     started = time.perf_counter()
-    coefficients = phantom_coefficients(args.phantoms, seed=1)
+    coefficients = phantom_coefficients(args.phantoms, seed=1, side=HASH_SIDE if args.bits == 256 else 8)
     phantom_hashes = np.packbits(coefficients > 0, axis=1)
     print(f"{args.phantoms} phantom photographs hashed in {time.perf_counter() - started:.0f} s")
     print(f"  distance percentiles 0.1/1/5/50 %, phantoms: {distance_percentiles(phantom_hashes, 100_000, 2)}")

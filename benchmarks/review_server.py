@@ -218,10 +218,8 @@ def main() -> None:
         demo = build_demo(folder)
         scaled = scaled_copy(demo, folder, 100_000)
         for label, recipe in (("demo", demo), ("scaled", scaled)):
-            result = subprocess.run(
-                [sys.executable, __file__, "--server", str(recipe)], check=True, capture_output=True, text=True
-            )
-            print(label, result.stdout.strip())
+            result = subprocess.run([sys.executable, __file__, "--server", str(recipe)], capture_output=True, text=True)
+            print(label, result.stdout.strip() or result.stderr[-2000:])
         print("browser key press -> next trace (median / p95 ms):", measure_browser(demo))
         print("store and build:", json.dumps(measure_store_and_build(scaled)))
     print("load average at start:", " ".join(load))

@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,7 @@ class VerdictLog:
         self.folder = folder
         self._files: dict[Path, _FileState] = {}
         self._by_key: dict[Key, list[tuple[datetime, int, Verdict]]] = defaultdict(list)
+        self._reviews: dict[Key, TraceReview] = {}  # resolved, until a new verdict on the trace arrives
         self.count = 0
 
     def refresh(self, final: bool = False) -> bool:
@@ -130,6 +132,7 @@ class VerdictLog:
         if set(self._files) - set(paths) or any(self._shrunk(p) for p in paths):
             self._files.clear()  # a file was replaced or removed (git checkout, hand edit): read all again
             self._by_key.clear()
+            self._reviews.clear()
             self.count = 0
         changed = False
         for path in paths:
@@ -158,14 +161,19 @@ class VerdictLog:
 
     def _add(self, verdict: Verdict) -> None:
         self.count += 1
-        self._by_key[(verdict.item_id, verdict.generation_id)].append((verdict.time, self.count, verdict))
+        key = (verdict.item_id, verdict.generation_id)
+        self._by_key[key].append((verdict.time, self.count, verdict))
+        self._reviews.pop(key, None)
 
     def trace_keys(self) -> list[Key]:
         return sorted(self._by_key)
 
     def review(self, key: Key) -> TraceReview | None:
-        entries = self._by_key.get(key)
-        return TraceReview(key[0], key[1], [v for _, _, v in sorted(entries, key=lambda e: e[:2])]) if entries else None
+        review = self._reviews.get(key)
+        if review is None and (entries := self._by_key.get(key)):
+            review = TraceReview(key[0], key[1], [v for _, _, v in sorted(entries, key=lambda e: e[:2])])
+            self._reviews[key] = review
+        return review
 
     def reviews(self) -> dict[Key, TraceReview]:
         return {key: review for key in self.trace_keys() if (review := self.review(key)) is not None}
@@ -193,16 +201,16 @@ class TraceReview:
     generation_id: str
     verdicts: list[Verdict]
 
-    @property
+    @cached_property
     def latest(self) -> dict[str, Verdict]:
         """Each annotator's latest verdict that is not an adjudication."""
         return {v.annotator: v for v in self.verdicts if not v.adjudication}
 
-    @property
+    @cached_property
     def adjudication(self) -> Verdict | None:
         return next((v for v in reversed(self.verdicts) if v.adjudication), None)
 
-    @property
+    @cached_property
     def final(self) -> Verdict:
         if (adjudication := self.adjudication) is not None:
             return adjudication

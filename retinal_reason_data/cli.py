@@ -167,6 +167,7 @@ def stats_command(
         "dropped_by_filter",
         "splits",
         "exported",
+        "exported_formats",
         "review",
     ):
         typer.echo(f"{key}: {json.dumps(stats[key], sort_keys=True)}")

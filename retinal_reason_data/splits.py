@@ -6,7 +6,8 @@ label by default), so that each split keeps the mix of the whole: in a stratum, 
 order and laid end to end on a circle of circumference 1 (each as long as its share of the stratum's
 items) from a seeded starting point; a group goes to the split whose ratio interval holds its midpoint.
 Every split then gets its ratio of each stratum to within one group, and the same seed and catalog give
-the same splits. Groups holding a case of a held-out source go to `test_ood` whole.
+the same splits; a split with a positive ratio left empty (a small collection) takes the smallest group of
+the largest split. Groups holding a case of a held-out source go to `test_ood` whole.
 
 Adding or removing groups of a stratum can move a few groups of that stratum across a boundary; pin a
 release's splits by keeping its catalog, or compare with `rrd report`.
@@ -72,7 +73,28 @@ def assign_splits(
             midpoint = (position + size / (2 * total)) % 1.0
             splits[group] = next((name for name, upper in bounds if midpoint < upper), SPLIT_ORDER[-1])
             position += size / total
+    _fill_empty_splits(splits, group_items, held_out, spec)
     return splits
+
+
+def _fill_empty_splits(
+    splits: dict[str, str], group_items: Mapping[str, Counter[str]], held_out: set[str], spec: SplitsSpec
+) -> None:
+    """A split with a positive ratio that got no group takes the smallest group of the split with the most
+    groups (small collections would otherwise export an empty test or validation split)."""
+    for name in SPLIT_ORDER:
+        members: dict[str, list[str]] = defaultdict(list)
+        for group, split in splits.items():
+            if group not in held_out:
+                members[split].append(group)
+        if getattr(spec, name) <= 0 or members[name]:
+            continue
+        donor = max(SPLIT_ORDER, key=lambda split: (len(members[split]), split))
+        if len(members[donor]) < 2:
+            return
+        size = {group: sum(group_items[group].values()) for group in members[donor]}
+        moved = min(members[donor], key=lambda group: (size[group], stable_hash(spec.seed, group), group))
+        splits[moved] = name
 
 
 def _bounds(spec: SplitsSpec) -> list[tuple[str, float]]:

@@ -34,7 +34,8 @@ def collect(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> dict[str, A
     dedup = json.loads(catalog.get_meta("dedup_summary") or "{}")
     curation = json.loads(catalog.get_meta("curation_summary") or "{}")
     manifest_path = recipe.export.out / "manifest.json"
-    exported = json.loads(manifest_path.read_text())["rows"] if manifest_path.is_file() else {}
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    exported = manifest.get("rows", {})
     return {
         "recipe": recipe.name,
         "cases_by_source": cases_by_source,
@@ -82,6 +83,7 @@ def collect(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> dict[str, A
         "splits": dict(catalog.query("SELECT split, count(*) FROM assignments GROUP BY split ORDER BY split")),
         "groups_by_split": curation.get("groups_by_split", {}),
         "exported": exported,
+        "exported_formats": manifest.get("formats", {}),  # format -> rows (per split or file), skipped by reason
         "licences": licences,
         "review": review_stats(recipe, catalog),  # annotators' verdicts: decisions, kappa per source and task
     }
@@ -91,6 +93,7 @@ def _generation_stats(catalog: Catalog) -> dict[str, Any]:
     failed: Counter[str] = Counter()
     verified = attempts = prompt_tokens = completion_tokens = guided = guided_verified = 0
     cost = 0.0
+    judged: Counter[str] = Counter()  # near-miss open answers put to a judge (casereports.judge)
     for (data,) in catalog.query("SELECT data FROM generations"):
         generation = Generation.model_validate_json(data)
         attempts += 1
@@ -98,6 +101,8 @@ def _generation_stats(catalog: Catalog) -> dict[str, Any]:
         completion_tokens += generation.completion_tokens
         cost += generation.cost
         guided += generation.guided
+        if generation.judge:
+            judged[generation.judge] += 1
         if generation.verified:
             verified += 1
             guided_verified += generation.guided
@@ -111,4 +116,5 @@ def _generation_stats(catalog: Catalog) -> dict[str, Any]:
         "completion_tokens": completion_tokens,
         "cost": round(cost, 6),
         "guided": {"attempts": guided, "verified": guided_verified},
+        "judged": dict(sorted(judged.items())),
     }

@@ -43,3 +43,5 @@ def test_with_the_pmc_folder_notes_get_their_articles_figures(root: Path) -> Non
         assert case.context.case_text and case.context.chief_complaint in case.context.case_text
         assert case.context.pmcid and case.context.pmcid in str(case.images[0].path)
         assert case.age is not None and case.sex in ("F", "M") and case.context.diagnosis
+    from_packages = [case for case in cases if "_w/packages" in str(case.images[0].path)]
+    assert from_packages  # figures of an OA package are unpacked into the source's work folder

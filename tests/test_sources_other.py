@@ -95,6 +95,27 @@ def test_papila_reads_both_workbooks_with_patient_eye_age_and_sex(tmp_path: Path
     }
 
 
+def test_papila_tolerates_a_third_header_row_and_numeric_ids(tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    root = tmp_path / "papila"
+    ADAPTERS["papila"].write_phantom(root, 2, 0)  # type: ignore[misc]
+    workbook = Workbook()
+    for row in (
+        [None, "Age", "Gender", "Diagnosis"],
+        ["ID", None, None, None],
+        [None, "Age", "Gender", "Diagnosis"],
+        [2, 50, 1, 1.0],
+        ["notes: see paper", None, None, None],
+    ):
+        workbook.active.append(row)
+    workbook.save(root / "ClinicalData" / "patient_data_od.xlsx")
+    cases, refused = _read("papila", root)
+    right = [case for case in cases if case.eye is Eye.RIGHT]
+    assert len(right) == 1 and right[0].labels == ["1"] and right[0].sex is Sex.FEMALE and right[0].row == 4
+    assert _reasons(refused) == {"row_unparsed": 1} and refused[0].row == 5
+
+
 def test_g1020_reports_missing_images_and_leaves_unknown_labels_to_intake(tmp_path: Path) -> None:
     cases, refused = _read("g1020", tmp_path / "g1020", 10)
     assert _reasons(refused) == {"image_missing": 1} and len(cases) == 9

@@ -79,3 +79,12 @@ def test_recipe_checks_held_out_source_names(tmp_path: Path) -> None:
         load_recipe(path)
     path = write_recipe(tmp_path, splits={"holdout_sources": ["ffa_ir"], "train": 0.5, "rl": 0.3})
     assert load_recipe(path).splits.holdout_sources == ["ffa_ir"]
+
+
+def test_a_small_collection_leaves_no_split_empty() -> None:
+    groups = {f"g{k}": Counter({"label=x": 1 + k % 2}) for k in range(6)}
+    for seed in range(20):
+        splits = assign_splits(groups, [], SplitsSpec(seed=seed))
+        assert set(splits.values()) == set(SPLIT_ORDER), (seed, splits)
+    one = assign_splits({"g": Counter({"a": 3})}, [], SplitsSpec())
+    assert list(one.values())[0] in SPLIT_ORDER

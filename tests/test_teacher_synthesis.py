@@ -196,9 +196,10 @@ def test_the_api_key_is_never_logged_or_stored(tmp_path: Path, ingested: Path) -
         env = {**os.environ, "TEACHER_KEY_GOOD": secret, "TEACHER_KEY_BAD": "sk-wrong-" + secret[8:]}
         env["RRD_LOG_LEVEL"] = "DEBUG"
         done = subprocess.run(
-            [str(RRD), "build", str(recipe)], env=env, capture_output=True, text=True, timeout=120, check=False
+            [str(RRD), "synthesize", str(recipe)], env=env, capture_output=True, text=True, timeout=120, check=False
         )
         assert done.returncode == 0, done.stderr[-3000:]
+        rrd("export", str(recipe))
         assert server.headers[0]["authorization"].startswith("Bearer sk-")
     logs = done.stdout + done.stderr
     assert "DEBUG" in logs and "Incorrect API key" not in logs  # debug logging was on; the echo was not logged

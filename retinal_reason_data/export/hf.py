@@ -217,12 +217,15 @@ def export_hf(recipe: Recipe, catalog: Catalog, stats: dict[str, Any], force: bo
     try:
         for config, splits in config_splits(catalog).items():
             for split, catalog_splits in splits.items():
-                summary.ensure(config, split)
                 rows = _counted(_rows(catalog, config, catalog_splits), config, split, summary, index)
                 progress = tqdm(rows, desc=f"export {config}/{split}", unit="row", leave=False, disable=None)
                 written = write_split(
                     out / "data" / config, split, FEATURES[config], progress, recipe.export.max_shard_size
                 )
+                if not sum(f["rows"] for f in written):  # an empty split is left out: `datasets` refuses to load one
+                    for f in written:
+                        f["path"].unlink()
+                    continue
                 files += [{**f, "path": f["path"].relative_to(out).as_posix()} for f in written]
     finally:
         index.close()

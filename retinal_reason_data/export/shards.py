@@ -65,9 +65,8 @@ def write_split(
     flush()
     if writer is not None:
         writer.close()
-    if not parts:  # an empty split still gets one (empty) shard, so the config stays loadable
-        with pq.ParquetWriter(folder / f".{name}-00000.parquet.partial", schema, compression="zstd") as empty:
-            empty.write_table(schema.empty_table())
+    if not parts:  # an empty split still gets one shard, without row groups (readers skip it), so it stays loadable
+        pq.ParquetWriter(folder / f".{name}-00000.parquet.partial", schema, compression="zstd").close()
         parts.append((folder / f".{name}-00000.parquet.partial", 0))
     files = []
     for index, (partial, count) in enumerate(parts):

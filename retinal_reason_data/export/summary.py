@@ -42,10 +42,6 @@ class ReleaseSummary(BaseModel):
             _bump(self.teacher_models, row["teacher_model"])
             _bump(self.prompt_versions, row["prompt_version"])
 
-    def ensure(self, config: str, split: str) -> None:
-        """Record a config and split even when it has no rows."""
-        self.rows.setdefault(config, {}).setdefault(split, 0)
-
     def totals(self, name: str, config: str | None = None) -> list[tuple[str, int]]:
         """(value, rows) of one breakdown field, over every split of `config` (or of every config)."""
         totals: Counter[str] = Counter()

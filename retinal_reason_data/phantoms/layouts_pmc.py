@@ -805,7 +805,8 @@ def _csv_cell(value: object) -> str:
 # --- PMC-Patients -------------------------------------------------------------------------------------
 def write_pmc_patients(root: Path, cases: int, seed: int) -> None:
     """PMC-Patients: PMC-Patients.json (patient notes: patient_uid, PMID, file_path, title, patient, age as
-    [[value, unit]], gender M/F), and beside it a PMC OA folder `PMC_OA/` with the articles' packages, which
+    [[value, unit]], gender M/F), and beside it a PMC OA folder `PMC_OA/` with the articles (folders and
+    `.tar.gz` packages), which
     the adapter reads only when its `pmc_root` option points there.
 
     Quirks when cases >= 6: a non-ophthalmic patient, and a patient whose article is not in PMC_OA.
@@ -842,5 +843,10 @@ def write_pmc_patients(root: Path, cases: int, seed: int) -> None:
         if ophthalmic and not (cases >= 6 and index == 3):
             stem = f"pp-{digits[-4:]}"
             xml = wrap(article_xml(digits, [case], FORMS[0], JOURNALS[index % len(JOURNALS)], stem), "bare")
-            _write_folder(root / "PMC_OA" / pmcid, f"{stem}.nxml", xml, _figure_files([case], stem))
+            if index % 3 == 2:  # some articles as OA packages
+                _write_package(
+                    root / "PMC_OA" / f"{pmcid}.tar.gz", pmcid, f"{stem}.nxml", xml, _figure_files([case], stem)
+                )
+            else:
+                _write_folder(root / "PMC_OA" / pmcid, f"{stem}.nxml", xml, _figure_files([case], stem))
     (root / "PMC-Patients.json").write_text(json.dumps(patients, indent=1), encoding="utf-8")

@@ -51,8 +51,7 @@ from retinal_reason_data.review.snapshot import (
     ReviewSet,
     SnapshotError,
     catalog_mark,
-    in_queue,
-    queue_counts,
+    queue_view,
     select,
 )
 from retinal_reason_data.schema import Decision, RejectReason, Verdict
@@ -137,6 +136,7 @@ class ReviewState:
         self.snapshot = ReviewSet(recipe, self.log.trace_keys())
         self.lock = threading.RLock()
         self.build_note = ""
+        self._selections: dict[tuple[Any, ...], tuple[list[Key], set[Key]]] = {}
 
     def close(self) -> None:
         self.snapshot.close()
@@ -154,6 +154,7 @@ class ReviewState:
                 return
             old, self.snapshot, self.build_note = self.snapshot, fresh, ""
             old.close()
+            self._selections.clear()
 
     def session(self, annotator: str) -> dict[str, Any]:
         with self.lock:
@@ -187,13 +188,21 @@ class ReviewState:
                 raise RequestError(HTTPStatus.BAD_REQUEST, "sample and seed: whole numbers") from None
         with self.lock:
             self.refresh()
-            chosen = select(self.snapshot.entries, filters, sample)
-            review_of = self.log.review
-            counts = queue_counts(chosen, review_of, annotator)
+            chosen, chosen_set = self._selected(filters, sample)
+            keys, counts = queue_view(chosen, chosen_set, self.log.reviews().values(), annotator, queue)
             if params.get("counts_only"):
                 return {"counts": counts, "selected": len(chosen)}
-            keys = [e.key for e in chosen if in_queue(queue, review_of(e.key), annotator)]
             return {"keys": keys, "counts": counts, "selected": len(chosen)}
+
+    def _selected(self, filters: dict[str, str], sample: tuple[int, int] | None) -> tuple[list[Key], set[Key]]:
+        """The traces that pass the filters (and the batch), remembered for this snapshot."""
+        key = (id(self.snapshot), tuple(sorted(filters.items())), sample)
+        if key not in self._selections:
+            if len(self._selections) > 32:
+                self._selections.clear()
+            chosen = [entry.key for entry in select(self.snapshot.entries, filters, sample)]
+            self._selections[key] = (chosen, set(chosen))
+        return self._selections[key]
 
     def item(self, key: Key, annotator: str) -> dict[str, Any]:
         with self.lock:

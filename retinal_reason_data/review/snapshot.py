@@ -11,7 +11,7 @@ import math
 import tempfile
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,13 +73,20 @@ class ReviewSet:
         if self.mark is None:
             raise SnapshotError(f"{recipe.catalog_path}: no catalog yet; run `rrd build` on the recipe first")
         self._folder = tempfile.TemporaryDirectory(prefix="rrd-review-")
-        self.db = duckdb.connect(str(Path(self._folder.name) / "snapshot.duckdb"))
+        self.db = duckdb.connect(
+            str(Path(self._folder.name) / "snapshot.duckdb"),
+            # bounded memory: what does not fit stays in the file, so memory does not grow with the build
+            config={"memory_limit": "384MB", "threads": 2, "preserve_insertion_order": False},
+        )
         self._local = threading.local()
         try:
             self._copy(list(reviewed))
-        except duckdb.Error as exc:  # IOException: a build in another process; ResourceInUse: in this one
+        except duckdb.Error as exc:
             self.close()
-            raise SnapshotError(f"{recipe.catalog_path}: cannot read the catalog ({exc}); is a build running?") from exc
+            # IOException: a build in another process holds the catalog; ResourceInUse: one in this process
+            busy = isinstance(exc, (duckdb.IOException, getattr(duckdb, "ResourceInUseException", duckdb.IOException)))
+            hint = "; is a build running?" if busy else ""
+            raise SnapshotError(f"{recipe.catalog_path}: cannot read the catalog ({exc}){hint}") from exc
         rows = self.db.execute(
             "SELECT item_id, fingerprint, source, modality, task, question_type FROM traces "
             "ORDER BY item_id, fingerprint"
@@ -113,9 +120,9 @@ class ReviewSet:
                           g.data AS generation
                    FROM wanted w JOIN cat.items i ON i.item_id = w.item_id JOIN cat.cases c ON c.case_id = i.case_id
                    JOIN cat.generations g ON g.fingerprint = w.fingerprint AND g.item_id = w.item_id
-                   LEFT JOIN cat.assignments a ON a.item_id = w.item_id
-                   ORDER BY w.item_id, w.fingerprint"""
+                   LEFT JOIN cat.assignments a ON a.item_id = w.item_id"""
             )
+            self.db.execute("CREATE INDEX traces_key ON traces (item_id, fingerprint)")
             self.db.execute(
                 """CREATE TABLE item_drops AS SELECT d.item_id, d.stage, d.reason, d.detail FROM cat.drops d
                    WHERE d.item_id IN (SELECT item_id FROM wanted) ORDER BY d.item_id, d.stage, d.reason"""
@@ -325,12 +332,33 @@ def select(
     return stratified_sample(chosen, *sample) if sample else chosen
 
 
-def queue_counts(
-    entries: Sequence[Entry], review_of: Callable[[Key], TraceReview | None], annotator: str
-) -> dict[str, int]:
-    counts = dict.fromkeys(QUEUES, 0)
-    for entry in entries:
-        review = review_of(entry.key)
-        for queue in QUEUES:
-            counts[queue] += in_queue(queue, review, annotator)
-    return counts
+def queue_view(
+    chosen: Sequence[Key], chosen_set: set[Key], reviews: Iterable[TraceReview], annotator: str, queue: str
+) -> tuple[list[Key], dict[str, int]]:
+    """The keys of one queue among the chosen traces, and the size of every queue. Only reviewed traces are
+    looked at one by one, so this stays fast however large the build."""
+    if queue not in QUEUES:
+        raise ValueError(f"unknown queue '{queue}'; expected one of {', '.join(QUEUES)}")
+    members: dict[str, set[Key]] = {"mine": set(), "rejected": set(), "disagreements": set()}
+    for review in reviews:
+        key = (review.item_id, review.generation_id)
+        if key not in chosen_set:
+            continue
+        if any(v.annotator == annotator for v in review.verdicts):
+            members["mine"].add(key)
+        if review.decision is Decision.REJECT:
+            members["rejected"].add(key)
+        if review.disagreement:
+            members["disagreements"].add(key)
+    counts = {
+        "all": len(chosen),
+        "unreviewed": len(chosen) - len(members["mine"]),
+        "rejected": len(members["rejected"]),
+        "disagreements": len(members["disagreements"]),
+    }
+    if queue == "all":
+        return list(chosen), counts
+    if queue == "unreviewed":
+        return [key for key in chosen if key not in members["mine"]], counts
+    wanted = members[queue]
+    return [key for key in chosen if key in wanted], counts

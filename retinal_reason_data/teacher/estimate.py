@@ -130,7 +130,10 @@ def _time_bound(recipe: Recipe, catalog: Catalog, requests: int, tokens_per_requ
     spec = recipe.teacher
     if spec.kind == "offline" or not requests:
         return None, "no requests to wait for"
-    latency = catalog.query("SELECT avg(latency_s) FROM generations WHERE error IS NULL AND latency_s > 0")[0][0]
+    latency = catalog.query(
+        "SELECT avg(CAST(json_extract(data, '$.latency_s') AS DOUBLE)) FROM generations "
+        "WHERE error IS NULL AND CAST(json_extract(data, '$.latency_s') AS DOUBLE) > 0"
+    )[0][0]
     rate = 0.0
     for endpoint in spec.endpoint_specs():
         bounds = []
