@@ -118,7 +118,7 @@ def measure_server(recipe_path: str) -> dict[str, Any]:
             verdict_times.append(_get(port, "/api/verdict", body)[0])
         rss_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
         return {
-            "traces": len(keys),
+            "traces": queue["counts"]["all"],
             "snapshot_s": round(snapshot_s, 2),
             "rss_growth_mb": round(rss_mb, 1),
             "queue_ms": _ms(queue_times),

@@ -101,9 +101,11 @@ def timed_synthesis(folder: Path, base_url: str, transport: str, concurrency: in
     catalog = Catalog(recipe.catalog_path)
     before = served(base_url)
     cpu, wall = time.process_time(), time.perf_counter()
-    synthesize(recipe, catalog, recipe_ontology(recipe))
+    report = synthesize(recipe, catalog, recipe_ontology(recipe))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     catalog.close()
+    if report.failed_calls:
+        print(f"  failed calls (retried): {dict(report.failed_calls)}", file=sys.stderr)
     return wall, cpu, served(base_url) - before
 
 

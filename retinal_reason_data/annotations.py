@@ -506,12 +506,13 @@ def card_section(review: dict[str, Any] | None) -> str:
     """The dataset card's `## Review` section, from the `review` key of the build's stats."""
     if not review or not review.get("traces_reviewed"):
         return "## Review\n\nNo trace of this release was reviewed by an annotator.\n"
-    decisions = review["decisions"]
+    decisions, people = review["decisions"], len(review["annotators"])
+    items = f" ({review['items_rejected']} for a problem with the item itself)" if review["items_rejected"] else ""
     lines = [
         "## Review\n",
-        f"Annotators ({len(review['annotators'])}) reviewed {review['traces_reviewed']} traces of "
+        f"{people} annotator{'s' if people != 1 else ''} reviewed {review['traces_reviewed']} traces of "
         f"{review['items_reviewed']} items: {decisions['accept']} accepted, {decisions['edit']} edited, "
-        f"{decisions['reject']} rejected ({review['items_rejected']} items for a problem with the item itself).",
+        f"{decisions['reject']} rejected{items}.",
         "",
         "Rejected traces are not in this release, and items rejected for their image, question or reference answer "
         "are in neither config. Edited traces replace the teacher's: their `sft` rows have `review: edited` (and "

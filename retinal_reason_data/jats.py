@@ -157,7 +157,7 @@ def iter_article_elements(stream: BinaryIO | Iterable[bytes], name: str) -> Iter
     stack: list[ET.Element] = []
     depth = 0
     found = root_seen = False
-    carry = b""
+    carry = tail = b""
     for chunk in _with_end(chunks):
         if chunk is None:
             data, carry = carry, b""
@@ -168,8 +168,9 @@ def iter_article_elements(stream: BinaryIO | Iterable[bytes], name: str) -> Iter
                 data, carry = data[:cut], data[cut:]
             else:
                 carry = b""
-            if b"<!ENTITY" in data:
+            if b"<!ENTITY" in tail + data:  # the tail: a declaration split between two chunks
                 raise JatsError("xml_entities", f"{name}: declares its own entities (refused: not a PMC article)")
+            tail = data[-8:]
         try:
             parser.feed(numeric_entities(data))
             if chunk is None:

@@ -164,10 +164,10 @@ KeepCriterion = Literal["source_priority", "resolution", "quality"]
 class DedupSpec(Section):
     enabled: bool = True
     near_threshold: int = Field(
-        default=16, ge=0, le=40, description="Max Hamming distance of two near_hash values (256 bits) for a match."
+        default=18, ge=0, le=40, description="Max Hamming distance of two near_hash values (256 bits) for a match."
     )
     detail_threshold: int = Field(
-        default=24, ge=0, le=256, description="Max Hamming distance of detail_hash for a match (256: no check)."
+        default=20, ge=0, le=256, description="Max Hamming distance of detail_hash for a match (256: no check)."
     )
     orientations: bool = Field(default=True, description="Also match flipped and quarter-turned copies.")
     source_priority: list[str] = Field(default_factory=list, description="Sources whose copy is kept first.")

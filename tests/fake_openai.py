@@ -35,7 +35,7 @@ REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
 class Fault:
     """What the server does instead of (or before) a normal reply."""
 
-    kind: str  # status | drop | slow | invalid_json | empty_choices | refusal | content_filter | text
+    kind: str  # status drop slow invalid_json empty_choices refusal content_filter text truncated reasoning
     status: int = 500
     retry_after: str | None = None
     delay_s: float = 0.0
@@ -80,6 +80,16 @@ def content_filter() -> Fault:
 def text(content: str) -> Fault:
     """A normal reply with this assistant text instead of the responder's (e.g. with missing tags)."""
     return Fault("text", text=content)
+
+
+def truncated(content: str) -> Fault:
+    """A reply cut off at max_tokens (finish_reason 'length')."""
+    return Fault("truncated", text=content)
+
+
+def reasoning(content: str, thoughts: str) -> Fault:
+    """A reasoning server's reply: the thoughts in `reasoning_content`, the answer in `content`."""
+    return Fault("reasoning", text=content, headers={"reasoning": thoughts})
 
 
 class FakeOpenAI:
@@ -247,9 +257,13 @@ class FakeOpenAI:
             message["refusal"] = fault.text
         elif kind == "content_filter":
             finish = "content_filter"
-        elif kind == "text":
+        elif kind in ("text", "truncated"):
             assert fault is not None
             message["content"] = fault.text
+            finish = "length" if kind == "truncated" else finish
+        elif kind == "reasoning":
+            assert fault is not None
+            message["content"], message["reasoning_content"] = fault.text, fault.headers["reasoning"]
         elif kind != "empty_choices":
             message["content"] = self.responder(request)
         content = message.get("content") or ""

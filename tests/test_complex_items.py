@@ -198,6 +198,10 @@ def test_near_misses_are_judged_once_and_recorded(built: Path) -> None:
         judged = {key: Generation.model_validate_json(value) for key, value in rows.items()}
         assert judged["near-7"].verified and judged["near-7"].judge == "equivalent"
         assert not judged["near-8"].verified and judged["near-8"].judge == "different"
+        from retinal_reason_data.stats import collect
+
+        stats = collect(recipe, catalog, ONTOLOGY)
+        assert stats["generations"]["judged"] == {"different": 1, "equivalent": 1}
     finally:
         catalog.close()
 

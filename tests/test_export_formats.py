@@ -7,11 +7,13 @@ import hashlib
 import io
 import json
 import re
+import shutil
 from pathlib import Path
 
 import datasets
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -221,3 +223,19 @@ def test_formats_in_the_recipe(tmp_path: Path) -> None:
     assert recipe.export.formats == ["hf", "verl", "sharegpt"]
     with pytest.raises(RecipeError, match="key 'export.formats.0'"):
         load_recipe(write_recipe(tmp_path, export={"formats": ["llava"]}))
+
+
+def test_a_format_left_out_of_the_recipe_leaves_the_export(out: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(out.parent, copy)
+    recipe_path = copy / "recipe.yaml"
+    recipe = yaml.safe_load(recipe_path.read_text())
+    recipe["export"]["formats"] = ["verl"]
+    recipe_path.write_text(yaml.safe_dump(recipe))
+    result = runner.invoke(app, ["export", str(recipe_path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    folders = {p.name for p in (copy / "export").iterdir() if p.is_dir()}
+    assert folders == {"data", "figures", "index", "verl"}
+    stats = json.loads(runner.invoke(app, ["stats", str(recipe_path), "--json"]).output)
+    assert set(stats["exported_formats"]) == {"hf", "verl"}
+    assert stats["exported_formats"]["verl"]["rows"] == stats["exported"]["rl"]

@@ -45,3 +45,15 @@ def test_with_the_pmc_folder_notes_get_their_articles_figures(root: Path) -> Non
         assert case.age is not None and case.sex in ("F", "M") and case.context.diagnosis
     from_packages = [case for case in cases if "_w/packages" in str(case.images[0].path)]
     assert from_packages  # figures of an OA package are unpacked into the source's work folder
+
+
+def test_articles_in_the_bulk_package_layout_are_found(tmp_path: Path) -> None:
+    import shutil
+
+    ADAPTERS["pmc_patients"].write_phantom(tmp_path, 3, 1)  # type: ignore[misc]
+    package = next((tmp_path / "PMC_OA").glob("*.tar.gz"))
+    nested = tmp_path / "PMC_OA" / "oa_package" / "08" / "e0"
+    nested.mkdir(parents=True)
+    shutil.move(package, nested / package.name)
+    cases, reasons = _read(tmp_path, pmc_root="PMC_OA")
+    assert len(cases) == 3 and not reasons

@@ -63,11 +63,12 @@ def lines(path: Path) -> list[dict]:
 
 
 def test_keyboard_review_of_several_traces_with_an_edit(browser: Browser, built: Path, tmp_path: Path) -> None:
-    server = ReviewServer(recipe_over(built, tmp_path), port=0, annotator="alice")
+    # pages of 3 keys: the page fetches the next page of the queue as the annotator walks on
+    server = ReviewServer(recipe_over(built, tmp_path), port=0, annotator="alice", queue_page=3)
     server.start()
     errors: list[str] = []
     try:
-        keys = get_json(server, "/api/queue?queue=unreviewed&annotator=alice")["keys"]
+        keys = get_json(server, "/api/queue?queue=unreviewed&annotator=alice&limit=100")["keys"]
         total = len(keys)
         page = open_page(browser, server.url + "#queue=unreviewed", errors)
         position = page.locator("#position")

@@ -118,6 +118,14 @@ def test_queues_filters_and_a_stratified_batch(server: ReviewServer) -> None:
     }
     assert len(strata) == 3  # aptos/basic, ffa_ir/basic, case_reports/complex: each has a place in the batch
 
+    pages, after, more = [], "", True
+    while more:  # the page asks for a queue a few hundred keys at a time
+        page = get_json(server, f"/api/queue?queue=all&limit=5&after={after}")
+        assert len(page["keys"]) <= 5 and page["counts"]["all"] == total
+        pages += page["keys"]
+        after, more = "|".join(page["keys"][-1]), page["more"]
+    assert pages == everything["keys"]
+
     item, generation = everything["keys"][0]
     reply = call(
         server,

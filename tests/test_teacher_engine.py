@@ -4,7 +4,9 @@ the OpenAI-compatible server on 127.0.0.1, with injected faults."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import re
 import socket
 import time
 from collections import Counter
@@ -18,9 +20,10 @@ from retinal_reason_data.recipe import TeacherSpec
 from retinal_reason_data.schema import Answer, Item
 from retinal_reason_data.teacher.endpoints import Endpoint
 from retinal_reason_data.teacher.engine import EndpointsExhausted, Engine
+from retinal_reason_data.teacher.progress import Progress
 from retinal_reason_data.teacher.requests import Reply, Request
 from retinal_reason_data.teacher.synthesize import judge
-from retinal_reason_data.teacher.transports import make_transport
+from retinal_reason_data.teacher.transports import encode_payload, make_transport
 from tests import fake_openai as fake
 from tests.fake_openai import FakeOpenAI
 
@@ -59,7 +62,7 @@ def teacher(**overrides: Any) -> TeacherSpec:
         "kind": "openai",
         "model": "fake-vlm",
         "concurrency": 4,
-        "timeout_s": 0.4,
+        "timeout_s": 2.0,
         "max_tokens": 16,
         "backoff_s": 0.02,
         "backoff_max_s": 0.2,
@@ -146,7 +149,8 @@ def test_transient_faults_are_retried_until_every_request_has_its_reply(transpor
     assert sum(reply.tries for reply in run.replies.values()) == 10 + len(run.events)
     assert {event["status"] for event in run.events if event["kind"] == "server_error"} == {500, 503}
     # the slow reply was abandoned at the timeout and asked again, not waited for
-    assert run.seconds < 2.0
+    slow_id = next(request_id for request_id, fault in faults if fault == "slow")
+    assert any(e["fingerprint"] == slow_id and e["detail"] == "no reply within 0.5 s" for e in run.events)
 
 
 @pytest.mark.parametrize("retry_after", [0.4, None])
@@ -174,11 +178,16 @@ def test_replies_that_came_back_are_classified_and_not_retried(transport: str) -
             fake.text("The image shows drusen, so B."),
             fake.text("I'm sorry, but I can't help with diagnosing medical images."),
             fake.text("<think>Exudates are seen near the fovea.</think><answer>B</answer>"),
+            fake.truncated("<think>Step 1: a colour fundus photograph. Step 2: the exudates"),
+            fake.reasoning("<answer>A</answer>", "Hard exudates ring the fovea; option A fits."),
         )
-        run = run_engine(teacher(base_url=server.base_url, concurrency=1), 7, transport)
-        assert len(server.requests) == 7
-    reasons = [judge(make_request(i), "fake-vlm", run.replies[f"fp-{i:03d}"]).failure for i in range(7)]
-    assert reasons == ["empty", "refusal", "refusal", "missing_tags", "refusal", "wrong_answer", None]
+        run = run_engine(teacher(base_url=server.base_url, concurrency=1), 9, transport)
+        assert len(server.requests) == 9
+    reasons = [judge(make_request(i), "fake-vlm", run.replies[f"fp-{i:03d}"]).failure for i in range(9)]
+    expected = ["empty", "refusal", "refusal", "missing_tags", "refusal", "wrong_answer", "truncated", None, None]
+    assert reasons == expected
+    # a reasoning server's separate reasoning comes back inside <think>
+    assert run.replies["fp-007"].text.startswith("<think>\nHard exudates ring the fovea")
     assert all(reply.tries == 1 and reply.error is None for reply in run.replies.values())
     assert not run.events
 
@@ -220,7 +229,7 @@ def test_a_run_stops_with_a_clear_message_when_every_endpoint_fails(transport: s
     message = str(raised.value)
     assert "every teacher endpoint failed" in message
     assert "first: connection_error" in message and "second: connection_error" in message
-    assert time.perf_counter() - started < 5
+    assert time.perf_counter() - started < 60, "it did not stop"
 
 
 def test_a_wrong_key_takes_its_endpoint_out_and_never_shows_up(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -261,3 +270,35 @@ def test_weights_share_the_requests_while_both_endpoints_have_room() -> None:
         assert len(heavy.requests) + len(light.requests) == 40
     served = Counter(reply.endpoint for reply in run.replies.values())
     assert served == {"heavy": 30, "light": 10}
+
+
+def test_the_lean_client_splices_image_urls_into_the_exact_json() -> None:
+    url = "data:image/jpeg;base64," + "QUJD" * 5000
+    payload = {
+        "model": "fake-vlm",
+        "messages": [
+            {"role": "system", "content": 'Say "why" \u00e9\n'},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": url}},
+                    {"type": "image_url", "image_url": {"url": url[:-4] + "WFla", "detail": "high"}},
+                    {"type": "text", "text": "Which finding?"},
+                ],
+            },
+        ],
+        "max_tokens": 16,
+    }
+    assert json.loads(encode_payload(payload)) == payload
+    assert payload["messages"][1]["content"][0]["image_url"]["url"] == url, "the request was changed"
+
+
+def test_the_progress_line_has_rate_tokens_cost_and_eta() -> None:
+    progress = Progress(total=100, desc="test")
+    for _ in range(25):
+        progress.update(tokens=1000, cost=0.01, failed=False)
+    line = progress.line()
+    progress.close()
+    assert re.fullmatch(
+        r"25/100 requests, [\d.]+ req/s, [\d,]+ tok/s, cost 0\.25, 0 failed, ETA \d+ (s|min|h)", line
+    ), line

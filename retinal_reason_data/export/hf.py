@@ -1,7 +1,9 @@
-"""The Hugging Face dataset folder: configs `sft` and `rl`, parquet shards, card, manifest."""
+"""The export folder: the Hugging Face dataset (configs `sft` and `rl`, parquet shards streamed from the catalog),
+then the other formats the recipe lists (derived from those shards), the sample index, figures, card and manifest."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import Iterator
@@ -115,20 +117,30 @@ CARD_STATS = (
 
 
 def content_key(recipe: Recipe, catalog: Catalog, stats: dict[str, Any]) -> str:
-    """Identity of an export's content: recipe, tool version, the card's inputs, and every row's item,
-    trace and images (an item's data holds its image hashes)."""
+    """Identity of an export's content: recipe, tool version, the card's inputs, and every row's item, case,
+    exported trace (a reviewed one included) and pass@k (an item's data holds its image hashes). Streams."""
+    digest = hashlib.sha256()
     card_inputs = dumps({name: stats.get(name) for name in CARD_STATS})
-    parts = [str(EXPORT_FORMAT), __version__, recipe_hash(recipe), card_inputs]
+    for part in (str(EXPORT_FORMAT), __version__, recipe_hash(recipe), card_inputs):
+        digest.update(part.encode() + b"\x1f")
     for config, splits in config_splits(catalog).items():
         for split, sources in splits.items():
             placeholders = ", ".join("?" for _ in sources)
-            rows = catalog.query(
-                f"SELECT a.item_id, coalesce(a.fingerprint, ''), md5(i.data) FROM assignments a "
-                f"JOIN items i USING (item_id) WHERE a.split IN ({placeholders}) ORDER BY a.item_id",
-                sources,
+            digest.update(f"{config}/{split}:".encode())
+            cursor = catalog.db.cursor()
+            cursor.execute(
+                f"""SELECT a.item_id, coalesce(a.fingerprint, ''), coalesce(CAST(a.pass_at_k AS VARCHAR), ''),
+                           md5(i.data), md5(c.data), coalesce(md5(coalesce(r.generation, g.data)), '')
+                    FROM assignments a JOIN items i USING (item_id) JOIN cases c ON c.case_id = i.case_id
+                    LEFT JOIN generations g ON g.fingerprint = a.fingerprint
+                    LEFT JOIN reviews r ON r.fingerprint = a.fingerprint
+                    WHERE a.split IN ({placeholders}) ORDER BY a.item_id""",
+                list(sources),
             )
-            parts.append(f"{config}/{split}:" + stable_hash(*(f"{r[0]}{r[1]}{r[2]}" for r in rows), length=32))
-    return stable_hash(*parts, length=32)
+            while batch := cursor.fetchmany(4096):
+                digest.update("".join("\x1f".join(row) + "\n" for row in batch).encode())
+            cursor.close()
+    return digest.hexdigest()[:32]
 
 
 def _row(

@@ -4,7 +4,8 @@ Followed: lxirich/OphthaReason eval/eval.py. It loads `{DS_ROOT}/{name}.json` fo
 single_choice_test_data_{CFP,FFA,OCT}, multi_choice_test_data_CFP and complex_reason, takes the question
 from conversations[0].value and the answer from conversations[1].value, and looks every key of `image` (a
 key or a list of keys) up in `pd.read_csv("{BASE64_ROOT}/{name}.csv", index_col=0)["base64"]` (first column:
-the key; column `base64`: the image, sent as a data URL). Its prompts ask for one uppercase letter (SINGLE),
+the key; column `base64`: the image, sent as a `data:image/jpeg` URL; a PNG keeps its bytes, which image
+loaders recognise by content, not by that label). Its prompts ask for one uppercase letter (SINGLE),
 uppercase letters joined by commas without spaces (MULTI) and just the name of the disease or entity
 (COMPLEX): the answers are written that way. The script appends ". First output ..." to the question, so the
 question is written without the answer instructions. Rows come from the `rl` test split (every test item,

@@ -60,6 +60,7 @@ from retinal_reason_data.verify import split_response
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8321
+QUEUE_PAGE = 500  # keys per queue request; the page asks for the next ones as the annotator nears the end
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -127,8 +128,9 @@ def review_view(review: TraceReview | None, annotator: str) -> dict[str, Any]:
 class ReviewState:
     """The verdict files and the snapshot of the build, shared by the server's threads (behind one lock)."""
 
-    def __init__(self, recipe: Recipe, annotator: str | None = None) -> None:
+    def __init__(self, recipe: Recipe, annotator: str | None = None, queue_page: int = QUEUE_PAGE) -> None:
         self.recipe = recipe
+        self.queue_page = queue_page
         self.default_annotator = annotator or ""
         self.folder = verdict_folder(recipe)
         self.log = VerdictLog(self.folder)
@@ -181,18 +183,24 @@ class ReviewState:
             raise RequestError(HTTPStatus.BAD_REQUEST, f"queue: one of {', '.join(QUEUES)}")
         filters = {name: params.get(name, "") for name in FACETS}
         sample = None
-        if params.get("sample"):
-            try:
+        try:
+            if params.get("sample"):
                 sample = (int(params["sample"]), int(params.get("seed") or 0))
-            except ValueError:
-                raise RequestError(HTTPStatus.BAD_REQUEST, "sample and seed: whole numbers") from None
+            limit = min(max(int(params.get("limit") or self.queue_page), 1), 10 * QUEUE_PAGE)
+        except ValueError:
+            raise RequestError(HTTPStatus.BAD_REQUEST, "sample, seed and limit: whole numbers") from None
+        after: Key | None = None
+        if "|" in params.get("after", ""):
+            item_id, generation_id = params["after"].split("|", 1)
+            after = (item_id, generation_id)
         with self.lock:
             self.refresh()
             chosen, chosen_set = self._selected(filters, sample)
-            keys, counts = queue_view(chosen, chosen_set, self.log.reviews().values(), annotator, queue)
+            reviews = self.log.reviews().values()
+            keys, counts, more = queue_view(chosen, chosen_set, reviews, annotator, queue, after, limit)
             if params.get("counts_only"):
                 return {"counts": counts, "selected": len(chosen)}
-            return {"keys": keys, "counts": counts, "selected": len(chosen)}
+            return {"keys": keys, "counts": counts, "selected": len(chosen), "more": more}
 
     def _selected(self, filters: dict[str, str], sample: tuple[int, int] | None) -> tuple[list[Key], set[Key]]:
         """The traces that pass the filters (and the batch), remembered for this snapshot."""
@@ -436,12 +444,13 @@ class ReviewServer:
         port: int = DEFAULT_PORT,
         annotator: str | None = None,
         token: str | None = None,
+        queue_page: int = QUEUE_PAGE,
     ) -> None:
         if annotator is not None:
             _annotator(annotator)
         self.host = host
         self.token = token or (None if is_loopback(host) else secrets.token_urlsafe(24))
-        self.state = ReviewState(recipe, annotator)
+        self.state = ReviewState(recipe, annotator, queue_page)
         server_class = _Server6 if ":" in host else _Server
         try:
             self.httpd = server_class((host.strip("[]"), port), self._handler_for(port))

@@ -7,6 +7,8 @@ with the size of the build.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import tempfile
 import threading
@@ -333,10 +335,17 @@ def select(
 
 
 def queue_view(
-    chosen: Sequence[Key], chosen_set: set[Key], reviews: Iterable[TraceReview], annotator: str, queue: str
-) -> tuple[list[Key], dict[str, int]]:
-    """The keys of one queue among the chosen traces, and the size of every queue. Only reviewed traces are
-    looked at one by one, so this stays fast however large the build."""
+    chosen: Sequence[Key],
+    chosen_set: set[Key],
+    reviews: Iterable[TraceReview],
+    annotator: str,
+    queue: str,
+    after: Key | None = None,
+    limit: int | None = None,
+) -> tuple[list[Key], dict[str, int], bool]:
+    """One page of a queue among the chosen traces (sorted by key): up to `limit` keys after `after`, the size
+    of every queue, and whether more follow. Only reviewed traces are looked at one by one, so this stays fast
+    however large the build."""
     if queue not in QUEUES:
         raise ValueError(f"unknown queue '{queue}'; expected one of {', '.join(QUEUES)}")
     members: dict[str, set[Key]] = {"mine": set(), "rejected": set(), "disagreements": set()}
@@ -356,9 +365,16 @@ def queue_view(
         "rejected": len(members["rejected"]),
         "disagreements": len(members["disagreements"]),
     }
+    start = bisect.bisect_right(chosen, after) if after is not None else 0
+    limit = len(chosen) if limit is None else limit
     if queue == "all":
-        return list(chosen), counts
-    if queue == "unreviewed":
-        return [key for key in chosen if key not in members["mine"]], counts
-    wanted = members[queue]
-    return [key for key in chosen if key in wanted], counts
+        page = list(chosen[start : start + limit + 1])
+    else:
+        if queue == "unreviewed":
+            mine = members["mine"]
+            candidates = (key for key in chosen[start:] if key not in mine)
+        else:
+            wanted = members[queue]
+            candidates = (key for key in chosen[start:] if key in wanted)
+        page = list(itertools.islice(candidates, limit + 1))
+    return page[:limit], counts, len(page) > limit

@@ -50,7 +50,7 @@ def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | 
         yield quarantine(source, path, None, "labels_missing", f"{path}: PMC-Patients.json not found")
         return
     pmc_root = option_dir(root if root.is_dir() else root.parent, settings.pmc_root)
-    index = _article_index(pmc_root) if pmc_root is not None else {}
+    index = ArticleIndex(pmc_root) if pmc_root is not None else None
     article_options = ArticleOptions(figures="all", modalities=settings.modalities, case_reports_only=False)
     with path.open("rb") as handle:
         number = 0
@@ -77,7 +77,7 @@ def _patient(
     source: str,
     settings: PatientsOptions,
     article_options: ArticleOptions,
-    index: dict[str, Path],
+    index: ArticleIndex | None,
     pmc_root: Path | None,
     options: SourceOptions,
 ) -> Iterator[RawCase | Quarantine]:
@@ -94,13 +94,13 @@ def _patient(
         return
     named = _PMCID.findall(str(record.get("file_path") or "")) or _PMCID.findall(str(record.get("pmcid") or ""))
     pmcid = named[-1].upper() if named else None  # 'comm/PMC002xxxxxx/PMC2802041.xml': the file name's
-    if pmc_root is None:
+    if pmc_root is None or index is None:
         yield quarantine(
             source, path, uid, "images_unavailable",
             f"{path} patient {uid}: PMC-Patients is text only; set the source's option pmc_root to your PMC OA folder",
         )  # fmt: skip
         return
-    article_path = index.get(pmcid or "")
+    article_path = index.find(pmcid) if pmcid else None
     if article_path is None:
         yield quarantine(
             source, path, uid, "images_unavailable", f"{path} patient {uid}: article {pmcid} not found in {pmc_root}"
@@ -142,17 +142,33 @@ def _age(value: Any) -> int | None:
     return int(amount) if str(first[1]).lower().startswith("year") else 0
 
 
-def _article_index(pmc_root: Path) -> dict[str, Path]:
-    """PMCID -> article file or package, from the names of folders and files under the PMC OA folder."""
-    index: dict[str, Path] = {}
-    for path in article_files(pmc_root):
-        names = [path.name, *(part for part in path.relative_to(pmc_root).parts[:-1])]
-        for name in names:
-            found = _PMCID.search(name)
-            if found:
-                index.setdefault(found.group(0).upper(), path)
-                break
-    return index
+class ArticleIndex:
+    """Where an article of the PMC OA folder is: `{PMCID}/`, `{PMCID}.tar.gz` or `{PMCID}.nxml` are looked up
+    directly; anything else (e.g. the bulk `oa_package/08/e0/{PMCID}.tar.gz` layout) by an index of the
+    folder's file names, built once, on the first article not found directly."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._index: dict[str, Path] | None = None
+
+    def find(self, pmcid: str) -> Path | None:
+        folder = self.root / pmcid
+        if folder.is_dir():
+            found = next(article_files(folder), None)
+            if found is not None:
+                return found
+        for suffix in (".tar.gz", ".tgz", ".nxml", ".xml"):
+            if (self.root / f"{pmcid}{suffix}").is_file():
+                return self.root / f"{pmcid}{suffix}"
+        if self._index is None:
+            self._index = {}
+            for path in article_files(self.root):
+                for name in (path.name, *reversed(path.relative_to(self.root).parts[:-1])):
+                    named = _PMCID.findall(name)
+                    if named:
+                        self._index.setdefault(named[-1].upper(), path)
+                        break
+        return self._index.get(pmcid)
 
 
 def _load_article(path: Path, pmcid: str, options: SourceOptions) -> tuple[Article | None, list[Path], tuple[str, str]]:

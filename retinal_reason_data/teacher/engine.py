@@ -70,6 +70,7 @@ class Engine:
         self.stats = EngineStats()
         self.stopping = False
         self.aborted = False
+        self.error: BaseException | None = None
         self._capacity = sum(endpoint.concurrency for endpoint in endpoints)
         self._params: dict[int, dict[str, Any]] = {}  # attempt -> sampling parameters
         self._waiter: asyncio.Future[None] | None = None
@@ -90,6 +91,10 @@ class Engine:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None and self.error is None:
+            self.error = task.exception()  # a bug in delivering a reply: stop rather than lose replies quietly
+            self.stop()
+            self.stop()
         self._notify()
 
     def _notify(self) -> None:
@@ -163,6 +168,8 @@ class Engine:
             aclose = getattr(source, "aclose", None)
             if aclose is not None:
                 await aclose()
+        if self.error is not None:
+            raise self.error
 
     def _choose(self, job: Job, now: float) -> tuple[Endpoint | None, float | None]:
         """The endpoint for `job` now, or none and how long to wait (None: every endpoint is out)."""
@@ -262,7 +269,9 @@ class Engine:
             endpoint.kill(f"{kind} (HTTP {failure.status}): {failure.detail[:200]}")
             job.tries -= 1  # the endpoint's fault, not the request's
         elif kind == "rate_limited":
-            endpoint.rate_limited(retry_after_s(failure.headers), now)
+            until = endpoint.rate_limited(retry_after_s(failure.headers), now)
+            if until - now > 60:
+                log.warning("teacher endpoint %s asks to wait %.0f s (rate limited)", endpoint.name, until - now)
         elif kind in TRANSIENT:
             if kind in UNHEALTHY:
                 endpoint.failed(kind, now)

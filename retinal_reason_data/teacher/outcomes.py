@@ -4,8 +4,8 @@ Transport failures (no reply came back; the request is retried, and asked again 
 `rate_limited`, `server_error`, `timeout`, `connection_error`, `malformed_response`, `bad_request`,
 and the endpoint-level `auth_error` and `not_found` (a wrong key, URL or model name: the endpoint is
 taken out of the run). Reply failures (the teacher answered and was paid; the attempt counts and is not
-asked again): `empty`, `refusal`, `missing_tags`, `wrong_answer`, and `reveals_guidance` for a guided
-trace that says it was told the answer.
+asked again): `empty`, `refusal`, `missing_tags` (`truncated` when the reply hit max_tokens first),
+`wrong_answer`, and `reveals_guidance` for a guided trace that says it was told the answer.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ class Progress:
 
     def __init__(self, total: int, desc: str) -> None:
         self.bar = tqdm(total=total, desc=desc, unit="req", leave=False, disable=None, dynamic_ncols=True)
+        self.total = total
         self.started = time.perf_counter()
         self.replies = 0
         self.tokens = 0
@@ -23,7 +24,8 @@ class Progress:
         self._last_status = self.started
 
     def add_total(self, more: int) -> None:
-        self.bar.total = (self.bar.total or 0) + more
+        self.total += more
+        self.bar.total = self.total
         self.bar.refresh()
 
     def update(self, tokens: int, cost: float, failed: bool) -> None:
@@ -37,11 +39,10 @@ class Progress:
         """'1,234/40,000 requests, 41.2 req/s, 23,100 tok/s, cost 1.23, ETA 16 min'."""
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         rate = self.replies / elapsed
-        total = self.bar.total or 0
-        left = max(0, total - self.bar.n)
-        eta = _duration(left / rate) if rate > 0 and total else "?"
+        left = max(0, self.total - self.replies)
+        eta = _duration(left / rate) if rate > 0 and self.total else "?"
         return (
-            f"{self.bar.n:,}/{total:,} requests, {rate:.1f} req/s, {self.tokens / elapsed:,.0f} tok/s, "
+            f"{self.replies:,}/{self.total:,} requests, {rate:.1f} req/s, {self.tokens / elapsed:,.0f} tok/s, "
             f"cost {self.cost:.2f}, {self.failed:,} failed, ETA {eta}"
         )
 

@@ -157,7 +157,7 @@ def judge(attempt: Attempt | Request, model: str, reply: Reply) -> Generation:
             verdict = score(item.question_type, item.answer.text, item.answer.aliases, text)
             extracted = verdict.extracted
             if extracted is None:
-                failure = "missing_tags"
+                failure = "truncated" if reply.finish_reason == "length" else "missing_tags"
             elif not verdict.correct:
                 failure = "wrong_answer"
             elif attempt.guided and reveals_guidance(text):

@@ -14,6 +14,10 @@ const state = {
   filters: { source: "", modality: "", task: "", question_type: "" },
   sample: null, // {n, seed}
   keys: [],
+  more: false, // the server has more keys of this queue than it sent
+  total: 0,
+  serial: 0, // bumped whenever the queue or its filters change
+  loadingMore: null,
   index: 0,
   counts: {},
   current: null, // item detail
@@ -159,7 +163,7 @@ function paintBar() {
     button.querySelector(".count").textContent = state.counts[name] ?? "";
   }
   $("sample-form").classList.toggle("on", Boolean(state.sample));
-  const total = state.keys.length;
+  const total = Math.max(state.total, state.keys.length);
   $("position").textContent = total ? `${Math.min(state.index + 1, total)} / ${total}` : "0 / 0";
 }
 
@@ -172,10 +176,14 @@ function setQueue(name) {
 // --- loading ------------------------------------------------------------------------------------------
 async function loadQueue(keepKey = null) {
   writeHash();
+  const serial = ++state.serial;
   try {
     const result = await getJSON("/api/queue", queueParams());
+    if (serial !== state.serial) return;
     state.keys = result.keys;
+    state.more = result.more;
     state.counts = result.counts;
+    state.total = result.counts[state.queue] ?? result.keys.length;
     const at = keepKey ? state.keys.findIndex((pair) => keyOf(pair) === keepKey) : -1;
     state.index = at >= 0 ? at : 0;
     await show();
@@ -184,11 +192,33 @@ async function loadQueue(keepKey = null) {
   }
 }
 
+function loadMore() {
+  // the queue comes in pages: ask for the next one before the annotator reaches the end of this one
+  if (!state.more || state.loadingMore || !state.keys.length) return state.loadingMore;
+  const serial = state.serial;
+  const after = keyOf(state.keys[state.keys.length - 1]);
+  state.loadingMore = getJSON("/api/queue", { ...queueParams(), after })
+    .then((result) => {
+      if (serial !== state.serial) return;
+      state.keys.push(...result.keys);
+      state.more = result.more;
+    })
+    .catch((error) => say(error.message, "error"))
+    .finally(() => {
+      state.loadingMore = null;
+    });
+  return state.loadingMore;
+}
+
 async function show() {
   paintBar();
   state.editing = false;
   state.showOriginal = false;
   stopEditing();
+  if (state.index >= state.keys.length - 20) {
+    const loading = loadMore();
+    if (loading && state.index >= state.keys.length) await loading;
+  }
   const pair = state.keys[state.index];
   $("empty").hidden = Boolean(pair);
   $("images").hidden = $("panel").hidden = !pair;
@@ -592,7 +622,7 @@ function cancelEdit() {
 // --- moving -------------------------------------------------------------------------------------------
 function move(step) {
   const next = state.index + step;
-  if (next < 0 || next > state.keys.length) return;
+  if (next < 0 || next > state.keys.length || (next === state.keys.length && state.more)) return;
   state.index = Math.min(next, state.keys.length);
   say("");
   show();
