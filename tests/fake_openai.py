@@ -312,15 +312,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.2, help="Seconds before each reply.")
-    parser.add_argument("--uvloop", action="store_true", help="Serve on uvloop (when installed).")
     args = parser.parse_args()
-    server = FakeOpenAI(latency_s=args.latency, port=args.port)
-    if args.uvloop:
-        import uvloop
-
-        uvloop.run(_serve_until_stdin_closes(server))
-    else:
-        asyncio.run(_serve_until_stdin_closes(server))
+    asyncio.run(_serve_until_stdin_closes(FakeOpenAI(latency_s=args.latency, port=args.port)))
 
 
 if __name__ == "__main__":

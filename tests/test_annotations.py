@@ -95,7 +95,7 @@ def _append_many(folder: str, annotator: str, start: int, count: int) -> None:
 
 
 def test_concurrent_writers_lose_no_verdict(tmp_path: Path) -> None:
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("fork")  # separate processes, as separate review servers are
     with context.Pool(4) as pool:
         pool.starmap(_append_many, [(str(tmp_path), "alice", k * 40, 40) for k in range(4)])
     log = read_verdicts(tmp_path)

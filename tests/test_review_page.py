@@ -145,7 +145,7 @@ def test_two_annotators_at_once_and_adjudication(browser: Browser, built: Path, 
         for page, name in ((alice, "alice"), (bob, "bob")):
             page.locator("#annotator").fill(name)
             page.keyboard.press("Enter")
-            expect(page.locator("#status")).to_have_text(f"Reviewing as {name}")
+            expect(page.locator("#status")).to_have_text(f"Verdicts are saved as {name}")
         total = len(get_json(first, "/api/queue?queue=all")["keys"])
         for n in range(5):  # both press at the same moment; bob rejects the third trace
             alice.keyboard.press("a")

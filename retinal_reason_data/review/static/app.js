@@ -250,7 +250,9 @@ function render(detail) {
   renderVerdicts(detail.review);
   const banner = $("banner");
   banner.hidden = state.queue !== "disagreements";
-  banner.textContent = "Adjudicating: your verdict settles this trace for every annotator.";
+  const latest = new Map(detail.review.verdicts.filter((v) => !v.adjudication).map((v) => [v.annotator, v]));
+  const said = [...latest.values()].map((v) => `${v.annotator} ${v.decision}${v.reason ? ` (${v.reason})` : ""}`);
+  banner.textContent = `Adjudicating: ${said.join(", ") || "no verdicts"}. Your verdict settles this trace.`;
   $("panel").scrollTop = 0;
 }
 
@@ -350,9 +352,13 @@ function renderVerdicts(review) {
   const list = $("verdicts");
   list.replaceChildren();
   for (const verdict of [...review.verdicts].reverse()) {
-    const detail = [verdict.reason, verdict.note].filter(Boolean).join(": ");
+    const edited = [verdict.edited_answer && `answer: ${verdict.edited_answer}`, verdict.edited_think]
+      .filter(Boolean)
+      .join(" | ");
+    const shortEdit = edited.length > 160 ? `${edited.slice(0, 160)}\u2026` : edited;
+    const detail = [verdict.reason, verdict.note, shortEdit].filter(Boolean).join(": ");
     list.append(
-      el("li", { class: verdict.annotator === state.annotator ? "mine" : "" }, [
+      el("li", { class: verdict.annotator === state.annotator ? "mine" : "", title: edited || null }, [
         document.createTextNode(`${verdict.annotator}${verdict.adjudication ? " (adjudication)" : ""} `),
         el("span", { class: `decision-${verdict.decision}`, text: verdict.decision }),
         detail ? el("span", { class: "detail", text: detail }) : null,
@@ -739,7 +745,7 @@ function wire() {
     state.annotator = name;
     localStorage.setItem("rrd-review-annotator", name);
     cache.clear();
-    say(`Reviewing as ${name}`, "ok");
+    say(`Verdicts are saved as ${name}`, "ok");
     loadQueue();
   };
   who.onkeydown = (event) => {
