@@ -39,6 +39,7 @@ class SourceContext:
     """What turning one source's raw cases into cases needs besides the raw case itself."""
 
     source: str
+    patients: str  # namespace of patient ids (shared by collections over the same people)
     licence: str
     labels: Mapping[str, str]
     ontology: Ontology
@@ -77,6 +78,7 @@ def ingest_source(
     adapter = get_adapter(spec.adapter)
     context = SourceContext(
         source=spec.source_name,
+        patients=adapter.patient_namespace or spec.source_name,
         licence=spec.licence or adapter.licence,
         labels={**adapter.labels, **spec.labels},  # the recipe's mappings override the adapter's
         ontology=ontology,
@@ -190,7 +192,7 @@ def _assemble(
     return Case(
         case_id=f"{context.source}:{raw.local_id}",
         source=context.source,
-        patient_id=pseudonymise(context.source, raw.raw_patient_id or raw.local_id, context.key),
+        patient_id=pseudonymise(context.patients, raw.raw_patient_id or raw.local_id, context.key),
         eye=raw.eye,
         age=raw.age,
         sex=raw.sex,

@@ -105,6 +105,7 @@ class Ontology(BaseModel):
 @cache
 def default_ontology() -> Ontology:
     """The ontology shipped with the package."""
-    raw = yaml.safe_load(resources.files("retinal_reason_data").joinpath("data/ontology.yaml").read_text())
+    text = resources.files("retinal_reason_data").joinpath("data/ontology.yaml").read_text()
+    raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # the C loader is 10x faster
     entries = {item["code"]: Entry(**item) for item in raw["entries"]}
     return Ontology(entries=entries, scales=raw.get("scales", {}))

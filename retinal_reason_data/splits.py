@@ -33,8 +33,9 @@ def case_groups(patients: Iterable[tuple[str, str, str]], linked_cases: Iterable
     `patients` yields (case id, source, pseudonymous patient id).
     """
     groups = UnionFind()
-    for case_id, source, patient_id in patients:
-        groups.union(("case", case_id), ("patient", source, patient_id))
+    for case_id, _source, patient_id in patients:
+        # pseudonyms are keyed by patient namespace, so equal pseudonyms are one person across sources
+        groups.union(("case", case_id), ("patient", patient_id))
     for cases in linked_cases:
         for other in cases[1:]:
             groups.union(("case", cases[0]), ("case", other))

@@ -317,3 +317,11 @@ def test_a_recipe_with_eyepacs_phantoms_builds_end_to_end(tmp_path: Path) -> Non
     icdr = {default_ontology().entry(code).name for code in DR_CODES}
     assert stats["findings_by_source"]["eyepacs"].keys() <= icdr
     assert sum(stats["exported"]["sft"].values()) > 0
+
+
+def test_eyeq_and_eyepacs_give_one_patient_one_pseudonym(tmp_path: Path) -> None:
+    from retinal_reason_data.privacy import DEVELOPMENT_KEY, pseudonymise
+    from retinal_reason_data.sources import ADAPTERS
+
+    assert ADAPTERS["eyeq"].patient_namespace == ADAPTERS["eyepacs"].patient_namespace == "eyepacs"
+    assert pseudonymise("eyepacs", "10", DEVELOPMENT_KEY) != pseudonymise("aptos2019", "10", DEVELOPMENT_KEY)

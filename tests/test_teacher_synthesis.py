@@ -230,3 +230,23 @@ def test_image_data_urls_are_encoded_once_per_image(tmp_path: Path, ingested: Pa
     assert len(server.requests) == 36 and len(opened) == len(set(opened)) == len(set(urls))
     sizes = {Image.open(BytesIO(base64.b64decode(url.split(",", 1)[1]))).size for url in urls}
     assert max(max(size) for size in sizes) == 96
+
+
+def test_a_run_whose_endpoints_all_fail_stops_with_a_clear_message_and_keeps_what_came(
+    tmp_path: Path, ingested: Path
+) -> None:
+    healthy = itertools.count()
+
+    def rule(request: dict[str, Any], headers: dict[str, str]) -> fake.Fault | None:
+        return None if next(healthy) < 5 else fake.drop()  # five replies, then the server goes away
+
+    with FakeOpenAI() as server:
+        server.fault_rule = rule
+        spec = {"concurrency": 1, "max_consecutive_failures": 2, "endpoint_rest_s": 0.05, "max_retries": 20}
+        recipe = teacher_recipe(tmp_path, ingested, server.base_url, **spec)
+        result = runner.invoke(app, ["synthesize", str(recipe)])
+    assert result.exit_code == 1, result.output
+    assert "every teacher endpoint failed" in result.output and "connection_error" in result.output
+    assert "rerun the same command to resume" in result.output
+    generations = stats(recipe)["generations"]
+    assert generations["attempts"] == 5 and generations["failed_calls_by_reason"]["connection_error"] >= 2

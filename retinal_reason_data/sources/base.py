@@ -70,6 +70,9 @@ class Adapter:
     read: Reader
     labels: Mapping[str, str] = field(default_factory=dict)  # raw label -> ontology code
     write_phantom: PhantomWriter | None = None
+    # Collections re-released over the same people (EyeQ over EyePACS) share a patient namespace, so one
+    # person gets one pseudonym and lands in one split; None: the source's own name.
+    patient_namespace: str | None = None
 
 
 def quarantine(source: str, file: Path | str, row: int | str | None, reason: str, detail: str) -> Quarantine:

@@ -95,6 +95,7 @@ def _read_table(table: Path, folder: Path, source: str) -> Iterator[RawCase | Qu
 
 ADAPTER = Adapter(
     name=NAME,
+    patient_namespace="eyepacs",
     title="EyePACS (Kaggle Diabetic Retinopathy Detection 2015)",
     layout=(
         "trainLabels.csv (image,level 0-4) + train/{patient}_{left|right}.jpeg; retinopathy_solution.csv "

@@ -94,6 +94,7 @@ def _read_table(table: Path, folder: Path, source: str) -> Iterator[RawCase | Qu
 
 ADAPTER = Adapter(
     name=NAME,
+    patient_namespace="eyepacs",
     title="EyeQ (Eye-Quality assessment over EyePACS)",
     layout=(
         "Label_EyeQ_{train,test}.csv (,image,quality 0 good/1 usable/2 reject,DR_grade) + EyePACS images in "
