@@ -10,9 +10,9 @@ free). Every run is a fresh process that generates its rows as it writes them an
 
 Writers compared, on the same rows:
 - `hf`: export.shards.write_split (datasets Image feature in the schema, shards of 256 MB, row groups of
-  64 rows, zstd, statistics), streaming;
-- `pyarrow streamed`: one pq.ParquetWriter with the same schema, batches of 64 rows and zstd: the
-  writer alone, without shards or features bookkeeping;
+  at most 16 MiB or 1024 rows, zstd, statistics of the short columns, sha256 of every shard), streaming;
+- `pyarrow streamed`: one pq.ParquetWriter with the same schema, batches of 1024 rows (the same row groups
+  for these rows) and zstd: the writer alone, without shards, statistics choice or checksums;
 - `pyarrow one table`: pa.Table.from_pylist of every row, then pq.write_table (defaults): how a script
   usually writes a dataset; its memory grows with the rows.
 `rows only` generates the rows and drops them: the cost every writer pays before writing.
@@ -34,7 +34,7 @@ PROBE = textwrap.dedent(
     from pathlib import Path
     import pyarrow as pa, pyarrow.parquet as pq
     from retinal_reason_data.export.hf import FEATURES
-    from retinal_reason_data.export.shards import ROW_GROUP_ROWS, write_split
+    from retinal_reason_data.export.shards import ROW_GROUP_MAX_ROWS, write_split
     from retinal_reason_data.phantoms.images import fundus_photo
 
     writer, samples = sys.argv[1], int(sys.argv[2])
@@ -87,7 +87,7 @@ PROBE = textwrap.dedent(
             batch = []
             for row in counted(rows(samples), totals):
                 batch.append(row)
-                if len(batch) == ROW_GROUP_ROWS:
+                if len(batch) == ROW_GROUP_MAX_ROWS:
                     out.write_table(pa.Table.from_pylist(batch, schema=schema))
                     batch.clear()
             if batch:

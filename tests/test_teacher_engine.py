@@ -300,5 +300,5 @@ def test_the_progress_line_has_rate_tokens_cost_and_eta() -> None:
     line = progress.line()
     progress.close()
     assert re.fullmatch(
-        r"25/100 requests, [\d.]+ req/s, [\d,]+ tok/s, cost 0\.25, 0 failed, ETA \d+ (s|min|h)", line
+        r"25/100 requests, [\d.]+ req/s, [\d,]+ tok/s, cost 0\.25, 0 unverified, ETA \d+ (s|min|h)", line
     ), line

@@ -8,7 +8,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from retinal_reason_data.export.shards import ROW_GROUP_ROWS
+from retinal_reason_data.export.shards import READ_BATCH_ROWS
 
 
 def shard_paths(out: Path, config: str, split: str) -> list[Path]:
@@ -19,9 +19,10 @@ def shard_paths(out: Path, config: str, split: str) -> list[Path]:
 def iter_rows(out: Path, config: str, split: str) -> Iterator[dict[str, Any]]:
     """Every row of `data/{config}/{split}-*.parquet` as a dict; images stay `{bytes, path}` cells.
 
-    Memory holds one batch of ROW_GROUP_ROWS rows, whatever the size of the split.
+    Memory holds one row group and one batch of READ_BATCH_ROWS rows, whatever the size of the split.
     """
     for path in shard_paths(out, config, split):
-        with pq.ParquetFile(path) as shard:
-            for batch in shard.iter_batches(batch_size=ROW_GROUP_ROWS):
+        # pre_buffer=False: with pre-buffering, iter_batches prefetches every row group of the shard at once
+        with pq.ParquetFile(path, pre_buffer=False) as shard:
+            for batch in shard.iter_batches(batch_size=READ_BATCH_ROWS):
                 yield from batch.to_pylist()

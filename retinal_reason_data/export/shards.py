@@ -11,7 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Features
 
-ROW_GROUP_ROWS = 64
+# A row group closes at whichever comes first: this many bytes of row data (images included), or this many
+# rows. The writer holds one row group, so memory stays bounded whatever the size of the split; rows with
+# small images still make row groups large enough to write quickly.
+ROW_GROUP_BYTES = 16 * 2**20
+ROW_GROUP_MAX_ROWS = 1024
+READ_BATCH_ROWS = 64  # rows per batch when the shards are read back
 
 
 def write_split(
@@ -21,11 +26,13 @@ def write_split(
     rows: Iterable[dict[str, Any]],
     max_shard_bytes: int,
     stem: str | None = None,
+    row_group_bytes: int = ROW_GROUP_BYTES,
 ) -> list[dict[str, Any]]:
     """Write `rows` as `{stem}-NNNNN-of-NNNNN.parquet` shards (stem: the split's name unless given) of at most
     about `max_shard_bytes`.
 
-    Holds one row group in memory at a time; returns the files with their sha256, rows and bytes.
+    Holds one row group (about `row_group_bytes` of rows) in memory at a time; returns the files with their
+    sha256, rows and bytes.
     """
     folder.mkdir(parents=True, exist_ok=True)
     name = stem or split
@@ -33,23 +40,24 @@ def write_split(
     parts: list[tuple[Path, int]] = []
     writer: pq.ParquetWriter | None = None
     buffer: list[dict[str, Any]] = []
-    shard_rows = shard_bytes = 0
+    shard_rows = shard_bytes = buffer_bytes = 0
 
     def open_shard() -> pq.ParquetWriter:
         path = folder / f".{name}-{len(parts):05d}.parquet.partial"
         parts.append((path, 0))
-        return pq.ParquetWriter(path, schema, compression="zstd", write_statistics=True)
+        return pq.ParquetWriter(path, schema, compression="zstd", write_statistics=statistics_columns(schema))
 
     def flush() -> None:
-        nonlocal writer, shard_rows
+        nonlocal writer, shard_rows, buffer_bytes
         if not buffer:
             return
         if writer is None:
             writer = open_shard()
-        writer.write_table(pa.Table.from_pylist(buffer, schema=schema), row_group_size=ROW_GROUP_ROWS)
+        writer.write_table(pa.Table.from_pylist(buffer, schema=schema), row_group_size=len(buffer))
         shard_rows += len(buffer)
         parts[-1] = (parts[-1][0], shard_rows)
         buffer.clear()
+        buffer_bytes = 0
 
     for row in rows:
         size = _row_bytes(row)
@@ -60,7 +68,8 @@ def write_split(
             writer, shard_rows, shard_bytes = None, 0, 0
         buffer.append(row)
         shard_bytes += size
-        if len(buffer) >= ROW_GROUP_ROWS:
+        buffer_bytes += size
+        if buffer_bytes >= row_group_bytes or len(buffer) >= ROW_GROUP_MAX_ROWS:
             flush()
     flush()
     if writer is not None:
@@ -77,6 +86,14 @@ def write_split(
 
 
 _TEXT = (str, bytes)
+# long values: min/max statistics of them are useless, and image bytes in them would put two images per row
+# group into the footer, which the writer keeps in memory until the shard closes
+_NO_STATISTICS = {"question", "think", "response", "ground_truth", "problem", "answer", "title"}
+
+
+def statistics_columns(schema: pa.Schema) -> list[str]:
+    """The columns worth min/max statistics: flat, short values (ids, labels, pass@k)."""
+    return [field.name for field in schema if not pa.types.is_nested(field.type) and field.name not in _NO_STATISTICS]
 
 
 def _row_bytes(row: dict[str, Any]) -> int:

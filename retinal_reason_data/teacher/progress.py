@@ -43,7 +43,7 @@ class Progress:
         eta = _duration(left / rate) if rate > 0 and self.total else "?"
         return (
             f"{self.replies:,}/{self.total:,} requests, {rate:.1f} req/s, {self.tokens / elapsed:,.0f} tok/s, "
-            f"cost {self.cost:.2f}, {self.failed:,} failed, ETA {eta}"
+            f"cost {self.cost:.2f}, {self.failed:,} unverified, ETA {eta}"
         )
 
     def tick(self) -> None:

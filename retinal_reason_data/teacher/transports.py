@@ -137,8 +137,15 @@ class OpenAITransport:
     async def complete(self, payload: dict[str, Any], request_id: str) -> Completion:
         openai = self._openai
         try:
+            # the messages go in `extra_body`, which the client merges into the JSON as they are: given as
+            # `messages`, the client walks every part of them against its type hints first (about 40% of its
+            # CPU time per request); the body that reaches the server is the same
+            fields = {key: value for key, value in payload.items() if key != "messages"}
             raw = await self._client.chat.completions.with_raw_response.create(
-                **payload, extra_headers={"x-client-request-id": request_id}
+                messages=[],
+                **fields,
+                extra_body={"messages": payload["messages"]},
+                extra_headers={"x-client-request-id": request_id},
             )
             completion = raw.parse()
         except openai.APIStatusError as exc:
