@@ -3,10 +3,11 @@ and of the formats derived from the `hf` shards.
 
 Run: `.venv/bin/python benchmarks/export_throughput.py [--samples 10000 100000]`
 
-Rows are synthetic `sft` rows with small phantom fundus photographs (JPEG, 160 px): 64 distinct phantoms,
-each row's copy made unique by a JPEG comment carrying the row id (so no writer gets repeated bytes for
-free). Every run is a fresh process that generates its rows as it writes them and reports its own peak RSS;
-"growth" is over the same process after imports and the phantom pool.
+Rows are synthetic `sft` rows with small phantom fundus photographs (JPEG, 160 px, about 6.5 KB): 64
+phantoms times 64 noise patterns make 4096 distinct images (drawn once, shared by the runs through a pickle),
+and a JPEG comment carrying the row id makes every row's bytes unique, so no writer compresses repeated
+images for free. Every run is a fresh process that generates its rows as it writes them and reports its own
+peak RSS; "growth" is over the same process after imports and loading the image pool.
 
 Writers compared, on the same rows:
 - `hf`: export.shards.write_split (datasets Image feature in the schema, shards of 256 MB, row groups of
@@ -22,28 +23,31 @@ MB/s is input bytes (images plus text) per second; load average is the 1-minute 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
+import pickle
 import subprocess
 import sys
+import tempfile
 import textwrap
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from retinal_reason_data.phantoms.images import fundus_photo
 
 PROBE = textwrap.dedent(
     """
-    import io, json, resource, shutil, sys, tempfile, time
+    import json, pickle, resource, shutil, sys, tempfile, time
     from pathlib import Path
     import pyarrow as pa, pyarrow.parquet as pq
     from retinal_reason_data.export.hf import FEATURES
     from retinal_reason_data.export.shards import ROW_GROUP_MAX_ROWS, write_split
-    from retinal_reason_data.phantoms.images import fundus_photo
 
     writer, samples = sys.argv[1], int(sys.argv[2])
-    pool = []
-    for index in range(64):
-        buffer = io.BytesIO()
-        image = fundus_photo(index, "right", ["dr.moderate"] if index % 2 else [], index, size=160)
-        image.save(buffer, "JPEG", quality=85)
-        pool.append(buffer.getvalue())
+    pool = pickle.loads(Path(sys.argv[3]).read_bytes())
 
     def unique(jpeg, index):
         comment = f"row {index:09d}".encode()
@@ -54,7 +58,7 @@ PROBE = textwrap.dedent(
             think = "Step 1: the disc is well defined. Step 2: there are scattered haemorrhages. " * 4
             yield {
                 "id": f"{index:016x}",
-                "images": [{"bytes": unique(pool[index % 64], index), "path": f"{index:016x}.jpg"}],
+                "images": [{"bytes": unique(pool[index % len(pool)], index), "path": f"{index:016x}.jpg"}],
                 "case_id": f"bench:{index}", "source": "bench", "patient_id": f"p-{index:012x}", "task": "basic",
                 "question_type": "single_choice", "modality": "CFP",
                 "question": f"Which finding is present in this colour fundus photograph? ({index})",
@@ -117,10 +121,23 @@ WRITERS = ["rows only", "hf", "pyarrow streamed", "pyarrow one table"]
 FORMATS = ["format sharegpt", "format mm-retinal-reason"]
 
 
-def measure(writer: str, samples: int) -> dict[str, float]:
+def image_pool(path: Path) -> None:
+    """4096 distinct small phantom photographs: 64 phantoms, each with 64 seeded noise patterns, as JPEG."""
+    pool = []
+    for index in range(64):
+        pixels = np.asarray(fundus_photo(index, "right", ["dr.moderate"] if index % 2 else [], index, size=160))
+        for variant in range(64):
+            noise = np.random.default_rng(index * 64 + variant).integers(-6, 7, pixels.shape)
+            buffer = io.BytesIO()
+            Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=85)
+            pool.append(buffer.getvalue())
+    path.write_bytes(pickle.dumps(pool))
+
+
+def measure(writer: str, samples: int, pool: Path) -> dict[str, float]:
     load = os.getloadavg()[0]
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, writer, str(samples)], check=True, capture_output=True, text=True
+        [sys.executable, "-c", PROBE, writer, str(samples), str(pool)], check=True, capture_output=True, text=True
     )
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     return figures | {"load": load}
@@ -131,11 +148,13 @@ def main() -> None:
     parser.add_argument("--samples", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--formats", action="store_true", help="Also time formats derived from the hf shards.")
     args = parser.parse_args()
+    pool = Path(tempfile.mkdtemp(prefix="rrd-bench-pool-")) / "pool.pickle"
+    image_pool(pool)
     print("| writer | samples | input MB | output MB | s | MB/s | peak RSS MB | growth MB | load |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for samples in args.samples:
         for writer in WRITERS + (FORMATS if args.formats else []):
-            f = measure(writer, samples)
+            f = measure(writer, samples, pool)
             rate = f["input_mb"] / f["seconds"] if f["seconds"] else 0.0
             print(
                 f"| {writer} | {samples:,} | {f['input_mb']:.0f} | {f['output_mb']:.0f} | {f['seconds']:.1f} | "

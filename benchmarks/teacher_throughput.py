@@ -44,9 +44,12 @@ def start_server(latency_s: float) -> tuple[subprocess.Popen[str], str]:
     return server, f"http://127.0.0.1:{port}/v1"
 
 
-def served(base_url: str) -> int:
-    with urllib.request.urlopen(base_url + "/stats") as response:
-        return int(json.loads(response.read())["requests"])
+def served(base_url: str, since: int | None = None) -> tuple[int, list[float]]:
+    """Requests the server has seen, and the arrival times (server's clock) of those from `since` on."""
+    query = f"?since={since}" if since is not None else ""
+    with urllib.request.urlopen(f"{base_url}/stats{query}") as response:
+        stats = json.loads(response.read())
+    return int(stats["requests"]), stats["arrivals"]
 
 
 def cpu_of(pid: int) -> float:
@@ -95,18 +98,25 @@ def prepare_catalog(folder: Path, base_url: str, items: int) -> Path:
     return recipe.catalog_path
 
 
-def timed_synthesis(folder: Path, base_url: str, transport: str, concurrency: int) -> tuple[float, float, int]:
-    """Wall seconds, client CPU seconds and requests the server saw, for one synthesize() call."""
+def timed_synthesis(
+    folder: Path, base_url: str, transport: str, concurrency: int
+) -> tuple[float, float, int, float | None]:
+    """Wall seconds, client CPU seconds, requests the server saw, and the rate at which they arrived
+    between the first request's reply and the last request (the steady state, without start-up)."""
     recipe = load_recipe(write_recipe(folder, base_url, transport, concurrency))
     catalog = Catalog(recipe.catalog_path)
-    before = served(base_url)
+    before, _ = served(base_url)
     cpu, wall = time.process_time(), time.perf_counter()
     report = synthesize(recipe, catalog, recipe_ontology(recipe))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     catalog.close()
     if report.failed_calls:
         print(f"  failed calls (retried): {dict(report.failed_calls)}", file=sys.stderr)
-    return wall, cpu, served(base_url) - before
+    count, arrivals = served(base_url, since=before)
+    steady = None
+    if len(arrivals) > 2 * concurrency:  # leave out the first round: connections are being opened
+        steady = (len(arrivals) - concurrency) / (arrivals[-1] - arrivals[concurrency - 1])
+    return wall, cpu, count - before, steady
 
 
 def main() -> None:
@@ -118,10 +128,11 @@ def main() -> None:
     server, base_url = start_server(LATENCY_S)
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     print(
-        "| transport | concurrency | requests | wall s | requests/s | fraction of c/latency | client CPU ms/request "
-        "| server CPU ms/request | rerun requests | rerun wall s |"
+        "| transport | concurrency | requests | wall s | requests/s (wall) | requests/s (steady) "
+        "| fraction of c/latency (steady) | client CPU ms/request | server CPU ms/request | rerun requests "
+        "| rerun wall s |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     try:
         with tempfile.TemporaryDirectory() as work:
             base = Path(work) / "base"
@@ -136,13 +147,13 @@ def main() -> None:
                     shutil.copy(seeded, folder / "bench.duckdb")
                     trim(folder / "bench.duckdb", count)
                     server_cpu = cpu_of(server.pid)
-                    wall, cpu, sent = timed_synthesis(folder, base_url, transport, concurrency)
+                    wall, cpu, sent, steady = timed_synthesis(folder, base_url, transport, concurrency)
                     server_cpu = cpu_of(server.pid) - server_cpu
-                    rerun_wall, _, rerun_sent = timed_synthesis(folder, base_url, transport, concurrency)
-                    rate = sent / wall
+                    rerun_wall, _, rerun_sent, _ = timed_synthesis(folder, base_url, transport, concurrency)
+                    steady = steady or sent / wall
                     print(
-                        f"| {transport} | {concurrency} | {sent:,} | {wall:.2f} | {rate:,.0f} | "
-                        f"{rate / (concurrency / LATENCY_S):.2f} | {1000 * cpu / sent:.2f} | "
+                        f"| {transport} | {concurrency} | {sent:,} | {wall:.2f} | {sent / wall:,.0f} | {steady:,.0f} | "
+                        f"{steady / (concurrency / LATENCY_S):.2f} | {1000 * cpu / sent:.2f} | "
                         f"{1000 * server_cpu / sent:.2f} | {rerun_sent} | {rerun_wall:.2f} |",
                         flush=True,
                     )

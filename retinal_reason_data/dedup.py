@@ -5,7 +5,7 @@ clusters whose labels disagree.
   full, only for candidate pairs of equal size that the hash already matched).
 - Near: `near_hash` within `near_threshold` bits and `detail_hash` within `detail_threshold` bits, in the
   original orientation or, with `orientations`, after any flip or quarter turn (`fieldhash.orient`). Two eyes
-  of one patient (same source, same patient, different eyes) are never duplicates, mirrored or not.
+  of one patient (same pseudonym, different eyes) are never duplicates, mirrored or not.
 - A cluster is a connected set of matched images. The kept image is the first by the recipe's criteria
   (source priority, resolution, quality; then case id); a case is dropped when none of its images is kept,
   i.e. when everything it shows is already shown by a kept case. Every case of a cluster is linked for the
@@ -269,9 +269,10 @@ def _matches(
 
 
 def _other_eye(first: ImageInfo, second: ImageInfo, infos: dict[str, CaseInfo]) -> bool:
-    """Both images belong only to cases of one patient of one source, and their eyes are known and differ."""
+    """Both images belong only to cases of one patient (pseudonyms are keyed by patient namespace), and their
+    eyes are known and differ."""
     cases = [infos[c] for c in first.cases | second.cases]
-    patients = {(c.source, c.patient_id) for c in cases}
+    patients = {c.patient_id for c in cases}
     if len(patients) != 1:
         return False
     eyes_a = {infos[c].eye for c in first.cases}

@@ -32,19 +32,19 @@ def crossings(catalog: Catalog) -> list[str]:
     ):
         case_splits[case_id].add(split)
     cluster_of = dict(catalog.query("SELECT sha256, near_cluster FROM image_clusters"))
-    patient_splits: dict[tuple[str, str], set[str]] = defaultdict(set)
+    patient_splits: dict[str, set[str]] = defaultdict(set)  # pseudonyms are keyed by patient namespace
     cluster_splits: dict[str, set[str]] = defaultdict(set)
     for (data,) in catalog.query("SELECT data FROM cases"):
         case = Case.model_validate_json(data)
         splits = case_splits.get(case.case_id)
         if not splits:
             continue
-        patient_splits[(case.source, case.patient_id)] |= splits
+        patient_splits[case.patient_id] |= splits
         for image in case.images:
             cluster_splits[cluster_of.get(image.sha256, image.sha256)] |= splits
     problems += [
-        f"patient {patient} of {source} is in splits {', '.join(sorted(splits))}"
-        for (source, patient), splits in sorted(patient_splits.items())
+        f"patient {patient} is in splits {', '.join(sorted(splits))}"
+        for patient, splits in sorted(patient_splits.items())
         if len(splits) > 1
     ]
     problems += [

@@ -201,9 +201,10 @@ class FakeOpenAI:
     async def _route(
         self, method: str, path: str, headers: dict[str, str], body: bytes, writer: asyncio.StreamWriter
     ) -> bool:
-        if method == "GET" and path.endswith("/stats"):
+        if method == "GET" and "/stats" in path:  # /stats?since=N: counts, and arrival times from the Nth on
+            since = int(path.split("since=", 1)[1]) if "since=" in path else len(self.arrivals)
             with self._lock:
-                counts = {"requests": len(self.requests), "served": len(self.served)}
+                counts = {"requests": len(self.requests), "served": len(self.served), "arrivals": self.arrivals[since:]}
             await self._send(writer, 200, json.dumps(counts).encode())
             return True
         if method != "POST" or not path.endswith("/chat/completions"):

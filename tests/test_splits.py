@@ -17,13 +17,14 @@ def test_groups_join_patients_and_duplicate_clusters() -> None:
         ("a:1", "a", "p1"),
         ("a:2", "a", "p1"),  # same patient as a:1
         ("a:3", "a", "p2"),
-        ("b:1", "b", "p1"),  # same pseudonym in another source: another patient
+        ("b:1", "b", "p1"),  # pseudonyms are keyed by patient namespace: an equal one is the same person
         ("b:2", "b", "p9"),
+        ("b:3", "b", "p8"),
     ]
     groups = case_groups(patients, [["a:3", "b:2"]])  # a:3 and b:2 show one photograph
-    assert groups["a:1"] == groups["a:2"]
+    assert groups["a:1"] == groups["a:2"] == groups["b:1"]
     assert groups["a:3"] == groups["b:2"]
-    assert len({groups["a:1"], groups["a:3"], groups["b:1"]}) == 3
+    assert len({groups["a:1"], groups["a:3"], groups["b:3"]}) == 3
     assert case_groups(reversed(patients), [["b:2", "a:3"]]) == groups  # ids do not depend on order
 
 

@@ -203,7 +203,7 @@ def encode_payload(payload: dict[str, Any]) -> bytes:
             parts = []
             for part in content:
                 url = part.get("image_url", {}).get("url") if part.get("type") == "image_url" else None
-                if isinstance(url, str) and url.startswith("data:") and url.isascii() and '"' not in url:
+                if isinstance(url, str) and (url in _ENCODED_URLS or _spliceable(url)):
                     urls.append(url)
                     part = {**part, "image_url": {**part["image_url"], "url": _PLACEHOLDER}}
                 parts.append(part)
@@ -212,16 +212,21 @@ def encode_payload(payload: dict[str, Any]) -> bytes:
     skeleton = json.dumps({**payload, "messages": messages}).encode()
     if not urls:
         return skeleton
-    if len(_ENCODED_URLS) > 256:
-        _ENCODED_URLS.clear()
     pieces = skeleton.split(b"\\u0000image\\u0000")
     body = [pieces[0]]
     for url, piece in zip(urls, pieces[1:], strict=True):
         encoded = _ENCODED_URLS.get(url)
         if encoded is None:
+            if len(_ENCODED_URLS) >= 256:
+                _ENCODED_URLS.clear()
             encoded = _ENCODED_URLS[url] = url.encode("ascii")
         body += [encoded, piece]
     return b"".join(body)
+
+
+def _spliceable(url: str) -> bool:
+    """A data URL that JSON would write as it is (checked once per URL: the cache remembers the rest)."""
+    return url.startswith("data:") and url.isascii() and '"' not in url and "\\" not in url and url.isprintable()
 
 
 class AiohttpTransport:
