@@ -204,9 +204,12 @@ class Catalog:
         cursor = self.db.cursor()
         order = "i.case_id, i.item_id" if by_case else "i.item_id"
         cursor.execute(f"SELECT i.data, c.data FROM items i JOIN cases c USING (case_id) ORDER BY {order}")
+        case_json, case = None, None
         while rows := cursor.fetchmany(batch):
             for item_data, case_data in rows:
-                yield Item.model_validate_json(item_data), Case.model_validate_json(case_data)
+                if case_data != case_json:  # the items of a case share one parsed Case (do not mutate it)
+                    case_json, case = case_data, Case.model_validate_json(case_data)
+                yield Item.model_validate_json(item_data), case  # type: ignore[misc]
         cursor.close()
 
     # --- generations ------------------------------------------------------------------------------

@@ -110,16 +110,23 @@ def _disc(side: int) -> np.ndarray:
     return _DISCS[side]
 
 
+def work_image(grey: Image.Image) -> Image.Image:
+    """The grey-level image at 256 px on its longest side (returned as is when it already is)."""
+    if grey.mode != "L":
+        grey = grey.convert("L")
+    if max(grey.size) == _WORK_SIDE:
+        return grey
+    scale = _WORK_SIDE / max(grey.size)
+    size = (max(8, round(grey.width * scale)), max(8, round(grey.height * scale)))
+    return grey.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
 def field_hashes(grey: Image.Image) -> tuple[str, str]:
     """(near_hash, detail_hash) of a grey-level image, each 256 bits as 64 hex digits.
 
     The image is first brought to 256 px on its longest side, so that a full decode and a reduced (draft)
     decode of the same file, or a large and a small copy, hash alike."""
-    if grey.mode != "L":
-        grey = grey.convert("L")
-    scale = _WORK_SIDE / max(grey.size)
-    size = (max(8, round(grey.width * scale)), max(8, round(grey.height * scale)))
-    work = grey.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    work = work_image(grey)
     field = find_field(np.asarray(work))
     near = _band(_canonical(work, field, NEAR_CANVAS), 0)
     detail = _band(_canonical(work, field, DETAIL_CANVAS), HASH_SIDE)

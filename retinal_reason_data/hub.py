@@ -202,11 +202,11 @@ def _push(
         old_index = read_index(old_path) if old_path else None
     report.diff = diff_indexes(old_index, read_index(out / INDEX_PATH), report.previous_tag or "(none)", tag)
     date = datetime.now(UTC).date().isoformat()
-    entry = render_entry(tag, report.previous_tag, report.diff, manifest, date)
+    changelog_entry = render_entry(tag, report.previous_tag, report.diff, manifest, date)
     head = api.repo_info(repo_id, repo_type="dataset").sha if info is not None else None
     old_changelog = _remote_text(repo_id, head, CHANGELOG, tmp, token) if head else None
-    report.changelog = prepend(old_changelog, entry)
-    remote_files = set(api.list_repo_files(repo_id, repo_type="dataset")) if info is not None else set()
+    report.changelog = prepend(old_changelog, changelog_entry)
+    remote_files = set(api.list_repo_files(repo_id, repo_type="dataset", revision=head)) if head else set()
     local_files = [entry["path"] for entry in manifest["files"]] + [MANIFEST]
     report.deleted = sorted(
         path
@@ -219,7 +219,7 @@ def _push(
         f"{repo_id}: {'exists' if info is not None else 'new'}, "
         f"{'private' if report.private else 'public'}; previous version {report.previous_tag or '(none)'}"
     )
-    echo(entry)
+    echo(changelog_entry)
     if report.dry_run:
         echo(
             f"dry run: would upload {report.files} files ({report.bytes / 1e6:.1f} MB), delete "

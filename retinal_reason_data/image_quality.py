@@ -13,8 +13,10 @@ FIELD_THRESHOLD = 0.06  # grey level above which a pixel belongs to the lit fiel
 
 def measure(grey: Image.Image) -> ImageQuality:
     """Quality of a grey-level image, measured on a copy reduced to 256 px on its longest side."""
-    small = grey.copy()
-    small.thumbnail((MEASURE_SIDE, MEASURE_SIDE), Image.Resampling.BILINEAR)
+    small = grey
+    if max(grey.size) > MEASURE_SIDE:
+        small = grey.copy()
+        small.thumbnail((MEASURE_SIDE, MEASURE_SIDE), Image.Resampling.BILINEAR)
     pixels = np.asarray(small, dtype=np.float32) / 255.0
     field = pixels > FIELD_THRESHOLD
     inside = pixels[field] if field.any() else pixels.ravel()

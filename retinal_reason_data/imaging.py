@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from retinal_reason_data.fieldhash import field_hashes
+from retinal_reason_data.fieldhash import field_hashes, work_image
 from retinal_reason_data.image_quality import measure
 from retinal_reason_data.schema import ImageRef, Modality
 
@@ -88,7 +88,7 @@ def fingerprint(path: str | Path, modality: Modality, caption: str | None = None
     if not data:
         raise ImageError("image_unreadable", f"{path}: file is empty")
     image, full_size = _decode(data, path, reduce_to=HASH_DECODE_SIDE)
-    grey = image.convert("L")
+    grey = work_image(image.convert("L"))  # one 256 px reduction serves every hash and measure
     near_hash, detail_hash = field_hashes(grey)
     return ImageRef(
         path=str(path),

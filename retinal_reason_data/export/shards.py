@@ -86,8 +86,8 @@ def write_split(
 
 
 _TEXT = (str, bytes)
-# long values: min/max statistics of them are useless, and image bytes in them would put two images per row
-# group into the footer, which the writer keeps in memory until the shard closes
+# long values: min/max statistics of them are useless and fill the footer, which the writer keeps in memory
+# until the shard closes (images have none either: the image column is nested)
 _NO_STATISTICS = {"question", "think", "response", "ground_truth", "problem", "answer", "title"}
 
 

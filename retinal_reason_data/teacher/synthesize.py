@@ -330,10 +330,10 @@ async def _remote_main(recipe: Recipe, catalog: Catalog, report: SynthesisReport
     writer.start()
     ticker = loop.create_task(_tick(progress))
     try:
-        await engine.run(_requests(catalog, recipe, report, pool, deliver, guided=False))
+        await engine.run(_requests(catalog, recipe, report, pool, deliver, None))
         if spec.guided_attempts and not engine.stopping:
             await writer.flush()
-            await engine.run(_requests(catalog, recipe, report, pool, deliver, guided=True))
+            await engine.run(_requests(catalog, recipe, report, pool, deliver, progress))
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
@@ -390,14 +390,15 @@ async def _requests(
     report: SynthesisReport,
     pool: ThreadPoolExecutor,
     deliver: Any,
-    guided: bool,
+    guided: Progress | None,
 ) -> AsyncIterator[Request]:
     """The requests to send, built ahead on worker threads (catalog reads, fingerprints, image encoding)
-    into a bounded queue, so the event loop only sends and receives."""
+    into a bounded queue, so the event loop only sends and receives. `guided`: the guided phase, whose
+    requests are added to the progress bar's total as they are found."""
     spec = recipe.teacher
     queue: asyncio.Queue[Any] = asyncio.Queue(max(64, 2 * sum(e.concurrency or 1 for e in spec.endpoint_specs())))
     producer = asyncio.get_running_loop().create_task(
-        _produce(pending_attempts(catalog, recipe, report, guided), recipe, pool, deliver, queue)
+        _produce(pending_attempts(catalog, recipe, report, guided is not None), recipe, pool, deliver, queue, guided)
     )
     try:
         while True:
@@ -414,13 +415,20 @@ async def _requests(
 
 
 async def _produce(
-    pending: Iterator[list[Attempt]], recipe: Recipe, pool: ThreadPoolExecutor, deliver: Any, queue: asyncio.Queue[Any]
+    pending: Iterator[list[Attempt]],
+    recipe: Recipe,
+    pool: ThreadPoolExecutor,
+    deliver: Any,
+    queue: asyncio.Queue[Any],
+    progress: Progress | None,
 ) -> None:
     loop = asyncio.get_running_loop()
     side = recipe.teacher.image_max_side
     image_tokens = recipe.teacher.image_tokens
     try:
         while (batch := await loop.run_in_executor(pool, next, pending, None)) is not None:
+            if progress is not None:
+                progress.add_total(len(batch))
             paths = sorted({image.path for attempt in batch for image in attempt.case.images})
             encoded = await asyncio.gather(*(loop.run_in_executor(pool, data_url_or_error, p, side) for p in paths))
             urls = dict(zip(paths, encoded, strict=True))
