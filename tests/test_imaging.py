@@ -113,3 +113,15 @@ def test_jpeg_exif_and_comments_are_stripped_losslessly() -> None:
     before = np.asarray(Image.open(io.BytesIO(data)))
     after = np.asarray(Image.open(io.BytesIO(stripped)))
     assert np.array_equal(before, after)
+
+
+def test_perceptual_hash_gives_imagehash_phash_bits() -> None:
+    import imagehash
+
+    from retinal_reason_data.imaging import perceptual_hash
+    from retinal_reason_data.phantoms.images import ffa_frame, fundus_photo, oct_bscan
+
+    images = [fundus_photo(seed, "left", ["dr.moderate"], size=200).convert("L") for seed in range(4)]
+    images += [oct_bscan(1, "right", ["oct.dme"], size=(200, 150)), ffa_frame(2, "left", ["ffa.leakage"], size=200)]
+    for image in images:
+        assert perceptual_hash(image) == str(imagehash.phash(image, hash_size=16))
