@@ -302,3 +302,13 @@ def test_the_progress_line_has_rate_tokens_cost_and_eta() -> None:
     assert re.fullmatch(
         r"25/100 requests, [\d.]+ req/s, [\d,]+ tok/s, cost 0\.25, 0 unverified, ETA \d+ (s|min|h)", line
     ), line
+
+
+def test_rate_limit_headers_that_say_the_window_is_used_up_hold_the_endpoint() -> None:
+    headers = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "300ms"}
+    with FakeOpenAI(rate_headers=headers) as server:
+        run = run_engine(teacher(base_url=server.base_url, concurrency=1), 4)
+        arrivals = list(server.arrivals)
+    assert len(run.replies) == 4 and not run.events
+    gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:], strict=False)]
+    assert min(gaps) >= 0.29, gaps

@@ -16,7 +16,7 @@ JPEG_QUALITY = 90
 PATCH_PX = 28  # one visual token per 28 x 28 pixels (Qwen2-VL family; close to OpenAI's tiles at 768 px)
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=256)
 def image_data_url(path: str, max_side: int) -> str:
     """A JPEG data URL of the image, its longest side at most `max_side`, from a reduced (draft) decode.
 
