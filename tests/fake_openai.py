@@ -166,7 +166,10 @@ class FakeOpenAI:
             self._server.close()  # type: ignore[union-attr]
             for writer in list(self._connections):
                 writer.transport.abort()
-            self._loop.run_until_complete(asyncio.sleep(0))
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             self._loop.close()
 
     async def start(self) -> None:

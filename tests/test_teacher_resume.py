@@ -70,9 +70,11 @@ def test_a_synthesis_killed_with_sigkill_resumes_without_losing_or_repeating_a_r
         total = 12 * 5
         seen: dict[str, str] = {}  # what was committed when the last process died
         asked_before = 0
-        for at_least in (5, 25):  # killed early, then again further on
+        # killed right after a commit early on, then further on between two commits (replies arriving)
+        for at_least, delay_s in ((5, 0.0), (25, 0.13)):
             process = start("synthesize", recipe)
             acknowledged = wait_for_commits(process, at_least)
+            time.sleep(delay_s)
             process.send_signal(signal.SIGKILL)
             process.wait()
             kept = committed(catalog)

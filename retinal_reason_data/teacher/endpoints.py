@@ -34,6 +34,7 @@ class Endpoint:
     rate_limited_in_row: int = 0
     failures_in_row: int = 0
     resting_until: float = 0.0
+    rested_at: float = -math.inf
     rests: int = 0
     probing: bool = False
     dead: str | None = None
@@ -110,16 +111,18 @@ class Endpoint:
         self.last_failure = "rate_limited"
         return self.paused_until
 
-    def failed(self, kind: str, now: float) -> None:
-        """A 5xx, timeout or dropped connection; enough in a row (or a failed probe) rests the endpoint."""
+    def failed(self, kind: str, now: float, started: float) -> None:
+        """A 5xx, timeout or dropped connection of a call sent at `started`; enough in a row (or a failed
+        probe) rests the endpoint. Calls sent before the last rest began are already counted by it."""
         self.last_failure = kind
-        if self.resting_until > now:
-            return  # a request sent before the rest began: the rest already counts it
+        if started < self.rested_at:
+            return
         self.failures_in_row += 1
         if self.probing or self.failures_in_row >= self.teacher.max_consecutive_failures:
             self.rests += 1
             self.probing = False
             self.failures_in_row = 0
+            self.rested_at = now
             self.resting_until = now + self.teacher.endpoint_rest_s * 2 ** (self.rests - 1)
 
     def kill(self, reason: str) -> None:

@@ -236,14 +236,14 @@ class Engine:
             )
             self.deliver(request, reply, job.events)
             return
-        self._failed(job, endpoint, failure, now - started, now, retries)
+        self._failed(job, endpoint, failure, started, now, retries)
 
     def _failed(
         self,
         job: Job,
         endpoint: Endpoint,
         failure: TransportError,
-        latency_s: float,
+        started: float,
         now: float,
         retries: list[tuple[float, int, Job]],
     ) -> None:
@@ -274,7 +274,7 @@ class Engine:
                 log.warning("teacher endpoint %s asks to wait %.0f s (rate limited)", endpoint.name, until - now)
         elif kind in TRANSIENT:
             if kind in UNHEALTHY:
-                endpoint.failed(kind, now)
+                endpoint.failed(kind, now, started)
             wait = retry_after_s(failure.headers)
             if wait is None:
                 wait = backoff_s(job.tries, self.teacher.backoff_s, self.teacher.backoff_max_s, self.rng)
@@ -283,7 +283,7 @@ class Engine:
         else:
             final = True
         if final or job.tries > self.teacher.max_retries:
-            reply = Reply(None, 0, 0, latency_s, kind, endpoint=endpoint.name, tries=job.tries)
+            reply = Reply(None, 0, 0, now - started, kind, endpoint=endpoint.name, tries=job.tries)
             self.deliver(job.request, reply, job.events)
         elif self.stopping:
             self.deliver(job.request, None, job.events)

@@ -211,12 +211,15 @@ def _count(report: SynthesisReport, generation: Generation, progress: Progress) 
 
 
 def expected_requests(catalog: Catalog, recipe: Recipe) -> int:
-    """About how many blind requests are still to send (for the progress bar: items x k less replies)."""
+    """About how many blind requests are still to send (for the progress bar: items x k less the replies of
+    this model to them)."""
     k = recipe.teacher.attempts
+    model, _ = teacher_identity(recipe)
     row = catalog.query(
         "SELECT count(*) FROM generations g JOIN items i USING (item_id) WHERE g.error IS NULL AND g.attempt <= ? "
+        "AND json_extract_string(g.data, '$.model') = ? "
         "AND NOT coalesce(CAST(json_extract(g.data, '$.guided') AS BOOLEAN), false)",
-        [k],
+        [k, model],
     )
     return max(0, catalog.count("items") * k - int(row[0][0]))
 
@@ -343,7 +346,7 @@ async def _remote_main(recipe: Recipe, catalog: Catalog, report: SynthesisReport
         try:
             await writer.close()
         finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown(wait=True, cancel_futures=True)  # no catalog read may outlive the stage
             for endpoint in endpoints:
                 with suppress(Exception):
                     await endpoint.transport.close()
