@@ -38,6 +38,10 @@ def collect(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> dict[str, A
     exported = manifest.get("rows", {})
     return {
         "recipe": recipe.name,
+        "ingest_incomplete": sorted(
+            key.split(":", 1)[1]
+            for (key,) in catalog.query("SELECT key FROM meta WHERE key LIKE 'ingest_incomplete:%'")
+        ),
         "cases_by_source": cases_by_source,
         "findings_by_source": {s: dict(sorted(c.items())) for s, c in sorted(findings.items())},
         "images": len(image_shas),
