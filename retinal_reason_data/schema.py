@@ -284,6 +284,7 @@ class SftRow(Strict):
     response: str = Field(description="The full teacher response in <think>..</think><answer>..</answer> form.")
     teacher_model: str
     prompt_version: str
+    guided: bool = Field(default=False, description="The teacher was told the answer (guided fallback).")
     pass_at_k: float
     captions: list[str]
     title: str | None = None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -161,6 +162,12 @@ def test_guided_fallback_is_marked_and_traces_that_say_they_were_told_are_reject
         generation = json.loads(data)
         assert generation["guided"] and generation["verified"] and pass_at_k == 0.0
         assert "told" not in generation["response"]
+    exported = [
+        row
+        for path in sorted((tmp_path / "export" / "data" / "sft").glob("*.parquet"))
+        for row in pq.read_table(path, columns=["guided", "pass_at_k"]).to_pylist()
+    ]
+    assert exported and all(row["guided"] and row["pass_at_k"] == 0.0 for row in exported)
 
 
 def test_dry_run_estimates_requests_tokens_and_cost_and_sends_nothing(tmp_path: Path, ingested: Path) -> None:

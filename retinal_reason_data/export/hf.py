@@ -56,6 +56,7 @@ FEATURES = {
             "response": Value("string"),
             "teacher_model": Value("string"),
             "prompt_version": Value("string"),
+            "guided": Value("bool"),  # the teacher was told the answer (guided fallback); never counts in pass@k
             "pass_at_k": Value("float32"),
             **_TAIL,
             "review": Value("string"),  # annotators' verdict: 'accepted', 'edited' (their text), or null
@@ -173,6 +174,7 @@ def _row(
             "response": generation.response,
             "teacher_model": generation.model,
             "prompt_version": generation.prompt_version,
+            "guided": generation.guided,
             "pass_at_k": pass_at_k,
         }
     else:
