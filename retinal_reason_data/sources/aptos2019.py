@@ -12,44 +12,22 @@ from retinal_reason_data.sources.base import (
     RawCase,
     RawImage,
     SourceOptions,
-    find_image,
-    image_listing,
-    quarantine,
 )
-from retinal_reason_data.sources.tabular import read_csv_rows
+from retinal_reason_data.sources.labelled_rows import labelled_rows
 
 
 def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | Quarantine]:
     """One case per labelled row; APTOS has no patient ids, so each image is its own patient."""
-    labels = root / "train.csv"
-    if not labels.is_file():
-        yield quarantine(source, labels, None, "labels_missing", f"{labels}: APTOS label file not found")
-        return
-    images = root / "train_images"
-    listing = image_listing(images)
-    for line, row in read_csv_rows(labels):
-        id_code, grade = row.get("id_code", ""), row.get("diagnosis", "")
-        if not id_code or not grade:
-            yield quarantine(
-                source, labels, line, "row_incomplete", f"{labels} line {line}: empty id_code or diagnosis"
-            )
-            continue
-        path = find_image(images, id_code, listing)
-        if path is None:
-            yield quarantine(
-                source,
-                labels,
-                line,
-                "image_missing",
-                f"{labels} line {line}: no image for id_code {id_code!r} in {images}",
-            )
+    for entry in labelled_rows(source, root / "train.csv", root / "train_images", "id_code", "diagnosis"):
+        if isinstance(entry, Quarantine):
+            yield entry
             continue
         yield RawCase(
-            local_id=id_code,
-            images=[RawImage(path=path, modality=Modality.CFP)],
-            labels=[grade],
-            file=str(labels),
-            row=line,
+            local_id=entry.name,
+            images=[RawImage(path=entry.path, modality=Modality.CFP)],
+            labels=[entry.label],
+            file=str(root / "train.csv"),
+            row=entry.line,
         )
 
 

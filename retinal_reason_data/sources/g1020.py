@@ -7,37 +7,23 @@ from pathlib import Path
 
 from retinal_reason_data.phantoms.layouts_other import write_g1020
 from retinal_reason_data.schema import Modality, Quarantine
-from retinal_reason_data.sources.base import Adapter, RawCase, RawImage, SourceOptions, find_image, quarantine
+from retinal_reason_data.sources.base import Adapter, RawCase, RawImage, SourceOptions
 from retinal_reason_data.sources.fields import number_label
-from retinal_reason_data.sources.folders import listing
-from retinal_reason_data.sources.tabular import read_csv_rows
+from retinal_reason_data.sources.labelled_rows import labelled_rows
 
 
 def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | Quarantine]:
     """One case per row; G1020's table has no patient or eye, so each image is its own patient."""
-    labels = root / "G1020.csv"
-    if not labels.is_file():
-        yield quarantine(source, labels, None, "labels_missing", f"{labels}: G1020 label file not found")
-        return
-    images = root / "Images"
-    files = listing(images)
-    for line, row in read_csv_rows(labels):
-        name, label = row.get("imageID", ""), number_label(row.get("binaryLabels", ""))
-        if not name or not label:
-            yield quarantine(
-                source, labels, line, "row_incomplete", f"{labels} line {line}: empty imageID or binaryLabels"
-            )
-            continue
-        path = find_image(images, name, files)
-        if path is None:
-            yield quarantine(source, labels, line, "image_missing", f"{labels} line {line}: {name} not in {images}")
+    for entry in labelled_rows(source, root / "G1020.csv", root / "Images", "imageID", "binaryLabels", number_label):
+        if isinstance(entry, Quarantine):
+            yield entry
             continue
         yield RawCase(
-            local_id=Path(name).stem,
-            images=[RawImage(path=path, modality=Modality.CFP)],
-            labels=[label],
-            file=str(labels),
-            row=line,
+            local_id=Path(entry.name).stem,
+            images=[RawImage(path=entry.path, modality=Modality.CFP)],
+            labels=[entry.label],
+            file=str(root / "G1020.csv"),
+            row=entry.line,
         )
 
 

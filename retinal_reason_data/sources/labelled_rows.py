@@ -1,0 +1,48 @@
+"""The commonest layout: a label table whose rows each name one image in one folder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from retinal_reason_data.schema import Quarantine
+from retinal_reason_data.sources.base import find_image, quarantine
+from retinal_reason_data.sources.folders import listing
+from retinal_reason_data.sources.tabular import read_csv_rows
+
+
+@dataclass(frozen=True)
+class LabelledRow:
+    line: int
+    row: dict[str, str]
+    name: str
+    label: str
+    path: Path
+
+
+def labelled_rows(
+    source: str,
+    labels: Path,
+    images: Path,
+    name_column: str,
+    label_column: str,
+    clean_label: Callable[[str], str] = str.strip,
+) -> Iterator[LabelledRow | Quarantine]:
+    """Each row with its image found whatever the extension's case; a missing label file, an incomplete
+    row or a missing image comes back as a quarantine record naming the file and line."""
+    if not labels.is_file():
+        yield quarantine(source, labels, None, "labels_missing", f"{labels}: {source} label file not found")
+        return
+    files = listing(images)
+    for line, row in read_csv_rows(labels):
+        name, label = row.get(name_column, ""), clean_label(row.get(label_column, ""))
+        if not name or not label:
+            detail = f"{labels} line {line}: empty {name_column} or {label_column}"
+            yield quarantine(source, labels, line, "row_incomplete", detail)
+            continue
+        path = find_image(images, name, files)
+        if path is None:
+            yield quarantine(source, labels, line, "image_missing", f"{labels} line {line}: {name} not in {images}")
+            continue
+        yield LabelledRow(line, row, name, label, path)
