@@ -28,6 +28,7 @@ NEAR_CANVAS = 64
 DETAIL_CANVAS = 128
 FIELD_KEEP = 0.8  # share of the field's radius that is hashed: crops clipping up to 20 % of it are ignored
 _WORK_SIDE = 256  # every image is hashed from this size (longest side)
+_CANVAS_FILTER = Image.Resampling.BILINEAR  # the field is resampled near 1:1 from the work image: 2 taps suffice
 _EDGE_LEVEL = 0.08  # field edge: this far from the background level towards the bright (90th percentile) level
 
 ORIENTATIONS = ("identity", "mirror", "flip", "rot180", "transpose", "rot90", "rot270", "transverse")
@@ -47,22 +48,26 @@ class Field(NamedTuple):
 def find_field(grey: np.ndarray) -> Field | None:
     """Fit the outline of the bright field of view; None when there is no convincing elliptical outline."""
     height, width = grey.shape
-    low, high = np.percentile(grey, [1, 90])
+    low, high = _grey_percentiles(grey[::2, ::2], (0.01, 0.90))  # every 4th pixel is plenty for two levels
     if high - low < 8:
         return None
     lit = grey > low + _EDGE_LEVEL * (high - low)
     inner = lit[1:-1, 1:-1]
     edge = inner & ~(lit[:-2, 1:-1] & lit[2:, 1:-1] & lit[1:-1, :-2] & lit[1:-1, 2:])
-    ys, xs = np.nonzero(edge)
+    ys, xs = np.divmod(np.flatnonzero(edge), width - 2)  # flatnonzero: 7x faster than nonzero on 2-D
     if len(xs) < 24:
         return None
     # edge points in continuous coordinates, centred and scaled for a stable fit
     origin_x, origin_y, unit = width / 2, height / 2, max(width, height) / 2
     u, v = (xs + 1.5 - origin_x) / unit, (ys + 1.5 - origin_y) / unit
+    terms = np.stack([u * u, v * v, u, v], axis=1)
     keep = np.ones(len(u), dtype=bool)
     for tolerance in (0.08, 0.03, 0.015):
-        design = np.stack([u[keep] ** 2, v[keep] ** 2, u[keep], v[keep]], axis=1)
-        (a, b, c, d), *_ = np.linalg.lstsq(design, np.ones(int(keep.sum())), rcond=None)
+        kept = terms[keep]
+        try:  # least squares a u^2 + b v^2 + c u + d v = 1 through the normal equations (4 x 4)
+            a, b, c, d = np.linalg.solve(kept.T @ kept, kept.sum(axis=0))
+        except np.linalg.LinAlgError:
+            return None
         if a == 0 or b == 0:
             return None
         g = 1 + c * c / (4 * a) + d * d / (4 * b)
@@ -84,17 +89,25 @@ def find_field(grey: np.ndarray) -> Field | None:
     return field if plausible else None
 
 
+def _grey_percentiles(grey: np.ndarray, shares: tuple[float, ...]) -> list[int]:
+    """Grey levels below which these shares of the pixels lie, from a histogram (a sort costs 10x more)."""
+    if grey.dtype != np.uint8:
+        return [int(v) for v in np.percentile(grey, [share * 100 for share in shares])]
+    cumulative = np.cumsum(np.bincount(grey.ravel(), minlength=256))
+    return [int(np.searchsorted(cumulative, share * (grey.size - 1), side="right")) for share in shares]
+
+
 def _canonical(grey: Image.Image, field: Field | None, side: int) -> np.ndarray:
     """The field resampled to side x side (inner FIELD_KEEP of its radius), outside filled with its mean."""
     if field is None:
-        return np.asarray(grey.resize((side, side), Image.Resampling.LANCZOS), dtype=np.float64)
+        return np.asarray(grey.resize((side, side), _CANVAS_FILTER), dtype=np.float64)
     rx, ry = field.rx * FIELD_KEEP, field.ry * FIELD_KEEP
     box = (field.cx - rx, field.cy - ry, field.cx + rx, field.cy + ry)
     margin = int(np.ceil(max(0.0, -box[0], -box[1], box[2] - grey.width, box[3] - grey.height))) + 1
     padded = ImageOps.expand(grey, border=margin, fill=0) if margin > 1 else grey
     shift = margin if margin > 1 else 0
     shifted = (box[0] + shift, box[1] + shift, box[2] + shift, box[3] + shift)
-    pixels = np.asarray(padded.resize((side, side), Image.Resampling.LANCZOS, box=shifted), dtype=np.float64)
+    pixels = np.asarray(padded.resize((side, side), _CANVAS_FILTER, box=shifted), dtype=np.float64)
     inside = _disc(side)
     return np.where(inside, pixels, pixels[inside].mean())
 
@@ -118,7 +131,7 @@ def work_image(grey: Image.Image) -> Image.Image:
         return grey
     scale = _WORK_SIDE / max(grey.size)
     size = (max(8, round(grey.width * scale)), max(8, round(grey.height * scale)))
-    return grey.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return grey.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
 def field_hashes(grey: Image.Image) -> tuple[str, str]:
@@ -128,8 +141,10 @@ def field_hashes(grey: Image.Image) -> tuple[str, str]:
     decode of the same file, or a large and a small copy, hash alike."""
     work = work_image(grey)
     field = find_field(np.asarray(work))
-    near = _band(_canonical(work, field, NEAR_CANVAS), 0)
-    detail = _band(_canonical(work, field, DETAIL_CANVAS), HASH_SIDE)
+    canvas = _canonical(work, field, DETAIL_CANVAS)
+    step = DETAIL_CANVAS // NEAR_CANVAS  # the near canvas is the detail canvas averaged over 2 x 2 blocks
+    near = _band(canvas.reshape(NEAR_CANVAS, step, NEAR_CANVAS, step).mean(axis=(1, 3)), 0)
+    detail = _band(canvas, HASH_SIDE)
     return _bits_hex(near), _bits_hex(detail)
 
 

@@ -9,16 +9,15 @@ import warnings
 import zlib
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageOps
 
 from retinal_reason_data.fieldhash import field_hashes, work_image
 from retinal_reason_data.image_quality import measure
+from retinal_reason_data.perceptual_hash import perceptual_hash
 from retinal_reason_data.schema import ImageRef, Modality
 
 MAX_PIXELS = 80_000_000  # about 9000 x 9000: larger than any fundus camera, smaller than a bomb
-HASH_SIDE = 16  # 16 x 16 DCT bits = 256-bit perceptual hash
-HASH_DECODE_SIDE = 256  # JPEG draft decode to at least this: 1/8 scale for a 2000-3000 px fundus photograph
+DRAFT_MIN_SIDE = 200  # a reduced (JPEG draft) decode keeps this much of its longest side: 1/8 scale from 1600 px
 
 
 class ImageError(ValueError):
@@ -34,12 +33,23 @@ class ImageError(ValueError):
 
 
 def open_image(data: bytes, path: str | Path, reduce_to: int | None = None) -> Image.Image:
-    """Decode `data` (optionally a reduced JPEG draft), apply EXIF orientation, return RGB or L."""
+    """Decode `data`, apply EXIF orientation, return RGB or L. With `reduce_to`, a JPEG is decoded at the
+    smallest DCT scale (1/2, 1/4, 1/8) that keeps at least that many pixels on its longest side."""
     return _decode(data, path, reduce_to)[0]
 
 
-def _decode(data: bytes, path: str | Path, reduce_to: int | None) -> tuple[Image.Image, tuple[int, int]]:
-    """The decoded image and its full size after EXIF orientation."""
+def draft_size(size: tuple[int, int], min_side: int) -> tuple[int, int]:
+    """The size to ask of PIL's JPEG `draft` so that it picks the largest scale whose longest side keeps
+    `min_side` pixels (PIL picks the largest of 8, 4, 2, 1 that keeps both requested sides)."""
+    scale = next(s for s in (8, 4, 2, 1) if max(size) // s >= min_side or s == 1)
+    return max(1, size[0] // scale), max(1, size[1] // scale)
+
+
+def _decode(
+    data: bytes, path: str | Path, reduce_to: int | None, grey: bool = False
+) -> tuple[Image.Image, tuple[int, int]]:
+    """The decoded image (grey level when `grey`: a JPEG then decodes its luma only) and its full size after
+    EXIF orientation."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -47,8 +57,8 @@ def _decode(data: bytes, path: str | Path, reduce_to: int | None) -> tuple[Image
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise ImageError("image_too_large", f"{path}: {width}x{height} pixels exceeds {MAX_PIXELS}")
-            if reduce_to and image.format == "JPEG":
-                image.draft("RGB", (reduce_to, reduce_to))
+            if image.format == "JPEG" and (reduce_to or grey):
+                image.draft("L" if grey else "RGB", draft_size(image.size, reduce_to) if reduce_to else None)
             orientation = image.getexif().get(0x0112, 1)
             image.load()
     except ImageError:
@@ -60,7 +70,8 @@ def _decode(data: bytes, path: str | Path, reduce_to: int | None) -> tuple[Image
     full_size = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
     if orientation not in (1, None):
         image = ImageOps.exif_transpose(image)
-    return _normalise_mode(image), full_size
+    image = _normalise_mode(image)
+    return (image.convert("L") if grey and image.mode != "L" else image), full_size
 
 
 def _normalise_mode(image: Image.Image) -> Image.Image:
@@ -87,8 +98,8 @@ def fingerprint(path: str | Path, modality: Modality, caption: str | None = None
         raise ImageError("image_unreadable", f"{path}: cannot read file: {exc}") from exc
     if not data:
         raise ImageError("image_unreadable", f"{path}: file is empty")
-    image, full_size = _decode(data, path, reduce_to=HASH_DECODE_SIDE)
-    grey = work_image(image.convert("L"))  # one 256 px reduction serves every hash and measure
+    image, full_size = _decode(data, path, reduce_to=DRAFT_MIN_SIDE, grey=True)
+    grey = work_image(image)  # one 256 px reduction serves every hash and measure
     near_hash, detail_hash = field_hashes(grey)
     return ImageRef(
         path=str(path),
@@ -102,18 +113,6 @@ def fingerprint(path: str | Path, modality: Modality, caption: str | None = None
         near_hash=near_hash,
         detail_hash=detail_hash,
     )
-
-
-_HASH_INPUT = HASH_SIDE * 4  # imagehash's highfreq_factor: DCT of a 64 x 64 reduction
-_LOW_DCT = (2.0 * np.cos(np.pi * np.outer(np.arange(HASH_SIDE), 2 * np.arange(_HASH_INPUT) + 1) / (2 * _HASH_INPUT)))
-
-
-def perceptual_hash(grey: Image.Image) -> str:
-    """imagehash's pHash (hash_size 16: 256 bits, same bits and hex), computed as two small matrix
-    products that give only the 16 x 16 low frequencies instead of a full 2-D DCT: about 50x faster."""
-    pixels = np.asarray(grey.resize((_HASH_INPUT, _HASH_INPUT), Image.Resampling.LANCZOS), dtype=np.float64)
-    low = _LOW_DCT @ pixels @ _LOW_DCT.T
-    return np.packbits(low.ravel() > np.median(low)).tobytes().hex()
 
 
 def fingerprint_task(task: tuple[str, Modality]) -> ImageRef | ImageError:
