@@ -11,7 +11,8 @@ Bits are the signs of DCT coefficients (not a comparison with their median), whi
 quarter turn of the image a fixed permutation and inversion of the bits: `orient` computes the hash of
 a flipped or rotated copy from the hash alone, so orientation-invariant search needs one hash per image.
 
-- `near_hash`: 16 x 16 lowest frequencies of a 64 px canonical image (256 bits), searched by Hamming distance.
+- `near_hash`: 16 x 16 lowest frequencies of the canonical image at 64 px (the 128 px one averaged over 2 x 2
+  blocks; 256 bits), searched by Hamming distance.
 - `detail_hash`: the next band (frequencies 16-31) of a 128 px canonical image (256 bits), which
   separates re-takes of one eye (same anatomy, shifted by a few pixels) from copies of one photograph.
 """
