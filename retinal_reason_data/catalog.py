@@ -15,6 +15,9 @@ from pydantic import BaseModel
 from retinal_reason_data.schema import Case, Generation, ImageRef, Item, Quarantine
 
 SCHEMA_VERSION = 1
+# DuckDB's memory while a source is ingested: it otherwise keeps every freshly written page cached (its default
+# limit is 80 % of RAM), which grew the ingest by ~0.8 kB a case, and checkpoints briefly added ~100 MB more.
+INGEST_MEMORY_LIMIT = "32MB"
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -130,14 +133,43 @@ class Catalog:
         finally:
             self.db.unregister("_incoming")
 
+    @contextmanager
+    def bounded_memory(self, limit: str) -> Iterator[None]:
+        """Hold DuckDB's buffer cache to `limit` (it evicts clean pages, spills the rest) for a long run of
+        writes, then return to the default limit."""
+        self.db.execute("SET memory_limit = ?", [limit])
+        try:
+            yield
+        finally:
+            self.db.execute("RESET memory_limit")
+
     # --- images -----------------------------------------------------------------------------------
     def cached_image(self, path: str, size: int, mtime_ns: int, modality: str) -> ImageRef | None:
-        row = self._one(
-            "SELECT ref FROM image_cache WHERE path = ? AND size = ? AND mtime_ns = ? AND modality = ?",
-            [path, size, mtime_ns, modality],
+        return self.cached_images([(path, size, mtime_ns, modality)]).get((path, modality))
+
+    def cached_images(self, files: Sequence[tuple[str, int, int, str]]) -> dict[tuple[str, str], ImageRef]:
+        """The stored fingerprints of (path, size, mtime_ns, modality) files still as they were, in one query,
+        keyed by (path, modality). One query per batch: a point query per image scanned the cache each time."""
+        if not files:
+            return {}
+        paths, sizes, mtimes, modalities = zip(*files, strict=True)
+        asked = pa.table(
+            {
+                "path": pa.array(paths, pa.string()),
+                "size": pa.array(sizes, pa.int64()),
+                "mtime_ns": pa.array(mtimes, pa.int64()),
+                "modality": pa.array(modalities, pa.string()),
+            }
         )
-        ref = ImageRef.model_validate_json(row[0]) if row else None
-        return ref if ref is not None and ref.near_hash is not None else None  # older fingerprints lack it
+        self.db.register("_asked", asked)
+        try:
+            rows = self.query(
+                "SELECT c.path, c.modality, c.ref FROM image_cache c JOIN _asked USING (path, size, mtime_ns, modality)"
+            )
+        finally:
+            self.db.unregister("_asked")
+        refs = {(path, modality): ImageRef.model_validate_json(ref) for path, modality, ref in rows}
+        return {key: ref for key, ref in refs.items() if ref.near_hash is not None}  # older fingerprints lack it
 
     def cache_images(self, entries: Iterable[tuple[int, int, ImageRef]]) -> None:
         rows = [
@@ -155,19 +187,21 @@ class Catalog:
     # --- cases ------------------------------------------------------------------------------------
     @contextmanager
     def source_writer(self, source: str, batch: int = 500) -> Iterator[SourceWriter]:
-        """Replace one source's cases and quarantine records, committed a batch at a time.
+        """Replace one source's cases and quarantine records, committed a batch at a time, with DuckDB's
+        memory held to INGEST_MEMORY_LIMIT.
 
         Not one transaction: DuckDB keeps uncommitted rows in memory, which grew to about 900 MB at 100k
         cases. A run stopped half-way leaves the source partly ingested, marked in `meta`; the next
         ingest of the source replaces it whole."""
         marker = f"ingest_incomplete:{source}"
-        self.set_meta(marker, "true")
-        self.db.execute("DELETE FROM cases WHERE source = ?", [source])
-        self.db.execute("DELETE FROM quarantine WHERE source = ?", [source])
-        writer = SourceWriter(self, batch)
-        yield writer
-        writer.flush()
-        self.db.execute("DELETE FROM meta WHERE key = ?", [marker])
+        with self.bounded_memory(INGEST_MEMORY_LIMIT):
+            self.set_meta(marker, "true")
+            self.db.execute("DELETE FROM cases WHERE source = ?", [source])
+            self.db.execute("DELETE FROM quarantine WHERE source = ?", [source])
+            writer = SourceWriter(self, batch)
+            yield writer
+            writer.flush()
+            self.db.execute("DELETE FROM meta WHERE key = ?", [marker])
 
     def forget_sources_except(self, sources: Iterable[str]) -> None:
         names = list(sources)

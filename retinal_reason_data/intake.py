@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 
+import numpy as np
 from tqdm import tqdm
 
 from retinal_reason_data.catalog import Catalog, SourceWriter
@@ -23,6 +25,7 @@ from retinal_reason_data.sources import get_adapter
 from retinal_reason_data.sources.base import RawCase, SourceOptions, quarantine
 
 BATCH = 256  # raw cases held at once: memory stays flat however large the collection
+ImageTask = tuple[str, Modality]  # what a worker fingerprints: the file and the modality it is read as
 
 
 @dataclass
@@ -44,6 +47,38 @@ class SourceContext:
     labels: Mapping[str, str]
     ontology: Ontology
     key: bytes
+
+
+class SeenIds:
+    """The case ids met so far in one source, held as 64-bit digests: 8 bytes an id in a sorted array, where a
+    set of the strings took about 100. Two ids share a digest with odds of about n^2 / 2^65 (3e-10 at 100k)."""
+
+    def __init__(self, merge_every: int = 4096) -> None:
+        self._sorted = np.empty(0, dtype=np.uint64)
+        self._recent: set[int] = set()  # digests not yet merged into the array
+        self._merge_every = merge_every
+
+    def __len__(self) -> int:
+        return len(self._sorted) + len(self._recent)
+
+    def add(self, case_id: str) -> bool:
+        """Remember `case_id`; False when it was met before."""
+        digest = int.from_bytes(hashlib.blake2b(case_id.encode(), digest_size=8).digest(), "little")
+        if digest in self._recent or self._holds(digest):
+            return False
+        self._recent.add(digest)
+        if len(self._recent) >= self._merge_every:
+            self._merge()
+        return True
+
+    def _holds(self, digest: int) -> bool:
+        index = int(np.searchsorted(self._sorted, np.uint64(digest)))
+        return index < len(self._sorted) and int(self._sorted[index]) == digest
+
+    def _merge(self) -> None:
+        recent = np.sort(np.fromiter(self._recent, dtype=np.uint64, count=len(self._recent)))
+        self._sorted = np.insert(self._sorted, np.searchsorted(self._sorted, recent), recent)
+        self._recent.clear()
 
 
 def ensure_phantom(spec: SourceSpec) -> bool:
@@ -90,7 +125,7 @@ def ingest_source(
     )
     records = _limited(adapter.read(spec.root, context.source, options), spec.limit)
     progress = tqdm(desc=f"ingest {context.source}", unit="case", leave=False, disable=None)
-    seen: set[str] = set()
+    seen = SeenIds()
     with catalog.source_writer(context.source) as writer:
         while batch := list(islice(records, BATCH)):
             for result in _process_batch(batch, context, writer, pool, report, seen):
@@ -121,51 +156,66 @@ def _process_batch(
     writer: SourceWriter,
     pool: Executor | None,
     report: IngestReport,
-    seen: set[str],
+    seen: SeenIds,
 ) -> Iterator[Case | Quarantine]:
-    """Map labels, fingerprint the batch's uncached images together, then assemble cases in input order."""
-    prepared: list[Quarantine | tuple[RawCase, list[Finding]]] = []
-    wanted: dict[tuple[str, Modality], tuple[int, int]] = {}
-    known: dict[tuple[str, Modality], ImageRef | ImageError] = {}
-    for record in batch:
-        item = record if isinstance(record, Quarantine) else _check_labels(record, context, seen)
-        prepared.append(item)
-        if isinstance(item, Quarantine):
-            continue
-        for image in item[0].images:
-            task = (str(image.path), image.modality)
-            if task in wanted or task in known:
-                continue
-            try:
-                stat = image.path.stat()
-            except OSError:
-                known[task] = ImageError("image_missing", f"{image.path}: file named by the labels does not exist")
-                continue
-            cached = writer.catalog.cached_image(task[0], stat.st_size, stat.st_mtime_ns, str(image.modality))
-            if cached is not None:
-                known[task] = cached
-                report.images_cached += 1
-            else:
-                wanted[task] = (stat.st_size, stat.st_mtime_ns)
-    tasks = list(wanted)
-    results = pool.map(fingerprint_task, tasks, chunksize=4) if pool else map(fingerprint_task, tasks)
-    for task, result in zip(tasks, results, strict=True):
-        known[task] = result
-        if isinstance(result, ImageRef):
-            writer.add_fingerprint(*wanted[task], result)
-            report.images_fingerprinted += 1
+    """Map labels, look the batch's images up in the cache in one query, fingerprint the rest together, then
+    assemble cases in input order."""
+    prepared = [record if isinstance(record, Quarantine) else _check_labels(record, context, seen) for record in batch]
+    known, stats = _stat_images(item[0] for item in prepared if not isinstance(item, Quarantine))
+    cached = writer.catalog.cached_images([(path, *stat, str(modality)) for (path, modality), stat in stats.items()])
+    wanted: dict[ImageTask, tuple[int, int]] = {}
+    for task, stat in stats.items():
+        ref = cached.get((task[0], str(task[1])))
+        if ref is None:
+            wanted[task] = stat
+        else:
+            known[task] = ref
+            report.images_cached += 1
+    known.update(_fingerprint(wanted, writer, pool, report))
     for item in prepared:
         yield item if isinstance(item, Quarantine) else _assemble(*item, context, known)
 
 
-def _check_labels(raw: RawCase, context: SourceContext, seen: set[str]) -> Quarantine | tuple[RawCase, list[Finding]]:
+def _stat_images(
+    raws: Iterable[RawCase],
+) -> tuple[dict[ImageTask, ImageRef | ImageError], dict[ImageTask, tuple[int, int]]]:
+    """Each distinct image of `raws`: its (size, mtime_ns), or the error of a missing file."""
+    missing: dict[ImageTask, ImageRef | ImageError] = {}
+    stats: dict[ImageTask, tuple[int, int]] = {}
+    for raw in raws:
+        for image in raw.images:
+            task = (str(image.path), image.modality)
+            if task in stats or task in missing:
+                continue
+            try:
+                stat = image.path.stat()
+            except OSError:
+                missing[task] = ImageError("image_missing", f"{image.path}: file named by the labels does not exist")
+                continue
+            stats[task] = (stat.st_size, stat.st_mtime_ns)
+    return missing, stats
+
+
+def _fingerprint(
+    wanted: Mapping[ImageTask, tuple[int, int]], writer: SourceWriter, pool: Executor | None, report: IngestReport
+) -> Iterator[tuple[ImageTask, ImageRef | ImageError]]:
+    """Fingerprint the images not in the cache (in `pool` when there is one); new fingerprints go to the cache."""
+    tasks = list(wanted)
+    results = pool.map(fingerprint_task, tasks, chunksize=4) if pool else map(fingerprint_task, tasks)
+    for task, result in zip(tasks, results, strict=True):
+        if isinstance(result, ImageRef):
+            writer.add_fingerprint(*wanted[task], result)
+            report.images_fingerprinted += 1
+        yield task, result
+
+
+def _check_labels(raw: RawCase, context: SourceContext, seen: SeenIds) -> Quarantine | tuple[RawCase, list[Finding]]:
     where = raw.row
-    if raw.local_id in seen:
+    if not seen.add(raw.local_id):
         return quarantine(
             context.source, raw.file, where, "duplicate_case_id",
             f"{raw.file} row {where}: case id {raw.local_id!r} appears more than once",
         )  # fmt: skip
-    seen.add(raw.local_id)
     findings: list[Finding] = []
     for label in raw.labels:
         try:
