@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import multiprocessing.forkserver
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -25,6 +26,9 @@ from retinal_reason_data.sources import get_adapter
 from retinal_reason_data.sources.base import RawCase, SourceOptions, quarantine
 
 BATCH = 256  # raw cases held at once: memory stays flat however large the collection
+# A worker is one core: NumPy's BLAS would start a thread per core in each worker, and on 2 cores two workers'
+# spinning BLAS threads spent ~20 ms of CPU an image where one thread spends ~6.
+ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 ImageTask = tuple[str, Modality]  # what a worker fingerprints: the file and the modality it is read as
 
 
@@ -101,8 +105,26 @@ def fingerprint_pool(workers: int | None) -> Iterator[Executor | None]:
         return
     # forkserver: workers start from a clean process, not from this one with DuckDB's threads running
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context(method)) as pool:
-        yield pool
+    with _environment(ONE_THREAD):  # read by the forkserver (started here) or by each spawned worker
+        if method == "forkserver":
+            multiprocessing.forkserver.ensure_running()
+        with ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context(method)) as pool:
+            yield pool
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Environment variables set for a while, then as they were."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def ingest_source(
@@ -127,17 +149,29 @@ def ingest_source(
     progress = tqdm(desc=f"ingest {context.source}", unit="case", leave=False, disable=None)
     seen = SeenIds()
     with catalog.source_writer(context.source) as writer:
-        while batch := list(islice(records, BATCH)):
-            for result in _process_batch(batch, context, writer, pool, report, seen):
+        batches = iter(lambda: list(islice(records, BATCH)), [])
+        started = (_start_batch(batch, context, writer, pool, report, seen) for batch in batches)
+        for batch in _one_ahead(started):
+            for result in _finish_batch(batch, context, writer, report):
                 if isinstance(result, Quarantine):
                     writer.add_quarantine(result)
                     report.quarantined[result.reason] += 1
                 else:
                     writer.add_case(result)
                     report.cases += 1
-            progress.update(len(batch))
+            progress.update(len(batch.prepared))
     progress.close()
     return report
+
+
+def _one_ahead(items: Iterator[StartedBatch]) -> Iterator[StartedBatch]:
+    """Each batch once the next one is started: the pool fingerprints a batch while this process reads the
+    next rows and assembles and writes the batch before (two batches in flight, not one idle side)."""
+    previous: list[StartedBatch] = []
+    for item in items:  # taking the next item starts it
+        yield from previous
+        previous = [item]
+    yield from previous
 
 
 def _limited(records: Iterator[RawCase | Quarantine], limit: int | None) -> Iterator[RawCase | Quarantine]:
@@ -150,16 +184,25 @@ def _limited(records: Iterator[RawCase | Quarantine], limit: int | None) -> Iter
         yield record
 
 
-def _process_batch(
+@dataclass
+class StartedBatch:
+    """A batch whose labels are mapped and whose uncached images are handed to the pool."""
+
+    prepared: list[Quarantine | tuple[RawCase, list[Finding]]]
+    known: dict[ImageTask, ImageRef | ImageError]  # cached fingerprints and missing files
+    wanted: dict[ImageTask, tuple[int, int]]  # (size, mtime_ns) of the images being fingerprinted
+    results: Iterator[ImageRef | ImageError]  # the pool's answers for `wanted`, in its order
+
+
+def _start_batch(
     batch: Sequence[RawCase | Quarantine],
     context: SourceContext,
     writer: SourceWriter,
     pool: Executor | None,
     report: IngestReport,
     seen: SeenIds,
-) -> Iterator[Case | Quarantine]:
-    """Map labels, look the batch's images up in the cache in one query, fingerprint the rest together, then
-    assemble cases in input order."""
+) -> StartedBatch:
+    """Map labels, look the batch's images up in the cache in one query, hand the rest to the pool."""
     prepared = [record if isinstance(record, Quarantine) else _check_labels(record, context, seen) for record in batch]
     known, stats = _stat_images(item[0] for item in prepared if not isinstance(item, Quarantine))
     cached = writer.catalog.cached_images([(path, *stat, str(modality)) for (path, modality), stat in stats.items()])
@@ -171,9 +214,22 @@ def _process_batch(
         else:
             known[task] = ref
             report.images_cached += 1
-    known.update(_fingerprint(wanted, writer, pool, report))
-    for item in prepared:
-        yield item if isinstance(item, Quarantine) else _assemble(*item, context, known)
+    tasks = list(wanted)
+    results = pool.map(fingerprint_task, tasks, chunksize=4) if pool else map(fingerprint_task, tasks)
+    return StartedBatch(prepared, known, wanted, results)
+
+
+def _finish_batch(
+    batch: StartedBatch, context: SourceContext, writer: SourceWriter, report: IngestReport
+) -> Iterator[Case | Quarantine]:
+    """Collect the batch's fingerprints (new ones go to the cache), then assemble cases in input order."""
+    for task, result in zip(batch.wanted, batch.results, strict=True):
+        batch.known[task] = result
+        if isinstance(result, ImageRef):
+            writer.add_fingerprint(*batch.wanted[task], result)
+            report.images_fingerprinted += 1
+    for item in batch.prepared:
+        yield item if isinstance(item, Quarantine) else _assemble(*item, context, batch.known)
 
 
 def _stat_images(
@@ -194,19 +250,6 @@ def _stat_images(
                 continue
             stats[task] = (stat.st_size, stat.st_mtime_ns)
     return missing, stats
-
-
-def _fingerprint(
-    wanted: Mapping[ImageTask, tuple[int, int]], writer: SourceWriter, pool: Executor | None, report: IngestReport
-) -> Iterator[tuple[ImageTask, ImageRef | ImageError]]:
-    """Fingerprint the images not in the cache (in `pool` when there is one); new fingerprints go to the cache."""
-    tasks = list(wanted)
-    results = pool.map(fingerprint_task, tasks, chunksize=4) if pool else map(fingerprint_task, tasks)
-    for task, result in zip(tasks, results, strict=True):
-        if isinstance(result, ImageRef):
-            writer.add_fingerprint(*wanted[task], result)
-            report.images_fingerprinted += 1
-        yield task, result
 
 
 def _check_labels(raw: RawCase, context: SourceContext, seen: SeenIds) -> Quarantine | tuple[RawCase, list[Finding]]:

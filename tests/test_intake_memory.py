@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from retinal_reason_data import intake
 from retinal_reason_data.catalog import INGEST_MEMORY_LIMIT, Catalog
-from retinal_reason_data.intake import IngestReport, SeenIds, ensure_phantom, ingest_source
+from retinal_reason_data.intake import IngestReport, SeenIds, ensure_phantom, fingerprint_pool, ingest_source
 from retinal_reason_data.ontology import default_ontology
 from retinal_reason_data.privacy import DEVELOPMENT_KEY
 from retinal_reason_data.recipe import PhantomSpec, SourceSpec
@@ -51,6 +52,23 @@ def test_a_repeated_case_id_is_quarantined_even_when_its_first_row_was_refused(t
     kept = catalog.get_case(f"aptos2019:{first}")
     assert kept is not None and kept.provenance.row == 2  # the first row wins
     assert catalog.get_case(f"aptos2019:{refused}") is None
+
+
+def test_small_batches_in_flight_two_at_a_time_give_what_one_batch_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = _aptos(tmp_path, cases=16)
+    with (spec.root / "train.csv").open("a", encoding="utf-8", newline="") as out:
+        out.write(f"{(spec.root / 'train.csv').read_text(encoding='utf-8-sig').splitlines()[1]}\r\n")  # a repeat
+    results = []
+    for batch, workers in ((256, 1), (3, 2)):
+        monkeypatch.setattr(intake, "BATCH", batch)
+        catalog = Catalog(tmp_path / f"b{batch}.duckdb")
+        with fingerprint_pool(workers) as pool:
+            report = ingest_source(spec, catalog, default_ontology(), DEVELOPMENT_KEY, pool)
+        quarantined = catalog.query("SELECT file, row_ref, reason, detail FROM quarantine ORDER BY row_ref")
+        results.append(([case.model_dump() for case in catalog.iter_cases()], quarantined, report))
+    assert results[0] == results[1] and results[0][2].quarantined["duplicate_case_id"] == 1
 
 
 def test_a_second_ingest_reads_fingerprints_from_the_cache_unless_the_file_changed(tmp_path: Path) -> None:
@@ -98,3 +116,11 @@ def test_the_compact_listing_answers_as_a_dict_of_the_folder_would(tmp_path: Pat
     assert find_image(tmp_path, "ÜNÏ", found) == tmp_path / "ünï.png"
     assert find_image(tmp_path, "notes", found) is None and "z.png" not in found
     assert dict(listing(tmp_path / "absent")) == {}
+
+
+def test_pool_workers_run_numpy_on_one_thread_and_this_process_keeps_its_environment() -> None:
+    before = os.environ.get("OPENBLAS_NUM_THREADS")
+    with fingerprint_pool(2) as pool:
+        assert pool is not None
+        assert pool.submit(os.getenv, "OPENBLAS_NUM_THREADS").result() == "1"
+    assert os.environ.get("OPENBLAS_NUM_THREADS") == before
