@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retinal_reason_data.fieldhash import HASH_SIDE, NEAR_CANVAS, _band, _canonical, find_field
+from retinal_reason_data.fieldhash import HASH_SIDE, band_coefficients
 from retinal_reason_data.hamming import brute_force_pairs, near_pairs, popcount_distance
 from retinal_reason_data.phantoms.images import fundus_photo
 from retinal_reason_data.recipe import DedupSpec
@@ -46,9 +46,7 @@ def phantom_coefficients(count: int, seed: int, side: int) -> np.ndarray:
             image_seed=int(rng.integers(1 << 20)),
             size=256,
         )
-        grey = photo.convert("L")
-        field = find_field(np.asarray(grey))
-        block = _band(_canonical(grey, field, NEAR_CANVAS), 0)[:side, :side]
+        block = band_coefficients(photo.convert("L"))[0][:side, :side]
         rows.append(block.ravel())
     return np.array(rows)
 

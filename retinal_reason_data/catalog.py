@@ -12,6 +12,7 @@ import duckdb
 import pyarrow as pa
 from pydantic import BaseModel
 
+from retinal_reason_data.imaging import FINGERPRINT_VERSION
 from retinal_reason_data.schema import Case, Generation, ImageRef, Item, Quarantine
 
 SCHEMA_VERSION = 1
@@ -78,6 +79,10 @@ class Catalog:
         if stored is not None and int(stored) != SCHEMA_VERSION:
             raise RuntimeError(f"{path}: catalog schema {stored} is not {SCHEMA_VERSION}; delete it to rebuild")
         self.set_meta("schema_version", str(SCHEMA_VERSION))
+        if self.get_meta("fingerprint_version") != str(FINGERPRINT_VERSION):
+            # fingerprints from another version of intake's hashing would not match fresh ones: fingerprint again
+            self.db.execute("DELETE FROM image_cache")
+            self.set_meta("fingerprint_version", str(FINGERPRINT_VERSION))
 
     def close(self) -> None:
         self.db.close()

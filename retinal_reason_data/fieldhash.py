@@ -19,6 +19,7 @@ a flipped or rotated copy from the hash alone, so orientation-invariant search n
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -61,12 +62,12 @@ def find_field(grey: np.ndarray) -> Field | None:
     # edge points in continuous coordinates, centred and scaled for a stable fit
     origin_x, origin_y, unit = width / 2, height / 2, max(width, height) / 2
     u, v = (xs + 1.5 - origin_x) / unit, (ys + 1.5 - origin_y) / unit
-    terms = np.stack([u * u, v * v, u, v], axis=1)
+    terms = np.stack([u * u, v * v, u, v])
     keep = np.ones(len(u), dtype=bool)
     for tolerance in (0.08, 0.03, 0.015):
-        kept = terms[keep]
+        kept = terms[:, keep]
         try:  # least squares a u^2 + b v^2 + c u + d v = 1 through the normal equations (4 x 4)
-            a, b, c, d = np.linalg.solve(kept.T @ kept, kept.sum(axis=0))
+            a, b, c, d = np.linalg.solve(kept @ kept.T, kept.sum(axis=1)).tolist()
         except np.linalg.LinAlgError:
             return None
         if a == 0 or b == 0:
@@ -74,14 +75,15 @@ def find_field(grey: np.ndarray) -> Field | None:
         g = 1 + c * c / (4 * a) + d * d / (4 * b)
         if g / a <= 0 or g / b <= 0:
             return None
-        cu, cv, ru, rv = -c / (2 * a), -d / (2 * b), np.sqrt(g / a), np.sqrt(g / b)
-        residual = np.abs(np.hypot((u - cu) / ru, (v - cv) / rv) - 1)
+        cu, cv, ru, rv = -c / (2 * a), -d / (2 * b), math.sqrt(g / a), math.sqrt(g / b)
+        residual = np.abs(np.hypot((u - cu) * (1 / ru), (v - cv) * (1 / rv)) - 1)
         keep = residual < tolerance
-        if keep.sum() < 24:
+        kept_count = int(np.count_nonzero(keep))
+        if kept_count < 24:
             return None
     field = Field(origin_x + cu * unit, origin_y + cv * unit, ru * unit, rv * unit)
     plausible = (
-        keep.mean() > 0.5
+        kept_count > 0.5 * len(u)
         and 0.5 < field.rx / field.ry < 2.0
         and min(field.rx, field.ry) > 0.15 * max(width, height)
         and 0 <= field.cx <= width
@@ -140,28 +142,37 @@ def field_hashes(grey: Image.Image) -> tuple[str, str]:
 
     The image is first brought to 256 px on its longest side, so that a full decode and a reduced (draft)
     decode of the same file, or a large and a small copy, hash alike."""
-    work = work_image(grey)
-    field = find_field(np.asarray(work))
-    canvas = _canonical(work, field, DETAIL_CANVAS)
-    step = DETAIL_CANVAS // NEAR_CANVAS  # the near canvas is the detail canvas averaged over 2 x 2 blocks
-    near = _band(canvas.reshape(NEAR_CANVAS, step, NEAR_CANVAS, step).mean(axis=(1, 3)), 0)
-    detail = _band(canvas, HASH_SIDE)
+    near, detail = band_coefficients(grey)
     return _bits_hex(near), _bits_hex(detail)
 
 
-_DCT: dict[int, np.ndarray] = {}
+def band_coefficients(grey: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+    """The 16 x 16 DCT coefficients whose signs are the bits of `near_hash` and of `detail_hash`."""
+    work = work_image(grey)
+    canvas = _canonical(work, find_field(np.asarray(work)), DETAIL_CANVAS)
+    both = _BANDS @ canvas @ _BANDS.T  # near band at top left, detail band at bottom right
+    return both[:HASH_SIDE, :HASH_SIDE], both[HASH_SIDE:, HASH_SIDE:]
 
 
-def _band(pixels: np.ndarray, start: int) -> np.ndarray:
-    """DCT-II coefficients (orthonormal) of frequencies start..start+15 in both directions, as two products."""
-    side = pixels.shape[0]
-    if side not in _DCT:
-        k, n = np.mgrid[0:side, 0:side]
-        basis = np.sqrt(2.0 / side) * np.cos(np.pi * (2 * n + 1) * k / (2 * side))
-        basis[0] /= np.sqrt(2.0)
-        _DCT[side] = basis
-    rows = _DCT[side][start : start + HASH_SIDE]
-    return rows @ pixels @ rows.T
+def _dct_basis(side: int) -> np.ndarray:
+    """Orthonormal DCT-II basis: row k holds frequency k."""
+    k, n = np.mgrid[0:side, 0:side]
+    basis = np.sqrt(2.0 / side) * np.cos(np.pi * (2 * n + 1) * k / (2 * side))
+    basis[0] /= np.sqrt(2.0)
+    return basis
+
+
+def _band_rows() -> np.ndarray:
+    """Rows giving, from the 128 px canvas, the 16 lowest DCT frequencies of the canvas averaged to 64 px
+    (over 2 x 2 blocks) and then frequencies 16-31 of the canvas itself: one pair of products for both hashes."""
+    step = DETAIL_CANVAS // NEAR_CANVAS
+    average = np.kron(np.eye(NEAR_CANVAS), np.full((1, step), 1.0 / step))  # (64, 128)
+    near = _dct_basis(NEAR_CANVAS)[:HASH_SIDE] @ average
+    detail = _dct_basis(DETAIL_CANVAS)[HASH_SIDE : 2 * HASH_SIDE]
+    return np.vstack([near, detail])
+
+
+_BANDS = _band_rows()
 
 
 def _bits_hex(block: np.ndarray) -> str:

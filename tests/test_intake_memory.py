@@ -86,6 +86,21 @@ def test_a_second_ingest_reads_fingerprints_from_the_cache_unless_the_file_chang
     assert catalog.cached_image(str(touched), touched.stat().st_size, touched.stat().st_mtime_ns, "CFP") is not None
 
 
+def test_fingerprints_of_another_hashing_version_are_not_reused(tmp_path: Path) -> None:
+    spec = _aptos(tmp_path)
+    path = tmp_path / "c.duckdb"
+    catalog = Catalog(path)
+    first = _ingest(spec, catalog)
+    catalog.set_meta("fingerprint_version", "1")  # as a catalog written by an older intake
+    catalog.close()
+    reopened = Catalog(path)
+    assert reopened.count("image_cache") == 0
+    again = _ingest(spec, reopened)
+    assert again.images_cached == 0 and again.images_fingerprinted == first.images_fingerprinted
+    reopened.close()
+    assert Catalog(path).count("image_cache") == first.images_fingerprinted  # the current version is kept
+
+
 def test_duckdb_memory_is_bounded_while_a_source_is_written_and_given_back_after(tmp_path: Path) -> None:
     catalog = Catalog(tmp_path / "c.duckdb")
     default = catalog.query("SELECT current_setting('memory_limit')")[0][0]
