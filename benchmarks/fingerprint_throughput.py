@@ -21,7 +21,13 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from retinal_reason_data.imaging import DRAFT_MIN_SIDE, draft_size, fingerprint, fingerprint_task
+from retinal_reason_data.imaging import (
+    DRAFT_MIN_SIDE,
+    draft_size,
+    fingerprint,
+    fingerprint_task,
+    keep_buffers_in_heap,
+)
 from retinal_reason_data.intake import ONE_THREAD, fingerprint_pool
 from retinal_reason_data.perceptual_hash import HASH_SIDE
 from retinal_reason_data.phantoms.images import fundus_photo
@@ -156,6 +162,7 @@ def main() -> None:
     if any(os.environ.get(name) != value for name, value in ONE_THREAD.items()):
         # one BLAS thread, as in the intake's pool workers: "per core" is one thread's CPU time
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **ONE_THREAD})
+    keep_buffers_in_heap()  # as every intake worker does
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--rounds", type=int, default=3)

@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from retinal_reason_data.catalog import Catalog, SourceWriter
-from retinal_reason_data.imaging import ImageError, fingerprint_task
+from retinal_reason_data.imaging import ImageError, fingerprint_task, keep_buffers_in_heap
 from retinal_reason_data.ontology import Ontology, UnmappedLabel
 from retinal_reason_data.privacy import pseudonymise
 from retinal_reason_data.recipe import SourceSpec
@@ -108,7 +108,9 @@ def fingerprint_pool(workers: int | None) -> Iterator[Executor | None]:
     with _environment(ONE_THREAD):  # read by the forkserver (started here) or by each spawned worker
         if method == "forkserver":
             multiprocessing.forkserver.ensure_running()
-        with ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context(method)) as pool:
+        with ProcessPoolExecutor(
+            max_workers=count, mp_context=multiprocessing.get_context(method), initializer=keep_buffers_in_heap
+        ) as pool:
             yield pool
 
 
