@@ -13,12 +13,12 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from retinal_reason_data.fieldhash import field_hashes, work_image
-from retinal_reason_data.image_quality import measure
+from retinal_reason_data.image_quality import grey_histogram, measure
 from retinal_reason_data.perceptual_hash import perceptual_hash
 from retinal_reason_data.schema import ImageRef, Modality
 
 MAX_PIXELS = 80_000_000  # about 9000 x 9000: larger than any fundus camera, smaller than a bomb
-FINGERPRINT_VERSION = 2  # bump when a hash or measure changes: catalogs then drop their cached fingerprints
+FINGERPRINT_VERSION = 3  # bump when a hash or measure changes: catalogs then drop their cached fingerprints
 DRAFT_MIN_SIDE = 200  # a reduced (JPEG draft) decode keeps this much of its longest side: 1/8 scale from 1600 px
 
 
@@ -119,8 +119,9 @@ def fingerprint(path: str | Path, modality: Modality, caption: str | None = None
     if not data:
         raise ImageError("image_unreadable", f"{path}: file is empty")
     image, full_size = _decode(data, path, reduce_to=DRAFT_MIN_SIDE, grey=True)
-    grey = work_image(image)  # one 256 px reduction serves every hash and measure
-    near_hash, detail_hash = field_hashes(grey)
+    grey = work_image(image)  # one 256 px reduction and its histogram serve every hash and measure
+    counts = grey_histogram(grey)
+    near_hash, detail_hash = field_hashes(grey, counts)
     return ImageRef(
         path=str(path),
         sha256=hashlib.sha256(data).hexdigest(),
@@ -129,7 +130,7 @@ def fingerprint(path: str | Path, modality: Modality, caption: str | None = None
         height=full_size[1],
         modality=modality,
         caption=caption,
-        quality=measure(grey),
+        quality=measure(grey, counts),
         near_hash=near_hash,
         detail_hash=detail_hash,
     )

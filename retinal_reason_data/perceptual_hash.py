@@ -3,7 +3,7 @@
 imagehash resizes to 64 x 64 with PIL's LANCZOS filter, takes the 2-D DCT and keeps the signs of the 16 x 16
 lowest frequencies against their median. Both the resize and the low-frequency DCT are linear, so they fold
 into two small matrices per input size: two matrix products replace a PIL resize and a full DCT (about 4x
-faster than PIL's resize alone). PIL rounds the resized pixels to 8 bits and this does not, so a few of the
+faster than PIL's resize alone), in float32. PIL rounds the resized pixels to 8 bits and this does not, so a few of the
 256 bits near the median can differ from imagehash's on the same input (at most 6 on the test images).
 """
 
@@ -26,24 +26,29 @@ def lanczos_matrix(size_in: int, size_out: int) -> np.ndarray:
     scale = size_in / size_out
     stretch = max(scale, 1.0)
     support = _LANCZOS_SUPPORT * stretch
-    matrix = np.zeros((size_out, size_in))
-    for out in range(size_out):
-        centre = (out + 0.5) * scale
-        first, stop = max(int(centre - support + 0.5), 0), min(int(centre + support + 0.5), size_in)
-        offsets = np.abs((np.arange(first, stop) - centre + 0.5) / stretch)
-        weights = np.where(offsets < _LANCZOS_SUPPORT, np.sinc(offsets) * np.sinc(offsets / _LANCZOS_SUPPORT), 0.0)
-        matrix[out, first:stop] = weights / weights.sum()
-    return matrix
+    centres = (np.arange(size_out) + 0.5) * scale
+    first = np.maximum((centres - support + 0.5).astype(int), 0)
+    stop = np.minimum((centres + support + 0.5).astype(int), size_in)
+    inputs = np.arange(size_in)
+    offsets = np.abs((inputs[None, :] - centres[:, None] + 0.5) / stretch)
+    inside = (inputs[None, :] >= first[:, None]) & (inputs[None, :] < stop[:, None]) & (offsets < _LANCZOS_SUPPORT)
+    weights = np.where(inside, np.sinc(offsets) * np.sinc(offsets / _LANCZOS_SUPPORT), 0.0)
+    return weights / weights.sum(axis=1, keepdims=True)
 
 
-@lru_cache(maxsize=128)
+@lru_cache(maxsize=256)
 def _maps(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, columns): the low-frequency DCT rows of the LANCZOS-resized image along each axis."""
-    return _LOW_DCT @ lanczos_matrix(height, _HASH_INPUT), _LOW_DCT @ lanczos_matrix(width, _HASH_INPUT)
+    """(rows, columns^T): the low-frequency DCT rows of the LANCZOS-resized image along each axis, float32."""
+    rows = _LOW_DCT @ lanczos_matrix(height, _HASH_INPUT)
+    columns = _LOW_DCT @ lanczos_matrix(width, _HASH_INPUT)
+    return rows.astype(np.float32), np.ascontiguousarray(columns.T, dtype=np.float32)
 
 
-def perceptual_hash(grey: Image.Image) -> str:
-    """imagehash's `phash(image, hash_size=16)` of a grey-level image, as 64 hex digits."""
-    rows, columns = _maps(grey.width, grey.height)
-    low = rows @ np.asarray(grey, dtype=np.float64) @ columns.T
-    return np.packbits(low.ravel() > np.median(low)).tobytes().hex()
+def perceptual_hash(grey: Image.Image | np.ndarray) -> str:
+    """imagehash's `phash(image, hash_size=16)` of a grey-level image (or its 8-bit pixels), as 64 hex digits."""
+    pixels = np.asarray(grey)
+    rows, columns = _maps(pixels.shape[1], pixels.shape[0])
+    low = (rows @ pixels.astype(np.float32) @ columns).ravel()
+    ordered = np.sort(low)
+    middle = len(ordered) // 2
+    return np.packbits(low > (ordered[middle - 1] + ordered[middle]) / 2).tobytes().hex()
