@@ -91,8 +91,13 @@ def bare_reduced_decode(path: Path) -> None:
         image.load()
 
 
-def sha256_alone(path: Path) -> str:
-    """Reading and hashing the bytes: the part of a fingerprint that no decoder can avoid."""
+def read_alone(path: Path) -> bytes:
+    """Reading the file (every method does; subtracted from "sha256" to give the hashing alone)."""
+    return path.read_bytes()
+
+
+def sha256_of_bytes(path: Path) -> str:
+    """Reading and hashing the bytes: the hashing is the part of a fingerprint that no decoder can avoid."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -111,10 +116,11 @@ def imagededup_encoder() -> Callable[[Path], object] | None:
     return lambda folder: PHash(verbose=False).encode_images(image_dir=folder, num_enc_workers=1)
 
 
-OURS, BARE, SHA, IMAGEHASH, IMAGEDEDUP = (
+OURS, BARE, READ, SHA, IMAGEHASH, IMAGEDEDUP = (
     "rrd fingerprint (sha256, 3 hashes, quality)",
     "bare reduced decode (same draft, luma)",
-    "sha256 of the bytes alone",
+    "reading the file alone",
+    "reading the file and its sha256",
     "imagehash.phash(hash_size=16), full decode",
     "imagededup PHash().encode_images, 1 worker",
 )
@@ -135,7 +141,8 @@ def measure_set(label: str, paths: list[Path], rounds: int) -> dict[str, float]:
     methods: dict[str, Callable[[Path], object]] = {
         OURS: lambda p: fingerprint(p, Modality.CFP),
         BARE: bare_reduced_decode,
-        SHA: sha256_alone,
+        READ: read_alone,
+        SHA: sha256_of_bytes,
         IMAGEHASH: imagehash_full_decode,
     }
     encoder = imagededup_encoder()
@@ -165,9 +172,10 @@ def measure_set(label: str, paths: list[Path], rounds: int) -> dict[str, float]:
     if encoder:
         print(f"  ours / imagededup: {ms[IMAGEDEDUP] / ms[OURS]:.2f}x per core")
     print(f"  ours / bare reduced decode: {ms[BARE] / ms[OURS]:.3f} (1.0 = no work beyond decoding)")
-    ceiling = ms[IMAGEHASH] / (ms[BARE] + ms[SHA])
-    print(f"  ceiling, imagehash / (bare decode + sha256 alone): {ceiling:.2f}x (no hash or measure at all)")
-    print(f"  work beyond the decode: {ms[OURS] - ms[BARE]:.2f} ms, of which sha256 {ms[SHA]:.2f} ms")
+    sha = ms[SHA] - ms[READ]
+    ceiling = ms[IMAGEHASH] / (ms[BARE] + sha)
+    print(f"  ceiling, imagehash / (bare decode + sha256): {ceiling:.2f}x (what no perceptual hash or measure costs)")
+    print(f"  work beyond the decode: {ms[OURS] - ms[BARE]:.2f} ms, of which sha256 {sha:.2f} ms")
     return ms
 
 

@@ -50,7 +50,7 @@ class Field(NamedTuple):
 def find_field(grey: np.ndarray, counts: np.ndarray | None = None) -> Field | None:
     """Fit the outline of the bright field of view; None when there is no convincing elliptical outline.
 
-    `counts`: the histogram of an 8-bit `grey` where the caller has it (see `image_quality.grey_histogram`)."""
+    `counts`: the histogram of an 8-bit `grey` where the caller has it (see `WorkImage`)."""
     height, width = grey.shape
     low, high = _grey_percentiles(grey, (0.01, 0.90), counts)
     if high - low < 8:
@@ -178,21 +178,35 @@ def work_image(grey: Image.Image) -> Image.Image:
     return grey.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
-def field_hashes(grey: Image.Image, counts: np.ndarray | None = None) -> tuple[str, str]:
+class WorkImage(NamedTuple):
+    """The 256 px grey image that every hash and quality measure reads, with what they all need of it."""
+
+    image: Image.Image
+    pixels: np.ndarray  # its 8-bit pixels (converting a PIL image to NumPy copies it: done once)
+    counts: np.ndarray  # its 256-level histogram (PIL counts in C at half the cost of `np.bincount`)
+
+
+def prepare(grey: Image.Image | WorkImage) -> WorkImage:
+    """Reduce a grey-level image to the 256 px work image, once for all hashes and measures."""
+    if isinstance(grey, WorkImage):
+        return grey
+    image = work_image(grey)
+    return WorkImage(image, np.asarray(image), np.array(image.histogram(), dtype=np.float64))
+
+
+def field_hashes(grey: Image.Image | WorkImage) -> tuple[str, str]:
     """(near_hash, detail_hash) of a grey-level image, each 256 bits as 64 hex digits.
 
     The image is first brought to 256 px on its longest side, so that a full decode and a reduced (draft)
-    decode of the same file, or a large and a small copy, hash alike. `counts`: the histogram of the image
-    when it already is at 256 px and the caller has it."""
-    near, detail = band_coefficients(grey, counts)
+    decode of the same file, or a large and a small copy, hash alike."""
+    near, detail = band_coefficients(grey)
     return _bits_hex(near), _bits_hex(detail)
 
 
-def band_coefficients(grey: Image.Image, counts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def band_coefficients(grey: Image.Image | WorkImage) -> tuple[np.ndarray, np.ndarray]:
     """The 16 x 16 DCT coefficients whose signs are the bits of `near_hash` and of `detail_hash`."""
-    work = work_image(grey)
-    counts = counts if work is grey else None
-    canvas = _canonical(work, find_field(np.asarray(work), counts), DETAIL_CANVAS)
+    work = prepare(grey)
+    canvas = _canonical(work.image, find_field(work.pixels, work.counts), DETAIL_CANVAS)
     both = _BANDS @ canvas @ _BANDS.T  # near band at top left, detail band at bottom right
     return both[:HASH_SIDE, :HASH_SIDE], both[HASH_SIDE:, HASH_SIDE:]
 

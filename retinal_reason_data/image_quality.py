@@ -7,9 +7,9 @@ import math
 import numpy as np
 from PIL import Image
 
+from retinal_reason_data.fieldhash import WorkImage, prepare
 from retinal_reason_data.schema import ImageQuality
 
-MEASURE_SIDE = 256
 FIELD_THRESHOLD = 0.06  # grey level above which a pixel belongs to the lit field (fundus border is ~0)
 _FIELD_LEVEL = int(FIELD_THRESHOLD * 255) + 1  # the same threshold on 8-bit levels: 16 and up is lit
 _LEVELS = np.arange(256, dtype=np.float64) / 255.0
@@ -17,25 +17,13 @@ _ALL_MOMENTS = np.stack([np.ones(256), _LEVELS, _LEVELS**2], axis=1)  # per leve
 _LIT_MOMENTS = _ALL_MOMENTS * (np.arange(256) >= _FIELD_LEVEL)[:, None]  # the same, lit levels only
 
 
-def grey_histogram(grey: Image.Image) -> np.ndarray:
-    """Counts of the 256 grey levels of an 8-bit image (PIL counts in C at half the cost of `np.bincount`,
-    which first casts every pixel to 64 bits)."""
-    return np.array(grey.histogram(), dtype=np.float64)
-
-
-def measure(grey: Image.Image, counts: np.ndarray | None = None) -> ImageQuality:
-    """Quality of a grey-level image, measured on a copy reduced to 256 px on its longest side.
+def measure(grey: Image.Image | WorkImage) -> ImageQuality:
+    """Quality of a grey-level image, measured on its 256 px work image (see `fieldhash.prepare`).
 
     Brightness and contrast are the mean and standard deviation of the lit field (all pixels when nothing is
-    lit), from the histogram (`counts`, when the caller has it); sharpness is the variance of the Laplacian
-    inside the field, away from its rim."""
-    small = grey if grey.mode == "L" else grey.convert("L")
-    if max(small.size) > MEASURE_SIDE:
-        small = small.copy()
-        small.thumbnail((MEASURE_SIDE, MEASURE_SIDE), Image.Resampling.BILINEAR)
-        counts = None
-    counts = grey_histogram(small) if counts is None else counts
-    levels = np.asarray(small)
+    lit), from the histogram; sharpness is the variance of the Laplacian inside the field, away from its rim."""
+    work = prepare(grey if isinstance(grey, WorkImage) or grey.mode == "L" else grey.convert("L"))
+    levels, counts = work.pixels, work.counts
     lit, total, squares = (counts @ _LIT_MOMENTS).tolist()
     count, total, squares = (lit, total, squares) if lit else (counts @ _ALL_MOMENTS).tolist()
     brightness = total / count

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from retinal_reason_data.fieldhash import field_hashes, work_image
-from retinal_reason_data.image_quality import grey_histogram, measure
+from retinal_reason_data.fieldhash import field_hashes, prepare
+from retinal_reason_data.image_quality import measure
 from retinal_reason_data.perceptual_hash import perceptual_hash
 from retinal_reason_data.schema import ImageRef, Modality
 
@@ -119,18 +119,17 @@ def fingerprint(path: str | Path, modality: Modality, caption: str | None = None
     if not data:
         raise ImageError("image_unreadable", f"{path}: file is empty")
     image, full_size = _decode(data, path, reduce_to=DRAFT_MIN_SIDE, grey=True)
-    grey = work_image(image)  # one 256 px reduction and its histogram serve every hash and measure
-    counts = grey_histogram(grey)
-    near_hash, detail_hash = field_hashes(grey, counts)
+    work = prepare(image)  # one 256 px reduction, its pixels and histogram serve every hash and measure
+    near_hash, detail_hash = field_hashes(work)
     return ImageRef(
         path=str(path),
         sha256=hashlib.sha256(data).hexdigest(),
-        phash=perceptual_hash(grey),
+        phash=perceptual_hash(work.pixels),
         width=full_size[0],
         height=full_size[1],
         modality=modality,
         caption=caption,
-        quality=measure(grey, counts),
+        quality=measure(work),
         near_hash=near_hash,
         detail_hash=detail_hash,
     )

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
-from retinal_reason_data.fieldhash import ORIENTATIONS, field_hashes, find_field, orient
+from retinal_reason_data.fieldhash import ORIENTATIONS, _solve_normal, field_hashes, find_field, orient, prepare
 from retinal_reason_data.hamming import hex_to_bytes, popcount_distance
 from retinal_reason_data.phantoms.images import fundus_photo, oct_bscan
 from retinal_reason_data.recipe import DedupSpec
@@ -104,6 +104,21 @@ def test_the_field_outline_is_found_and_survives_crops() -> None:
     assert clipped is not None and clipped.rx == pytest.approx(0.47 * 256, abs=3)
     assert find_field(np.asarray(oct_bscan(3, "right", ["oct.cnv"], size=(384, 288)).convert("L"))) is None
     assert find_field(np.full((64, 64), 128, dtype=np.uint8)) is None
+    work = prepare(photo.convert("L").resize((300, 200)))
+    assert work.image.size == (256, 171)
+    assert find_field(work.pixels, work.counts) == find_field(np.asarray(work.image))
+
+
+def test_the_fit_solves_its_normal_equations_as_numpy_does() -> None:
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        points = rng.normal(size=(5, 300)) * rng.uniform(0.01, 10, size=(5, 1))
+        normal = points @ points.T  # symmetric positive definite, with a right side in the last column
+        expected = np.linalg.solve(normal[:4, :4], normal[:4, 4])
+        assert _solve_normal(normal.tolist()) == pytest.approx(expected.tolist(), rel=1e-8, abs=1e-10)
+    singular = np.zeros((5, 5))
+    singular[:4, :4] = np.outer([1, 2, 3, 4], [1, 2, 3, 4])
+    assert _solve_normal(singular.tolist()) is None
 
 
 def test_hashes_are_256_bits_and_deterministic(photo: Image.Image) -> None:

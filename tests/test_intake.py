@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image, ImageFilter
 
 from retinal_reason_data.catalog import Catalog
@@ -44,3 +45,25 @@ def test_the_pool_gives_the_same_cases_and_quarantine_as_one_process(tmp_path: P
         assert report.images_fingerprinted == report.cases and report.quarantined["image_unreadable"] == 1
     assert results[0] == results[1]
     assert all(case["images"][0]["quality"]["fov_fraction"] > 0.4 for case in results[0][0])
+
+
+def test_quality_measures_equal_their_definitions_with_or_without_a_histogram() -> None:
+    """The histogram and dot-product shortcuts give the plain masked mean, deviation and Laplacian variance
+    of the 256 px work image."""
+    from retinal_reason_data.fieldhash import prepare
+
+    images = [fundus_photo(seed, "left", ["dr.severe"], size=256).convert("L") for seed in range(3)]
+    images.append(fundus_photo(5, "right", [], size=300).convert("L").resize((256, 171)))
+    for image in images:
+        levels = np.asarray(image).astype(np.float64)
+        field = levels >= 16
+        values = levels[field] / 255
+        pixels = levels
+        laplacian = pixels[1:-1, :-2] + pixels[1:-1, 2:] + pixels[:-2, 1:-1] + pixels[2:, 1:-1] - 4 * pixels[1:-1, 1:-1]
+        interior = field[1:-1, 1:-1] & field[:-2, 1:-1] & field[2:, 1:-1] & field[1:-1, :-2] & field[1:-1, 2:]
+        for quality in (measure(image), measure(prepare(image))):
+            assert quality.brightness == round(values.mean(), 4)
+            assert quality.contrast == pytest.approx(values.std(), abs=1e-4)
+            assert quality.sharpness == pytest.approx(laplacian[interior].var() / 255**2, rel=1e-4)
+            assert quality.fov_fraction == round(field.mean(), 4)
+    assert np.array_equal(prepare(images[0]).counts, np.bincount(np.asarray(images[0]).ravel(), minlength=256))
