@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import logging
 import os
 import statistics
 import subprocess
@@ -113,6 +114,7 @@ def imagededup_encoder() -> Callable[[Path], object] | None:
     except ImportError as exc:
         print(f"  imagededup not importable here ({exc}); run in .venv-bench")
         return None
+    logging.getLogger("imagededup.methods.hashing").setLevel(logging.WARNING)  # its INFO lines each call
     return lambda folder: PHash(verbose=False).encode_images(image_dir=folder, num_enc_workers=1)
 
 

@@ -150,20 +150,21 @@ def _canonical(grey: Image.Image, field: Field | None, side: int) -> np.ndarray:
     padded = ImageOps.expand(grey, border=margin, fill=0) if margin > 1 else grey
     shift = margin if margin > 1 else 0
     shifted = (box[0] + shift, box[1] + shift, box[2] + shift, box[3] + shift)
-    pixels = np.array(padded.resize((side, side), _CANVAS_FILTER, box=shifted), dtype=np.float32)
-    inside = _disc(side)
-    pixels[~inside] = pixels[inside].mean()
-    return pixels
+    pixels = np.asarray(padded.resize((side, side), _CANVAS_FILTER, box=shifted), dtype=np.float32)
+    inside, weights = _disc(side)
+    return np.where(inside, pixels, np.float32(pixels.ravel() @ weights))
 
 
-_DISCS: dict[int, np.ndarray] = {}
+_DISCS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
 
-def _disc(side: int) -> np.ndarray:
+def _disc(side: int) -> tuple[np.ndarray, np.ndarray]:
+    """The inscribed disc of a side x side canvas, and the flat weights that average a canvas over it."""
     if side not in _DISCS:
         centre = (side - 1) / 2
         yy, xx = np.mgrid[0:side, 0:side]
-        _DISCS[side] = np.hypot(xx - centre, yy - centre) <= side / 2
+        inside = np.hypot(xx - centre, yy - centre) <= side / 2
+        _DISCS[side] = inside, (inside / np.count_nonzero(inside)).astype(np.float32).ravel()
     return _DISCS[side]
 
 
