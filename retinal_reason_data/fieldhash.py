@@ -65,8 +65,9 @@ def find_field(grey: np.ndarray, counts: np.ndarray | None = None) -> Field | No
     origin_x, origin_y, unit = width / 2, height / 2, max(width, height) / 2
     uv = np.stack([xs, ys]) * (1 / unit) + np.array([[(1.5 - origin_x) / unit], [(1.5 - origin_y) / unit]])
     terms = np.concatenate([uv * uv, uv, np.ones((1, len(xs)))])
-    kept = terms
+    keep = None
     for tolerance in (0.08, 0.03, 0.015):
+        kept = terms if keep is None else terms[:, keep]
         # least squares a u^2 + b v^2 + c u + d v = 1: normal equations (4 x 4, right side in the last column)
         solution = _solve_normal((kept @ kept.T).tolist())
         if solution is None:
@@ -80,13 +81,12 @@ def find_field(grey: np.ndarray, counts: np.ndarray | None = None) -> Field | No
         cu, cv, ru, rv = -c / (2 * a), -d / (2 * b), math.sqrt(g / a), math.sqrt(g / b)
         # a point's normalised radius r has r^2 = (q + g - 1) / g, q = a u^2 + b v^2 + c u + d v: keeping
         # |r - 1| < tolerance is keeping q within a band (one product instead of a hypot per point)
-        low, high = (1 - tolerance) ** 2 * g + 1 - g, (1 + tolerance) ** 2 * g + 1 - g
-        q = np.array([a, b, c, d, -(low + high) / 2]) @ terms
-        keep = np.abs(q) < (high - low) / 2
+        q_low, q_high = (1 - tolerance) ** 2 * g + 1 - g, (1 + tolerance) ** 2 * g + 1 - g
+        q = np.array([a, b, c, d, -(q_low + q_high) / 2]) @ terms
+        keep = np.abs(q) < (q_high - q_low) / 2
         kept_count = int(np.count_nonzero(keep))
         if kept_count < 24:
             return None
-        kept = terms[:, keep]
     field = Field(origin_x + cu * unit, origin_y + cv * unit, ru * unit, rv * unit)
     plausible = (
         kept_count > 0.5 * len(xs)
