@@ -83,7 +83,7 @@ def quarantine(source: str, file: Path | str, row: int | str | None, reason: str
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
-def find_image(folder: Path, stem: str, listing: dict[str, Path] | None = None) -> Path | None:
+def find_image(folder: Path, stem: str, listing: Mapping[str, Path] | None = None) -> Path | None:
     """The file for `stem` in `folder` whatever the case of its extension (labels and disks disagree)."""
     if listing is None:
         listing = image_listing(folder)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -106,7 +106,7 @@ def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | 
     if kind == "csv":
         _check_columns(settings, path, source)
     image_root = root / settings.image_root if settings.image_root else root
-    folders: dict[Path, dict[str, Path]] = {}
+    folders: dict[Path, Mapping[str, Path]] = {}
     for line, row in _rows(path, kind, settings.delimiter):
         if isinstance(row, str):
             yield quarantine(source, path, line, "record_invalid", f"{path} line {line}: {row}")
@@ -156,7 +156,7 @@ def _case(
     line: int,
     path: Path,
     image_root: Path,
-    folders: dict[Path, dict[str, Path]],
+    folders: dict[Path, Mapping[str, Path]],
     settings: ManifestOptions,
     source: str,
 ) -> RawCase | Quarantine:
@@ -208,7 +208,7 @@ def _case(
     )
 
 
-def _resolve(image_root: Path, name: str, folders: dict[Path, dict[str, Path]]) -> Path | None:
+def _resolve(image_root: Path, name: str, folders: dict[Path, Mapping[str, Path]]) -> Path | None:
     """The file a manifest names, whatever the case of its extension or the slashes it uses."""
     path = image_root / name.replace("\\", "/")
     if path.is_file():

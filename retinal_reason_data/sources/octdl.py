@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -38,7 +38,7 @@ def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | 
     for folder in [labels.parent, *candidates]:
         for class_dir in subfolders(folder):
             class_dirs.setdefault(class_dir.name.lower(), class_dir)
-    listings: dict[str, dict[str, Path]] = {}
+    listings: dict[str, Mapping[str, Path]] = {}
     for line, row in read_csv_rows(labels):
         name, disease = row.get("file_name", ""), row.get("disease", "")
         if not name or not disease:

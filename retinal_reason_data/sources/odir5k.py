@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -205,7 +205,7 @@ def _eye_case(
     eye: Eye,
     file_name: str,
     folder: Path | None,
-    files: dict[str, Path],
+    files: Mapping[str, Path],
     source: str,
 ) -> RawCase | Quarantine:
     patient = number_label(cell(row, "ID"))

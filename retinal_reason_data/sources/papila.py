@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from retinal_reason_data.phantoms.layouts_other import write_papila
@@ -34,7 +34,7 @@ def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | 
 
 
 def _read_sheet(
-    path: Path, source: str, eye: Eye, code: str, images: Path, files: dict[str, Path]
+    path: Path, source: str, eye: Eye, code: str, images: Path, files: Mapping[str, Path]
 ) -> Iterator[RawCase | Quarantine]:
     """Rows above the first patient row are headers (however many); columns are found by name."""
     from openpyxl import load_workbook  # only the xlsx adapters need it
@@ -89,7 +89,7 @@ def _case(
     eye: Eye,
     code: str,
     images: Path,
-    files: dict[str, Path],
+    files: Mapping[str, Path],
 ) -> RawCase | Quarantine:
     def cell(key: str) -> str:
         index = columns.get(key)
