@@ -18,6 +18,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)  # review page tests
 	$(BIN)/ruff check retinal_reason_data tests benchmarks
+	$(BIN)/ruff format --check retinal_reason_data tests benchmarks
 	$(BIN)/python -m pytest
 
 schemas: $(STAMP)
