@@ -53,6 +53,10 @@ CREATE TABLE IF NOT EXISTS teacher_events (
 """
 
 Model = TypeVar("Model", bound=BaseModel)
+# "key IN" a list passed as one parameter: DuckDB semi-joins it and pushes the keys into the table scan, so only
+# matching rows are read (a JOIN with a registered Arrow table read every row's data: 0.72 s against 0.07 s for
+# 4,500 of 225k teacher replies)
+_AMONG = "IN (SELECT unnest(?))"
 TEACHER_EVENT_SCHEMA = pa.schema(
     [
         ("logged_at", pa.timestamp("us")),
@@ -157,23 +161,16 @@ class Catalog:
         keyed by (path, modality). One query per batch: a point query per image scanned the cache each time."""
         if not files:
             return {}
-        paths, sizes, mtimes, modalities = zip(*files, strict=True)
-        asked = pa.table(
-            {
-                "path": pa.array(paths, pa.string()),
-                "size": pa.array(sizes, pa.int64()),
-                "mtime_ns": pa.array(mtimes, pa.int64()),
-                "modality": pa.array(modalities, pa.string()),
-            }
+        wanted = {(path, size, mtime_ns, modality) for path, size, mtime_ns, modality in files}
+        rows = self.query(
+            f"SELECT path, size, mtime_ns, modality, ref FROM image_cache WHERE path {_AMONG}",
+            [sorted({path for path, *_ in files})],
         )
-        self.db.register("_asked", asked)
-        try:
-            rows = self.query(
-                "SELECT c.path, c.modality, c.ref FROM image_cache c JOIN _asked USING (path, size, mtime_ns, modality)"
-            )
-        finally:
-            self.db.unregister("_asked")
-        refs = {(path, modality): ImageRef.model_validate_json(ref) for path, modality, ref in rows}
+        refs = {
+            (path, modality): ImageRef.model_validate_json(ref)
+            for path, size, mtime_ns, modality, ref in rows
+            if (path, size, mtime_ns, modality) in wanted
+        }
         return {key: ref for key, ref in refs.items() if ref.near_hash is not None}  # older fingerprints lack it
 
     def cache_images(self, entries: Iterable[tuple[int, int, ImageRef]]) -> None:
@@ -214,12 +211,20 @@ class Catalog:
         self.db.execute(f"DELETE FROM cases WHERE source NOT IN ({placeholders})", names)
         self.db.execute(f"DELETE FROM quarantine WHERE source NOT IN ({placeholders})", names)
 
-    def iter_cases(self, batch: int = 1000) -> Iterator[Case]:
-        yield from self._iter_models("SELECT data FROM cases ORDER BY case_id", Case, batch)
+    def iter_cases(self, batch: int = 1000, ordered: bool = True) -> Iterator[Case]:
+        """Every case, by case id; `ordered=False` streams them in storage order without DuckDB first sorting
+        every case's JSON in memory."""
+        sql = "SELECT data FROM cases" + (" ORDER BY case_id" if ordered else "")
+        yield from self._iter_models(sql, Case, batch)
 
     def get_case(self, case_id: str) -> Case | None:
         row = self._one("SELECT data FROM cases WHERE case_id = ?", [case_id])
         return Case.model_validate_json(row[0]) if row else None
+
+    def cases_among(self, case_ids: Iterable[str]) -> dict[str, Case]:
+        """These cases, in one query."""
+        rows = self.query(f"SELECT case_id, data FROM cases WHERE case_id {_AMONG}", [sorted(set(case_ids))])
+        return {case_id: Case.model_validate_json(data) for case_id, data in rows}
 
     # --- items ------------------------------------------------------------------------------------
     def replace_items(self, items: Sequence[Item]) -> None:
@@ -267,17 +272,19 @@ class Catalog:
 
     def answered_among(self, fingerprints: Sequence[str]) -> dict[str, bool]:
         """Which of these fingerprints have a reply (transport failures do not count), and whether verified."""
-        if not fingerprints:
-            return {}
-        self.db.register("_asked", pa.table({"fingerprint": pa.array(list(fingerprints), pa.string())}))
-        try:
-            rows = self.query(
-                "SELECT g.fingerprint, g.verified FROM generations g JOIN _asked USING (fingerprint) "
-                "WHERE g.error IS NULL"
-            )
-        finally:
-            self.db.unregister("_asked")
+        rows = self._answered_rows(fingerprints, "verified")
         return {fingerprint: bool(verified) for fingerprint, verified in rows}
+
+    def generations_among(self, fingerprints: Sequence[str]) -> dict[str, Generation]:
+        """The replies to these fingerprints (transport failures do not count): one query for a batch."""
+        rows = self._answered_rows(fingerprints, "data")
+        return {fingerprint: Generation.model_validate_json(data) for fingerprint, data in rows}
+
+    def _answered_rows(self, fingerprints: Sequence[str], column: str) -> list[tuple[Any, ...]]:
+        if not fingerprints:
+            return []
+        sql = f"SELECT fingerprint, {column} FROM generations WHERE fingerprint {_AMONG} AND error IS NULL"
+        return self.query(sql, [list(fingerprints)])
 
     def add_generations(
         self,

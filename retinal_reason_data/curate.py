@@ -3,21 +3,24 @@ assign leakage-safe splits, and write a report with examples of every drop."""
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from retinal_reason_data.catalog import Catalog, dumps
 from retinal_reason_data.curation_report import write_report
-from retinal_reason_data.dedup import DedupResult, case_info, deduplicate
+from retinal_reason_data.dedup import CaseInfo, DedupResult, deduplicate
 from retinal_reason_data.filters import image_problem, item_problem, normalised_sharpness, trace_problem
 from retinal_reason_data.recipe import Recipe
-from retinal_reason_data.schema import Case, Generation
+from retinal_reason_data.schema import Case, Generation, Item
 from retinal_reason_data.splits import TRACE_SPLITS, assign_splits, case_groups, stratum_key
-from retinal_reason_data.teacher.prompts import request_fingerprint
-from retinal_reason_data.teacher.synthesize import guided_fingerprints, teacher_identity
+from retinal_reason_data.teacher.synthesize import blind_fingerprints, guided_fingerprints
 
 CURATION_STAGES = ("quality", "dedup", "verify", "filters")
+ITEMS_PER_LOOKUP = 2000  # items whose replies are read in one query
 EXAMPLES_PER_REASON = 5
 
 
@@ -30,30 +33,52 @@ class CurationReport:
     dropped: Counter[str] = field(default_factory=Counter)
     splits: Counter[str] = field(default_factory=Counter)
     images_by_quality: Counter[str] = field(default_factory=Counter)
-    examples: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    kept_examples: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=lambda: defaultdict(list))
     dedup: DedupResult | None = None
     groups_by_split: Counter[str] = field(default_factory=Counter)
     items_by_stratum: dict[str, Counter[str]] = field(default_factory=dict)
 
-    def example(self, reason: str, **details: Any) -> None:
-        if len(self.examples[reason]) < EXAMPLES_PER_REASON:
-            self.examples[reason].append(details)
+    def wants(self, reason: str, key: str) -> bool:
+        """Whether an example of `reason` sorting as `key` would be kept (the first few by key are: the report
+        does not depend on the order in which the catalog yields cases and items)."""
+        kept = self.kept_examples.get(reason, [])
+        return len(kept) < EXAMPLES_PER_REASON or key < kept[-1][0]
+
+    def example(self, reason: str, key: str, **details: Any) -> None:
+        if self.wants(reason, key):
+            kept = self.kept_examples[reason]
+            bisect.insort(kept, (key, details), key=lambda entry: entry[0])
+            del kept[EXAMPLES_PER_REASON:]
+
+    @property
+    def examples(self) -> dict[str, list[dict[str, Any]]]:
+        """Up to EXAMPLES_PER_REASON examples of each reason, in key order."""
+        return {reason: [details for _, details in kept] for reason, kept in self.kept_examples.items()}
 
 
 def curate(recipe: Recipe, catalog: Catalog) -> CurationReport:
     """Recompute image quality, duplicates, trace selection and splits from the catalog (deterministic),
-    store them, and write the curation report next to the catalog."""
+    store them, and write the curation report next to the catalog.
+
+    Cases stream from the catalog once, through the image filters into deduplication, which keeps what the
+    later steps need of each (`CaseInfo`); replies are read a batch of items at a time."""
     report = CurationReport()
-    cases = {case.case_id: case for case in catalog.iter_cases()}
-    unusable = _image_quality(recipe, cases, report)
+    unusable: dict[tuple[str, str], str] = {}  # (case id, image sha256) -> why the image is not usable
+
+    def graded(cases: Iterator[Case]) -> Iterator[Case]:
+        for case in cases:
+            _image_quality(recipe, case, unusable, report)
+            yield case
+
     digests = dict(catalog.query("SELECT sha256, digest FROM pixel_digests"))
     known_digests = set(digests)
     dedup = deduplicate(
-        cases.values(),
+        graded(catalog.iter_cases(ordered=False)),  # sorting every case's JSON took 300 MB at 100k cases
         recipe.dedup,
         image_usable=lambda case, image: (case.case_id, image.sha256) not in unusable,
         pixel_digests=digests,
     )
+    cases = dedup.cases
     report.dedup = dedup
     report.exact_clusters, report.near_clusters = dedup.exact_clusters, dedup.near_clusters
     report.cases_dropped = len(dedup.dropped_cases)
@@ -65,54 +90,43 @@ def curate(recipe: Recipe, catalog: Catalog) -> CurationReport:
     splits = _assign(recipe, catalog, cases, groups, case_drops, report)
 
     drops, assignments = [], []
-    answered = _answered(catalog)
-    model, params = teacher_identity(recipe)
-    for item in catalog.iter_items():
-        item_id, case_id = item.item_id, item.case_id
-        case = cases[case_id]
-        if case_id in case_drops:
-            stage, reason, detail = case_drops[case_id]
-            drops.append(_drop(item_id, stage, reason, f"case {case_id}: {detail}"))
-            report.example(reason, item_id=item_id, **_where(case), detail=detail)
-            continue
-        problem = item_problem(item, recipe.filters)
-        if problem is not None:
-            drops.append(_drop(item_id, "filters", problem, f"question states its answer '{item.answer.text}'"))
-            report.example(problem, item_id=item_id, **_where(case), question=item.question, answer=item.answer.text)
-            continue
-        fingerprints = (request_fingerprint(model, params, item, n) for n in range(1, recipe.teacher.attempts + 1))
-        attempts = [answered[f] for f in fingerprints if f in answered]
-        verified = [g for g in attempts if g.verified]
-        # blind traces first; guided ones (asked only when no blind attempt was right) as the fallback
-        guided = [] if verified else [answered[f] for f in guided_fingerprints(recipe, item) if f in answered]
-        candidates = verified + [g for g in guided if g.verified]
-        chosen, problems = None, []
-        for generation in candidates:
-            problem = trace_problem(generation.response or "", recipe.filters, item)
-            if problem is None:
-                chosen = generation
-                break
-            problems.append((problem, generation))
-        split = splits[groups[case_id]]
-        takes_trace = split in TRACE_SPLITS
-        if takes_trace and chosen is None:
-            if not candidates:
-                drops.append(_drop(item_id, "verify", "unverified", f"0 of {len(attempts)} attempts verified"))
-            else:
-                reason, failed = problems[0]
-                drops.append(_drop(item_id, "filters", reason, f"all {len(candidates)} verified traces failed"))
-                report.example(reason, item_id=item_id, **_where(case), trace=(failed.response or "")[:600])
-        assignments.append(
-            {
-                "item_id": item_id,
-                "group_id": groups[case_id],
-                "split": split,
-                "fingerprint": chosen.fingerprint if chosen and takes_trace else None,
-                "attempts": len(attempts),
-                "pass_at_k": round(len(verified) / len(attempts), 4) if attempts else None,
-            }
-        )
-        report.splits[split] += 1
+    for batch in _batches(catalog.iter_items(), ITEMS_PER_LOOKUP):
+        # this batch's replies only, in one query (all replies at once held every trace of the build in memory)
+        asked = {item.item_id: (blind_fingerprints(recipe, item), guided_fingerprints(recipe, item)) for item in batch}
+        answered = catalog.generations_among([f for blind, guided in asked.values() for f in blind + guided])
+        for item in batch:
+            item_id, case_id = item.item_id, item.case_id
+            if case_id in case_drops:
+                stage, reason, detail = case_drops[case_id]
+                drops.append(_drop(item_id, stage, reason, f"case {case_id}: {detail}"))
+                _example(report, catalog, reason, item_id, case_id, detail=detail)
+                continue
+            problem = item_problem(item, recipe.filters)
+            if problem is not None:
+                drops.append(_drop(item_id, "filters", problem, f"question states its answer '{item.answer.text}'"))
+                _example(report, catalog, problem, item_id, case_id, question=item.question, answer=item.answer.text)
+                continue
+            choice = _choose_trace(item, *asked[item_id], answered, recipe)
+            split = splits[groups[case_id]]
+            takes_trace = split in TRACE_SPLITS
+            if takes_trace and choice.chosen is None:
+                if choice.failed is None:
+                    drops.append(_drop(item_id, "verify", "unverified", f"0 of {choice.attempts} attempts verified"))
+                else:
+                    reason, failed = choice.failed
+                    drops.append(_drop(item_id, "filters", reason, f"all {choice.candidates} verified traces failed"))
+                    _example(report, catalog, reason, item_id, case_id, trace=(failed.response or "")[:600])
+            assignments.append(
+                {
+                    "item_id": item_id,
+                    "group_id": groups[case_id],
+                    "split": split,
+                    "fingerprint": choice.chosen.fingerprint if choice.chosen and takes_trace else None,
+                    "attempts": choice.attempts,
+                    "pass_at_k": round(choice.verified / choice.attempts, 4) if choice.attempts else None,
+                }
+            )
+            report.splits[split] += 1
     for row in drops:
         report.dropped[row["reason"]] += 1
     _store(catalog, report, dedup, drops, assignments, digests, known_digests)
@@ -120,22 +134,49 @@ def curate(recipe: Recipe, catalog: Catalog) -> CurationReport:
     return report
 
 
-def _image_quality(recipe: Recipe, cases: dict[str, Case], report: CurationReport) -> dict[tuple[str, str], str]:
-    """(case id, image sha256) -> reason, for every image that fails the image filters."""
-    unusable: dict[tuple[str, str], str] = {}
+@dataclass
+class TraceChoice:
+    """An item's replies as curation sees them: the trace chosen, or the first reason none could be."""
+
+    attempts: int  # blind attempts answered
+    verified: int  # of which verified
+    candidates: int  # verified traces tried (blind, else guided)
+    chosen: Generation | None = None
+    failed: tuple[str, Generation] | None = None  # the first filter that refused a verified trace
+
+
+def _choose_trace(
+    item: Item, blind: list[str], guided: list[str], answered: dict[str, Generation], recipe: Recipe
+) -> TraceChoice:
+    """The first verified trace that passes the trace filters: blind traces first, guided ones (asked only when
+    no blind attempt was right) as the fallback."""
+    attempts = [answered[f] for f in blind if f in answered]
+    verified = [g for g in attempts if g.verified]
+    fallback = [] if verified else [answered[f] for f in guided if f in answered and answered[f].verified]
+    choice = TraceChoice(len(attempts), len(verified), len(verified) + len(fallback))
+    for generation in verified + fallback:
+        problem = trace_problem(generation.response or "", recipe.filters, item)
+        if problem is None:
+            choice.chosen = generation
+            return choice
+        choice.failed = choice.failed or (problem, generation)
+    return choice
+
+
+def _image_quality(recipe: Recipe, case: Case, unusable: dict[tuple[str, str], str], report: CurationReport) -> None:
+    """Record in `unusable` ((case id, image sha256) -> reason) each image of `case` that fails the image filters."""
     spec = recipe.filters.images
-    for case in cases.values():
-        for image in case.images:
-            reason = image_problem(image, case.gradable, spec)
-            if reason is None:
-                continue
-            unusable[(case.case_id, image.sha256)] = reason
-            report.images_by_quality[reason] += 1
-            measures = image.quality.model_dump() if image.quality else {}
-            if measures:
-                measures["sharpness_normalised"] = round(normalised_sharpness(image), 4)
-            report.example(f"images:{reason}", case_id=case.case_id, path=image.path, **measures)
-    return unusable
+    for image in case.images:
+        reason = image_problem(image, case.gradable, spec)
+        if reason is None:
+            continue
+        unusable[(case.case_id, image.sha256)] = reason
+        report.images_by_quality[reason] += 1
+        measures = image.quality.model_dump() if image.quality else {}
+        if measures:
+            measures["sharpness_normalised"] = round(normalised_sharpness(image), 4)
+        key = f"{case.case_id} {image.path}"
+        report.example(f"images:{reason}", key, case_id=case.case_id, path=image.path, **measures)
 
 
 def unusable_cases(unusable: dict[tuple[str, str], str]) -> list[tuple[str, tuple[str, str]]]:
@@ -152,14 +193,14 @@ def unusable_cases(unusable: dict[tuple[str, str], str]) -> list[tuple[str, tupl
 def _assign(
     recipe: Recipe,
     catalog: Catalog,
-    cases: dict[str, Case],
+    cases: dict[str, CaseInfo],
     groups: dict[str, str],
     case_drops: dict[str, tuple[str, str, str]],
     report: CurationReport,
 ) -> dict[str, str]:
     """Group id -> split, dealt within strata of (task, modality, label) as the recipe asks."""
     spec = recipe.splits
-    labels = {case_id: "+".join(case_info(case).labels) or "none" for case_id, case in cases.items()}
+    labels = {case_id: "+".join(info.labels) or "none" for case_id, info in cases.items()}
     group_items: dict[str, Counter[str]] = defaultdict(Counter)
     for case_id, task, modality in catalog.query("SELECT case_id, task, modality FROM items ORDER BY item_id"):
         if case_id not in case_drops:
@@ -176,13 +217,12 @@ def _assign(
     return splits
 
 
-def _where(case: Case) -> dict[str, Any]:
-    return {
-        "case_id": case.case_id,
-        "source": case.source,
-        "file": case.provenance.file,
-        "row": case.provenance.row,
-    }
+def _example(report: CurationReport, catalog: Catalog, reason: str, item_id: str, case_id: str, **details: Any) -> None:
+    """Keep an example of an item's drop, with its case's provenance (read only for the few examples kept)."""
+    if report.wants(reason, item_id):
+        case = catalog.get_case(case_id)
+        where = {"source": case.source, "file": case.provenance.file, "row": case.provenance.row} if case else {}
+        report.example(reason, item_id, item_id=item_id, case_id=case_id, **where, **details)
 
 
 def _store(
@@ -235,10 +275,9 @@ def _store(
         )
 
 
-def _answered(catalog: Catalog) -> dict[str, Generation]:
-    """Every answered attempt (transport failures are retried, so they are not attempts)."""
-    rows = catalog.query("SELECT fingerprint, data FROM generations WHERE error IS NULL")
-    return {fingerprint: Generation.model_validate_json(data) for fingerprint, data in rows}
+def _batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
+    while batch := list(itertools.islice(items, size)):
+        yield batch
 
 
 def _drop(item_id: str, stage: str, reason: str, detail: str) -> dict[str, str]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from retinal_reason_data.catalog import Catalog
+from retinal_reason_data.dedup import CaseInfo
 from retinal_reason_data.recipe import Recipe
-from retinal_reason_data.schema import Case
 
 if TYPE_CHECKING:
     from retinal_reason_data.curate import CurationReport
@@ -48,7 +49,9 @@ def report_paths(recipe: Recipe) -> tuple[Path, Path]:
     return base.with_name(base.name + ".curation.md"), base.with_name(base.name + ".curation.json")
 
 
-def build_report(recipe: Recipe, catalog: Catalog, report: CurationReport, cases: dict[str, Case]) -> dict[str, Any]:
+def build_report(
+    recipe: Recipe, catalog: Catalog, report: CurationReport, cases: Mapping[str, CaseInfo]
+) -> dict[str, Any]:
     """The report's content as plain data."""
     from retinal_reason_data.pipeline import recipe_ontology
 
@@ -64,20 +67,20 @@ def build_report(recipe: Recipe, catalog: Catalog, report: CurationReport, cases
     dedup = report.dedup
     conflicts, clusters = [], []
     if dedup is not None:
-        by_sha = {image.sha256: image.path for case in cases.values() for image in case.images}
+        clustered = catalog.cases_among(case_id for cluster in dedup.clusters for case_id in cluster.cases)
         for cluster in dedup.clusters:
             entry = {
                 "cluster": cluster.cluster_id,
                 "kind": "exact" if cluster.exact else "near",
                 "sources": cluster.sources,
-                "kept_image": by_sha.get(cluster.kept_image, cluster.kept_image),
+                "kept_image": dedup.image_paths.get(cluster.kept_image, cluster.kept_image),
                 "cases": [
                     {
                         "case_id": case_id,
-                        "source": cases[case_id].source,
-                        "file": cases[case_id].provenance.file,
-                        "row": cases[case_id].provenance.row,
-                        "images": [image.path for image in cases[case_id].images],
+                        "source": clustered[case_id].source,
+                        "file": clustered[case_id].provenance.file,
+                        "row": clustered[case_id].provenance.row,
+                        "images": [image.path for image in clustered[case_id].images],
                         "labels": [name(code) for code in cluster.label_sets[case_id]],
                         "kept": case_id not in cluster.dropped_cases,
                     }
@@ -108,7 +111,7 @@ def build_report(recipe: Recipe, catalog: Catalog, report: CurationReport, cases
     }
 
 
-def write_report(recipe: Recipe, catalog: Catalog, report: CurationReport, cases: dict[str, Case]) -> Path:
+def write_report(recipe: Recipe, catalog: Catalog, report: CurationReport, cases: Mapping[str, CaseInfo]) -> Path:
     """Write the Markdown and JSON report beside the catalog; return the Markdown path."""
     data = build_report(recipe, catalog, report, cases)
     markdown_path, json_path = report_paths(recipe)

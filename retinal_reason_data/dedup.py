@@ -72,11 +72,32 @@ class CaseInfo:
     images: tuple[str, ...]  # sha256 of each image
 
 
+@dataclass(frozen=True, slots=True)
+class ImageFacts:
+    """What deduplication needs of one image file: about 0.5 kB in memory, where its `ImageRef` takes 2.4."""
+
+    sha256: str
+    path: str
+    width: int
+    height: int
+    near_hash: str | None
+    detail_hash: str | None
+    sharpness: float  # Laplacian variance over squared contrast (0 without quality measures)
+
+
+def image_facts(image: ImageRef) -> ImageFacts:
+    quality = image.quality
+    sharpness = quality.sharpness / quality.contrast**2 if quality and quality.contrast > 0 else 0.0
+    return ImageFacts(
+        image.sha256, image.path, image.width, image.height, image.near_hash, image.detail_hash, sharpness
+    )
+
+
 @dataclass
 class ImageInfo:
     """One distinct image file (by SHA-256) and the cases that show it."""
 
-    ref: ImageRef
+    ref: ImageFacts
     cases: set[str] = field(default_factory=set)
     unusable: set[str] = field(default_factory=set)  # cases in which it fails the image quality filters
 
@@ -123,6 +144,8 @@ class DedupResult:
     image_rows: list[dict[str, object]] = field(default_factory=list)
     match_rows: list[dict[str, object]] = field(default_factory=list)
     clusters: list[Cluster] = field(default_factory=list)  # clusters spanning two or more cases
+    cases: dict[str, CaseInfo] = field(default_factory=dict)  # every case seen, in its compact form
+    image_paths: dict[str, str] = field(default_factory=dict)  # sha256 -> path of one file with those bytes
 
     @property
     def label_conflicts(self) -> list[Cluster]:
@@ -148,17 +171,18 @@ def deduplicate(
 
     `image_usable` tells whether an image passes the quality filters (used by the `quality` keep criterion);
     `pixel_digests` (sha256 -> digest of decoded pixels) is read and extended, so callers can keep it.
+    `cases` is read once, so it may stream from the catalog: the result keeps each case's `CaseInfo`.
     """
     infos: dict[str, CaseInfo] = {}
     images: dict[str, ImageInfo] = {}
     for case in cases:
         infos[case.case_id] = case_info(case)
         for image in case.images:
-            entry = images.setdefault(image.sha256, ImageInfo(image))
+            entry = images.get(image.sha256) or images.setdefault(image.sha256, ImageInfo(image_facts(image)))
             entry.cases.add(case.case_id)
             if not image_usable(case, image):
                 entry.unusable.add(case.case_id)
-    result = DedupResult()
+    result = DedupResult(cases=infos, image_paths={sha: info.ref.path for sha, info in images.items()})
     if not spec.enabled:
         return result
     shas = sorted(images)
@@ -292,7 +316,7 @@ def pixel_digest(path: str | Path) -> str | None:
     return hashlib.sha256(header + image.tobytes()).hexdigest()
 
 
-def _digest(image: ImageRef, digests: dict[str, str]) -> str | None:
+def _digest(image: ImageFacts, digests: dict[str, str]) -> str | None:
     if image.sha256 not in digests:
         digest = pixel_digest(image.path)
         if digest is None:
@@ -317,9 +341,7 @@ def _ranker(
             elif criterion == "resolution":
                 key.append(-entry.ref.width * entry.ref.height)
             else:
-                quality = entry.ref.quality
-                sharp = quality.sharpness / quality.contrast**2 if quality and quality.contrast > 0 else 0.0
-                key.extend([case_id in entry.unusable, -round(sharp, 6)])
+                key.extend([case_id in entry.unusable, -round(entry.ref.sharpness, 6)])
         return (*key, case_id, sha)
 
     return rank

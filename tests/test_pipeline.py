@@ -188,3 +188,75 @@ def test_a_recipe_change_only_does_what_is_missing(tmp_path: Path) -> None:
     assert "images 0 new" in output
     generations = _stats(more)["generations"]
     assert generations["requests"] == items and generations["cache_hits"] == 2 * items
+
+
+def test_curation_reading_replies_in_small_batches_chooses_the_same(
+    built: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replies are read a batch of items at a time: tiny batches give the very traces, drops and splits."""
+    from retinal_reason_data import curate as curation
+    from retinal_reason_data.catalog import Catalog
+    from retinal_reason_data.recipe import load_recipe
+
+    recipe = load_recipe(built)
+    catalog = Catalog(recipe.catalog)
+    try:
+
+        def outcome() -> tuple[list, list]:
+            return (
+                catalog.query("SELECT * FROM assignments ORDER BY item_id"),
+                catalog.query("SELECT * FROM drops ORDER BY item_id, stage, reason"),
+            )
+
+        curation.curate(recipe, catalog)
+        whole = outcome()
+        monkeypatch.setattr(curation, "ITEMS_PER_LOOKUP", 3)
+        curation.curate(recipe, catalog)
+        batched = outcome()
+    finally:
+        catalog.close()
+    assert batched == whole
+    assert sum(1 for row in whole[0] if row[3]) > 10  # traces were chosen, from replies found batch by batch
+
+
+def test_curation_does_not_depend_on_the_order_cases_are_stored_in(
+    built: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Curation streams cases in storage order: the same catalog stored the other way round gives the very same
+    assignments, drops and report (examples included: one per reason, so that which one is kept matters)."""
+    from retinal_reason_data import curate as curation
+    from retinal_reason_data.catalog import Catalog
+    from retinal_reason_data.curate import curate
+    from retinal_reason_data.recipe import load_recipe
+
+    monkeypatch.setattr(curation, "EXAMPLES_PER_REASON", 1)
+
+    recipe = load_recipe(built)
+    recipe.filters.images.min_brightness = 0.4  # about half the photographs "too dark": drops with examples
+    report_file = recipe.catalog.with_suffix(".curation.json")
+    catalog = Catalog(recipe.catalog)
+    try:
+
+        def outcome() -> tuple[list, list, str]:
+            curate(recipe, catalog)
+            return (
+                catalog.query("SELECT * FROM assignments ORDER BY item_id"),
+                catalog.query("SELECT * FROM drops ORDER BY item_id, stage, reason"),
+                report_file.read_text(encoding="utf-8"),
+            )
+
+        before = outcome()
+        stored = [row[0] for row in catalog.query("SELECT case_id FROM cases")]
+        with catalog.transaction():
+            catalog.db.execute("CREATE TEMP TABLE reversed AS SELECT * FROM cases ORDER BY case_id DESC")
+            catalog.db.execute("DELETE FROM cases")
+            catalog.db.execute("INSERT INTO cases SELECT * FROM reversed")
+            catalog.db.execute("DROP TABLE reversed")
+        assert [row[0] for row in catalog.query("SELECT case_id FROM cases")] != stored
+        after = outcome()
+    finally:
+        curate(load_recipe(built), catalog)  # the module's build, curated with its own filters again
+        catalog.close()
+    assert after == before
+    examples = json.loads(before[2])["examples"]
+    assert len(examples) >= 2 and all(len(kept) == 1 for kept in examples.values())
