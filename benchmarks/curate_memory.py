@@ -4,8 +4,8 @@ The demo recipe is built once in a temporary folder (phantom collections, offlin
 cases are then made from its catalog by copying its cases, items and teacher replies under new ids: every copy
 is a new patient whose images get new SHA-256s and random field hashes (so that nothing is a duplicate of
 anything), and every reply keeps its text, verdict and attempt under the request fingerprint of the copied
-item. `curate` then runs in a fresh process that reports its own peak RSS; "growth" is over the same process
-after imports and opening the catalog.
+item. `curate` then runs in a fresh process that reports its own peak RSS (VmHWM: `ru_maxrss` of a child
+counts its parent's RSS at the fork); "growth" is over the same process after imports and opening the catalog.
 
     .venv/bin/python benchmarks/curate_memory.py [--cases 10000 100000]
 """
@@ -37,20 +37,25 @@ RRD = Path(sys.executable).parent / "rrd"
 
 PROBE = textwrap.dedent(
     """
-    import json, resource, sys, time
+    import json, sys, time
+    from pathlib import Path
     from retinal_reason_data.catalog import Catalog
     from retinal_reason_data.curate import curate
     from retinal_reason_data.recipe import load_recipe
 
-    recipe = load_recipe(sys.argv[1], catalog=__import__("pathlib").Path(sys.argv[2]))
+    def status_mb(field):  # this process image's own figures: ru_maxrss would count the parent's RSS at fork
+        line = next(line for line in open("/proc/self/status") if line.startswith(field + ":"))
+        return int(line.split()[1]) / 1024
+
+    recipe = load_recipe(sys.argv[1], catalog=Path(sys.argv[2]))
     catalog = Catalog(recipe.catalog)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    before = status_mb("VmRSS")
     started, cpu = time.perf_counter(), time.process_time()
     report = curate(recipe, catalog)
     print(json.dumps({
         "seconds": time.perf_counter() - started,
         "cpu": time.process_time() - cpu,
-        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_mb": status_mb("VmHWM"),
         "before_mb": before,
         "splits": dict(report.splits),
         "cases_dropped": report.cases_dropped,
