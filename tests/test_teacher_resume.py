@@ -64,7 +64,7 @@ def test_a_synthesis_killed_with_sigkill_resumes_without_losing_or_repeating_a_r
     tmp_path: Path,
     ingested: Path,  # noqa: F811 - the fixture
 ) -> None:
-    with FakeOpenAI(numbered_replies(), latency_s=0.05) as server:
+    with FakeOpenAI(numbered_replies(), latency_s=0.1) as server:  # slow enough that each kill lands mid-run
         recipe = teacher_recipe(tmp_path, ingested, server.base_url, attempts=5, concurrency=3)
         catalog = tmp_path / "small.duckdb"
         total = 12 * 5
