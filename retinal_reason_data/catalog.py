@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -227,24 +228,24 @@ class Catalog:
         return {case_id: Case.model_validate_json(data) for case_id, data in rows}
 
     # --- items ------------------------------------------------------------------------------------
-    def replace_items(self, items: Sequence[Item]) -> None:
-        """Make the items table exactly `items`; unchanged rows keep their ids (content-derived)."""
+    def replace_items(self, items: Iterable[Item], batch: int = 2000) -> None:
+        """Make the items table exactly `items` (streamed: inserted a batch at a time, in one transaction so that
+        readers see the old set or the new one); unchanged rows keep their ids (content-derived)."""
         with self.transaction():
             self.db.execute("DELETE FROM items")
-            self.insert(
-                "items",
-                [
-                    {
-                        "item_id": i.item_id,
-                        "case_id": i.case_id,
-                        "task": str(i.task),
-                        "question_type": str(i.question_type),
-                        "modality": str(i.modality),
-                        "data": i.model_dump_json(),
-                    }
-                    for i in items
-                ],
+            rows = (
+                {
+                    "item_id": i.item_id,
+                    "case_id": i.case_id,
+                    "task": str(i.task),
+                    "question_type": str(i.question_type),
+                    "modality": str(i.modality),
+                    "data": i.model_dump_json(),
+                }
+                for i in items
             )
+            while chunk := list(itertools.islice(rows, batch)):
+                self.insert("items", chunk)
 
     def iter_items(self, batch: int = 1000) -> Iterator[Item]:
         yield from self._iter_models("SELECT data FROM items ORDER BY item_id", Item, batch)

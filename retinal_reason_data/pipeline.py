@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,30 +55,33 @@ def ingest(recipe: Recipe, catalog: Catalog, report: BuildReport) -> None:
 
 
 def build_items(recipe: Recipe, catalog: Catalog, report: BuildReport) -> None:
-    """Questions for every case; a vignette that names its diagnosis is dropped with its reason."""
+    """Questions for every case; a vignette that names its diagnosis is dropped with its reason. Cases stream
+    in storage order and items are written as they are made (an item's id and text depend on its case only)."""
     ontology = recipe_ontology(recipe)
-    items: list[Item] = []
     leaks = []
-    for case in tqdm(
-        catalog.iter_cases(), total=catalog.count("cases"), desc="items", unit="case", leave=False, disable=None
-    ):
-        for built in items_for_case(case, ontology, recipe.tasks, recipe.seed):
-            if isinstance(built, LeakError):
-                leaks.append(
-                    {
-                        "item_id": f"case:{case.case_id}",
-                        "stage": "tasks",
-                        "reason": "vignette_leak",
-                        "detail": f"{case.provenance.file} row {case.provenance.row}: {built}",
-                    }
-                )
-            else:
-                items.append(built)
-                report.items[f"{built.task}/{built.question_type}"] += 1
-    catalog.replace_items(items)
+
+    def items() -> Iterator[Item]:
+        cases = catalog.iter_cases(ordered=False)
+        total = catalog.count("cases")
+        for case in tqdm(cases, total=total, desc="items", unit="case", leave=False, disable=None):
+            for built in items_for_case(case, ontology, recipe.tasks, recipe.seed):
+                if isinstance(built, LeakError):
+                    leaks.append(
+                        {
+                            "item_id": f"case:{case.case_id}",
+                            "stage": "tasks",
+                            "reason": "vignette_leak",
+                            "detail": f"{case.provenance.file} row {case.provenance.row}: {built}",
+                        }
+                    )
+                else:
+                    report.items[f"{built.task}/{built.question_type}"] += 1
+                    yield built
+
+    catalog.replace_items(items())
     with catalog.transaction():
         catalog.db.execute("DELETE FROM drops WHERE stage = 'tasks'")
-        catalog.insert("drops", leaks, replace=False)
+        catalog.insert("drops", sorted(leaks, key=lambda row: row["item_id"]), replace=False)
 
 
 def run_synthesis(recipe: Recipe, catalog: Catalog, report: BuildReport) -> None:

@@ -260,3 +260,36 @@ def test_curation_does_not_depend_on_the_order_cases_are_stored_in(
     assert after == before
     examples = json.loads(before[2])["examples"]
     assert len(examples) >= 2 and all(len(kept) == 1 for kept in examples.values())
+
+
+def test_items_are_the_same_whatever_order_the_cases_are_stored_in(built: Path) -> None:
+    """The items stage streams cases in storage order and writes items as it makes them: stored the other way
+    round, the catalog gets the very same items and leak drops."""
+    from retinal_reason_data.catalog import Catalog
+    from retinal_reason_data.pipeline import BuildReport, build_items
+    from retinal_reason_data.recipe import load_recipe
+
+    recipe = load_recipe(built)
+    catalog = Catalog(recipe.catalog)
+    try:
+
+        def outcome() -> tuple[list, list, dict]:
+            report = BuildReport()
+            build_items(recipe, catalog, report)
+            return (
+                catalog.query("SELECT * FROM items ORDER BY item_id"),
+                catalog.query("SELECT * FROM drops WHERE stage = 'tasks' ORDER BY item_id"),
+                dict(report.items),
+            )
+
+        before = outcome()
+        with catalog.transaction():
+            catalog.db.execute("CREATE TEMP TABLE reversed AS SELECT * FROM cases ORDER BY case_id DESC")
+            catalog.db.execute("DELETE FROM cases")
+            catalog.db.execute("INSERT INTO cases SELECT * FROM reversed")
+            catalog.db.execute("DROP TABLE reversed")
+        after = outcome()
+    finally:
+        catalog.close()
+    assert after == before
+    assert len(before[0]) > 20 and sum(before[2].values()) == len(before[0])
