@@ -7,7 +7,9 @@ anything), and every reply keeps its text, verdict and attempt under the request
 item. `curate` then runs in a fresh process that reports its own peak RSS (VmHWM: `ru_maxrss` of a child
 counts its parent's RSS at the fork); "growth" is over the same process after imports and opening the catalog.
 
-    .venv/bin/python benchmarks/curate_memory.py [--cases 10000 100000]
+    .venv/bin/python benchmarks/curate_memory.py [--cases 10000 100000] [--stage curate|items]
+
+`--stage items` times the items stage instead (`pipeline.build_items`: every case's questions, rewritten).
 """
 
 from __future__ import annotations
@@ -51,14 +53,20 @@ PROBE = textwrap.dedent(
     catalog = Catalog(recipe.catalog)
     before = status_mb("VmRSS")
     started, cpu = time.perf_counter(), time.process_time()
-    report = curate(recipe, catalog)
+    if sys.argv[3] == "items":
+        from retinal_reason_data.pipeline import BuildReport, build_items
+
+        build = BuildReport()
+        build_items(recipe, catalog, build)
+        items = sum(build.items.values())
+    else:
+        items = sum(curate(recipe, catalog).splits.values())
     print(json.dumps({
         "seconds": time.perf_counter() - started,
         "cpu": time.process_time() - cpu,
         "peak_mb": status_mb("VmHWM"),
         "before_mb": before,
-        "splits": dict(report.splits),
-        "cases_dropped": report.cases_dropped,
+        "items": items,
     }))
     """
 )
@@ -153,9 +161,12 @@ def _item_row(item: Item) -> dict[str, str]:
     }
 
 
-def run_curate(recipe_path: Path, catalog_path: Path) -> dict[str, object]:
+def run_stage(recipe_path: Path, catalog_path: Path, stage: str) -> dict[str, object]:
     child = subprocess.run(
-        [sys.executable, "-c", PROBE, str(recipe_path), str(catalog_path)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", PROBE, str(recipe_path), str(catalog_path), stage],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(child.stdout.strip().splitlines()[-1])
 
@@ -163,10 +174,11 @@ def run_curate(recipe_path: Path, catalog_path: Path) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cases", type=int, nargs="+", default=[10000, 100000])
+    parser.add_argument("--stage", choices=["curate", "items"], default="curate", help="items: rebuild the items")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         recipe_path = build_demo(Path(folder))
-        print("| cases | items | curate s | CPU s | peak RSS MB | growth MB | load |")
+        print(f"| cases | items | {args.stage} s | CPU s | peak RSS MB | growth MB | load |")
         print("|---:|---:|---:|---:|---:|---:|---:|")
         for wanted in args.cases:
             target = Path(folder) / f"scaled_{wanted}.duckdb"
@@ -174,8 +186,8 @@ def main() -> None:
             cases = scale_catalog(recipe_path, target, wanted)
             print(f"  (made in {time.perf_counter() - started:.0f} s)")
             load = os.getloadavg()[0]
-            result = run_curate(recipe_path, target)
-            items = sum(result["splits"].values())  # type: ignore[union-attr]
+            result = run_stage(recipe_path, target, args.stage)
+            items = result["items"]
             print(
                 f"| {cases:,} | {items:,} | {result['seconds']:.1f} | {result['cpu']:.1f} | {result['peak_mb']:.0f} "
                 f"| {result['peak_mb'] - result['before_mb']:.0f} | {load:.1f} |"
