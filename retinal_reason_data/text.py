@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from functools import lru_cache
 
 _SPELLING = [
     (re.compile(r"haem"), "hem"),
@@ -22,10 +21,8 @@ _SPACE = re.compile(r"\s+")
 _ARTICLES = re.compile(r"^(?:the|a|an)\s+")
 
 
-@lru_cache(maxsize=1 << 16)
 def normalise_term(text: str) -> str:
-    """Fold case, accents, punctuation and British/American spelling so that names compare equal (cached: the
-    task builders compare the same ontology names over and over, 560 times per distractor picked)."""
+    """Fold case, accents, punctuation and British/American spelling so that names compare equal."""
     folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
     folded = folded.replace("-", " ").replace("_", " ")
     folded = _PUNCT.sub(" ", folded)

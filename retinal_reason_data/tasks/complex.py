@@ -146,8 +146,7 @@ def choose_distractors(
             return False
         if candidate.code.startswith("lesion.") or candidate.code in NOT_DIAGNOSES:
             return False  # findings, not diagnoses
-        names = [candidate.name, *candidate.aliases]
-        if {normalise_term(name) for name in names} & excluded:
+        if ontology.names(candidate.code) & excluded:
             return False
         if entry is not None and ontology.same_concept(candidate.code, entry.code):
             return False

@@ -39,7 +39,7 @@ def pick_distractors(
             return False
         if any(ontology.same_concept(entry.code, code) for code in present if code in ontology.entries):
             return False
-        return not {normalise_term(n) for n in [entry.name, *entry.aliases]} & excluded
+        return not ontology.names(entry.code) & excluded
 
     pool = [entry for entry in ontology.entries.values() if allowed(entry)]
     preferred = [entry for entry in pool if entry.category in wanted]
