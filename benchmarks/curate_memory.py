@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retinal_reason_data.catalog import Catalog
+from retinal_reason_data.catalog import Catalog, item_row
 from retinal_reason_data.recipe import load_recipe
 from retinal_reason_data.schema import Case, Generation, Item
 from retinal_reason_data.teacher.synthesize import blind_fingerprints, guided_fingerprints
@@ -41,7 +41,7 @@ PROBE = textwrap.dedent(
     """
     import json, sys, time
     from pathlib import Path
-    from retinal_reason_data.catalog import Catalog
+    from retinal_reason_data.catalog import Catalog, item_row
     from retinal_reason_data.curate import curate
     from retinal_reason_data.recipe import load_recipe
 
@@ -142,23 +142,12 @@ def scale_catalog(recipe_path: Path, target: Path, cases_wanted: int) -> int:
                     if old_fp in replies
                 ]
         with catalog.transaction():
-            catalog.insert("items", [_item_row(i) for i in new_items])
+            catalog.insert("items", [item_row(i) for i in new_items])
         catalog.add_generations(new_replies)
     counts = {table: catalog.count(table) for table in ("cases", "items", "generations")}
     catalog.close()
     print(f"  catalog: {counts['cases']:,} cases, {counts['items']:,} items, {counts['generations']:,} replies")
     return counts["cases"]
-
-
-def _item_row(item: Item) -> dict[str, str]:
-    return {
-        "item_id": item.item_id,
-        "case_id": item.case_id,
-        "task": str(item.task),
-        "question_type": str(item.question_type),
-        "modality": str(item.modality),
-        "data": item.model_dump_json(),
-    }
 
 
 def run_stage(recipe_path: Path, catalog_path: Path, stage: str) -> dict[str, object]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -13,6 +12,7 @@ import duckdb
 import pyarrow as pa
 from pydantic import BaseModel
 
+from retinal_reason_data.batches import batched
 from retinal_reason_data.imaging import FINGERPRINT_VERSION
 from retinal_reason_data.schema import Case, Generation, ImageRef, Item, Quarantine
 
@@ -233,19 +233,8 @@ class Catalog:
         readers see the old set or the new one); unchanged rows keep their ids (content-derived)."""
         with self.transaction():
             self.db.execute("DELETE FROM items")
-            rows = (
-                {
-                    "item_id": i.item_id,
-                    "case_id": i.case_id,
-                    "task": str(i.task),
-                    "question_type": str(i.question_type),
-                    "modality": str(i.modality),
-                    "data": i.model_dump_json(),
-                }
-                for i in items
-            )
-            while chunk := list(itertools.islice(rows, batch)):
-                self.insert("items", chunk)
+            for chunk in batched(items, batch):
+                self.insert("items", [item_row(item) for item in chunk])
 
     def iter_items(self, batch: int = 1000) -> Iterator[Item]:
         yield from self._iter_models("SELECT data FROM items ORDER BY item_id", Item, batch)
@@ -369,6 +358,18 @@ class SourceWriter:
         self.catalog.insert("quarantine", self.quarantined, replace=False)
         self.catalog.cache_images(self.fingerprints)
         self.cases, self.quarantined, self.fingerprints = [], [], []
+
+
+def item_row(item: Item) -> dict[str, str]:
+    """The `items` table row of an item."""
+    return {
+        "item_id": item.item_id,
+        "case_id": item.case_id,
+        "task": str(item.task),
+        "question_type": str(item.question_type),
+        "modality": str(item.modality),
+        "data": item.model_dump_json(),
+    }
 
 
 def _generation_row(generation: Generation) -> dict[str, Any]:

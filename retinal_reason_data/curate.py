@@ -4,12 +4,12 @@ assign leakage-safe splits, and write a report with examples of every drop."""
 from __future__ import annotations
 
 import bisect
-import itertools
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from retinal_reason_data.batches import batched
 from retinal_reason_data.catalog import Catalog, dumps
 from retinal_reason_data.curation_report import write_report
 from retinal_reason_data.dedup import CaseInfo, DedupResult, deduplicate
@@ -90,7 +90,7 @@ def curate(recipe: Recipe, catalog: Catalog) -> CurationReport:
     splits = _assign(recipe, catalog, cases, groups, case_drops, report)
 
     drops, assignments = [], []
-    for batch in _batches(catalog.iter_items(), ITEMS_PER_LOOKUP):
+    for batch in batched(catalog.iter_items(), ITEMS_PER_LOOKUP):
         # this batch's replies only, in one query (all replies at once held every trace of the build in memory)
         asked = {item.item_id: (blind_fingerprints(recipe, item), guided_fingerprints(recipe, item)) for item in batch}
         answered = catalog.generations_among([f for blind, guided in asked.values() for f in blind + guided])
@@ -273,11 +273,6 @@ def _store(
                 }
             ),
         )
-
-
-def _batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
-    while batch := list(itertools.islice(items, size)):
-        yield batch
 
 
 def _drop(item_id: str, stage: str, reason: str, detail: str) -> dict[str, str]:

@@ -73,7 +73,10 @@ def build_report(
                 "cluster": cluster.cluster_id,
                 "kind": "exact" if cluster.exact else "near",
                 "sources": cluster.sources,
-                "kept_image": dedup.image_paths.get(cluster.kept_image, cluster.kept_image),
+                "kept_image": next(
+                    (i.path for c in cluster.cases for i in clustered[c].images if i.sha256 == cluster.kept_image),
+                    cluster.kept_image,
+                ),
                 "cases": [
                     {
                         "case_id": case_id,

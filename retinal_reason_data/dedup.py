@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from retinal_reason_data.fieldhash import ORIENTATIONS, orient
+from retinal_reason_data.filters import normalised_sharpness
 from retinal_reason_data.hamming import hex_to_bytes, near_pairs, popcount_distance
 from retinal_reason_data.imaging import ImageError, open_image
 from retinal_reason_data.recipe import DedupSpec
@@ -86,10 +87,14 @@ class ImageFacts:
 
 
 def image_facts(image: ImageRef) -> ImageFacts:
-    quality = image.quality
-    sharpness = quality.sharpness / quality.contrast**2 if quality and quality.contrast > 0 else 0.0
     return ImageFacts(
-        image.sha256, image.path, image.width, image.height, image.near_hash, image.detail_hash, sharpness
+        image.sha256,
+        image.path,
+        image.width,
+        image.height,
+        image.near_hash,
+        image.detail_hash,
+        normalised_sharpness(image),
     )
 
 
@@ -145,7 +150,6 @@ class DedupResult:
     match_rows: list[dict[str, object]] = field(default_factory=list)
     clusters: list[Cluster] = field(default_factory=list)  # clusters spanning two or more cases
     cases: dict[str, CaseInfo] = field(default_factory=dict)  # every case seen, in its compact form
-    image_paths: dict[str, str] = field(default_factory=dict)  # sha256 -> path of one file with those bytes
 
     @property
     def label_conflicts(self) -> list[Cluster]:
@@ -178,11 +182,13 @@ def deduplicate(
     for case in cases:
         infos[case.case_id] = case_info(case)
         for image in case.images:
-            entry = images.get(image.sha256) or images.setdefault(image.sha256, ImageInfo(image_facts(image)))
+            entry = images.get(image.sha256)
+            if entry is None:
+                entry = images[image.sha256] = ImageInfo(image_facts(image))
             entry.cases.add(case.case_id)
             if not image_usable(case, image):
                 entry.unusable.add(case.case_id)
-    result = DedupResult(cases=infos, image_paths={sha: info.ref.path for sha, info in images.items()})
+    result = DedupResult(cases=infos)
     if not spec.enabled:
         return result
     shas = sorted(images)

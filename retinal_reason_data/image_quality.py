@@ -22,7 +22,7 @@ def measure(grey: Image.Image | WorkImage) -> ImageQuality:
 
     Brightness and contrast are the mean and standard deviation of the lit field (all pixels when nothing is
     lit), from the histogram; sharpness is the variance of the Laplacian inside the field, away from its rim."""
-    work = prepare(grey if isinstance(grey, WorkImage) or grey.mode == "L" else grey.convert("L"))
+    work = prepare(grey)
     levels, counts = work.pixels, work.counts
     lit, total, squares = (counts @ _LIT_MOMENTS).tolist()
     count, total, squares = (lit, total, squares) if lit else (counts @ _ALL_MOMENTS).tolist()

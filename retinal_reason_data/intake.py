@@ -11,11 +11,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import islice
 
 import numpy as np
 from tqdm import tqdm
 
+from retinal_reason_data.batches import batched
 from retinal_reason_data.catalog import Catalog, SourceWriter
 from retinal_reason_data.imaging import ImageError, fingerprint_task, keep_buffers_in_heap
 from retinal_reason_data.ontology import Ontology, UnmappedLabel
@@ -151,8 +151,7 @@ def ingest_source(
     progress = tqdm(desc=f"ingest {context.source}", unit="case", leave=False, disable=None)
     seen = SeenIds()
     with catalog.source_writer(context.source) as writer:
-        batches = iter(lambda: list(islice(records, BATCH)), [])
-        started = (_start_batch(batch, context, writer, pool, report, seen) for batch in batches)
+        started = (_start_batch(batch, context, writer, pool, report, seen) for batch in batched(records, BATCH))
         for batch in _one_ahead(started):
             for result in _finish_batch(batch, context, writer, report):
                 if isinstance(result, Quarantine):

@@ -9,7 +9,6 @@ request has a fingerprint; an attempt whose fingerprint has a reply in the catal
 from __future__ import annotations
 
 import asyncio
-import itertools
 import signal
 import sys
 import time
@@ -20,6 +19,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+from retinal_reason_data.batches import batched
 from retinal_reason_data.catalog import Catalog, dumps
 from retinal_reason_data.imaging import ImageError
 from retinal_reason_data.ontology import Ontology
@@ -111,7 +111,7 @@ def pending_attempts(
     model, params = teacher_identity(recipe)
     spec = recipe.teacher
     rows = catalog.iter_items_with_cases(by_case=True)
-    while chunk := list(itertools.islice(rows, BATCH_ITEMS)):
+    for chunk in batched(rows, BATCH_ITEMS):
         if guided:
             wanted = _guided_wanted(catalog, recipe, chunk)
         else:
