@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,30 @@ def _private_datasets_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 
     cache = tmp_path_factory.mktemp("hf_cache")
     datasets.config.HF_DATASETS_CACHE = cache
+
+
+REPO = Path(__file__).resolve().parent.parent
+REAL_IN_REPO = REPO / "tests" / "data" / "real"  # openly licensed real material copied into the repository
+
+
+def shared_realdata() -> Path | None:
+    """The shared folder of real photographs (`../shared/realdata`, or `RRD_REALDATA`), None where absent."""
+    configured = os.environ.get("RRD_REALDATA")
+    folder = Path(configured) if configured else REPO.parent / "shared" / "realdata"
+    return folder if folder.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def realdata() -> Path:
+    """`../shared/realdata` (see its README); the test is skipped, saying why, where it is absent."""
+    folder = shared_realdata()
+    if folder is None:
+        pytest.skip("real photographs not found: ../shared/realdata is absent (set RRD_REALDATA to its path)")
+    return folder
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that use the `realdata` fixture carry the `realdata` marker (`pytest -m "not realdata"`)."""
+    for item in items:
+        if "realdata" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.realdata)
