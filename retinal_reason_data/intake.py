@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import multiprocessing
 import multiprocessing.forkserver
 import os
@@ -24,7 +25,9 @@ from retinal_reason_data.recipe import SourceSpec
 from retinal_reason_data.schema import Case, Finding, ImageRef, Modality, Provenance, Quarantine
 from retinal_reason_data.sources import get_adapter
 from retinal_reason_data.sources.base import RawCase, SourceOptions, quarantine
+from retinal_reason_data.sources.text_files import EncodingError, source_encoding
 
+log = logging.getLogger(__name__)
 BATCH = 256  # raw cases held at once: memory stays flat however large the collection
 # A worker is one core: NumPy's BLAS would start a thread per core in each worker, and on 2 cores two workers'
 # spinning BLAS threads spent ~20 ms of CPU an image where one thread spends ~6.
@@ -147,10 +150,12 @@ def ingest_source(
     options = SourceOptions(
         work_dir=catalog.path.parent / f"{catalog.path.stem}_work" / context.source, values=spec.options
     )
-    records = _limited(adapter.read(spec.root, context.source, options), spec.limit)
+    records = _limited(
+        _undecodable_as_quarantine(adapter.read(spec.root, context.source, options), context), spec.limit
+    )
     progress = tqdm(desc=f"ingest {context.source}", unit="case", leave=False, disable=None)
     seen = SeenIds()
-    with catalog.source_writer(context.source) as writer:
+    with source_encoding(spec.encoding), catalog.source_writer(context.source) as writer:
         started = (_start_batch(batch, context, writer, pool, report, seen) for batch in batched(records, BATCH))
         for batch in _one_ahead(started):
             for result in _finish_batch(batch, context, writer, report):
@@ -173,6 +178,18 @@ def _one_ahead(items: Iterator[StartedBatch]) -> Iterator[StartedBatch]:
         yield from previous
         previous = [item]
     yield from previous
+
+
+def _undecodable_as_quarantine(
+    records: Iterator[RawCase | Quarantine], context: SourceContext
+) -> Iterator[RawCase | Quarantine]:
+    """The adapter's records; a label file in no single encoding ends the source with a quarantine record that
+    names the file, the line and the bytes (its rows cannot be read without guessing characters)."""
+    try:
+        yield from records
+    except EncodingError as exc:
+        log.error("%s", exc)
+        yield quarantine(context.source, exc.path, exc.line, "labels_undecodable", str(exc))
 
 
 def _limited(records: Iterator[RawCase | Quarantine], limit: int | None) -> Iterator[RawCase | Quarantine]:

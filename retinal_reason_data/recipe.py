@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +37,21 @@ class SourceSpec(Section):
     limit: int | None = Field(default=None, ge=1, description="Read at most this many cases.")
     options: dict[str, Any] = Field(default_factory=dict, description="Adapter-specific options (see `rrd sources`).")
     phantom: PhantomSpec | None = None
+    encoding: str | None = Field(
+        default=None,
+        description="Encoding of the source's label files (e.g. cp1252); by default a byte-order mark, UTF-8, "
+        "else detected, and the build log says which was used.",
+    )
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                codecs.lookup(value)
+            except LookupError:
+                raise ValueError(f"unknown encoding {value!r} (e.g. utf-8, cp1252, latin-1, utf-16)") from None
+        return value
 
     @property
     def source_name(self) -> str:

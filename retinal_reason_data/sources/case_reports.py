@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from retinal_reason_data.phantoms.layouts import write_case_reports
 from retinal_reason_data.schema import ClinicalContext, Modality, Quarantine, Sex
 from retinal_reason_data.sources.base import Adapter, RawCase, RawImage, SourceOptions, quarantine
+from retinal_reason_data.sources.text_files import open_text
 
 
 class Figure(BaseModel):
@@ -41,7 +42,7 @@ def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | 
     if not path.is_file():
         yield quarantine(source, path, None, "labels_missing", f"{path}: case report file not found")
         return
-    with path.open(encoding="utf-8-sig") as handle:
+    with open_text(path) as handle:
         for line_number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue

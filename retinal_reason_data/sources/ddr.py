@@ -17,6 +17,7 @@ from retinal_reason_data.sources.eyepacs import DR_GRADES
 from retinal_reason_data.sources.fields import number_label
 from retinal_reason_data.sources.folders import listing
 from retinal_reason_data.sources.locate import first_dir
+from retinal_reason_data.sources.text_files import open_text
 
 NAME = "ddr"
 SPLITS = ("train", "valid", "test")
@@ -40,7 +41,7 @@ def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | 
 
 def _read_list(table: Path, folder: Path, split: str, source: str) -> Iterator[RawCase | Quarantine]:
     files = listing(folder)
-    with table.open(encoding="utf-8-sig", errors="replace") as handle:
+    with open_text(table) as handle:
         for line, text in enumerate(handle, start=1):
             if not text.strip():
                 continue

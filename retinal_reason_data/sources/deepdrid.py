@@ -22,6 +22,7 @@ from retinal_reason_data.sources.fields import number_label
 from retinal_reason_data.sources.folders import listing
 from retinal_reason_data.sources.locate import find_files
 from retinal_reason_data.sources.tabular import cell, read_csv_rows
+from retinal_reason_data.sources.text_files import open_text
 
 NAME = "deepdrid"
 UNGRADABLE = "5"
@@ -34,7 +35,7 @@ def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | 
     tables = [path for path in find_files(root, "*.csv") if "ultra-widefield" not in path.as_posix().lower()]
     found = False
     for table in tables:
-        with table.open(encoding="utf-8-sig", errors="replace") as handle:
+        with open_text(table) as handle:
             header = {name.strip() for name in handle.readline().split(",")}
         if "image_id" not in header:
             continue

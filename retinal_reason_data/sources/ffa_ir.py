@@ -9,6 +9,7 @@ from pathlib import Path
 from retinal_reason_data.phantoms.layouts import write_ffa_ir
 from retinal_reason_data.schema import ClinicalContext, Modality, Quarantine
 from retinal_reason_data.sources.base import Adapter, RawCase, RawImage, SourceOptions, quarantine
+from retinal_reason_data.sources.text_files import read_text
 
 
 def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | Quarantine]:
@@ -16,12 +17,12 @@ def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | 
     annotation_path = root / "ffair_annotation.json"
     lesion_path = root / "lesion_info.json"
     try:
-        annotation = json.loads(annotation_path.read_text(encoding="utf-8-sig"))
+        annotation = json.loads(read_text(annotation_path))
     except (OSError, json.JSONDecodeError) as exc:
         yield quarantine(source, annotation_path, None, "labels_unreadable", f"{annotation_path}: {exc}")
         return
     try:
-        lesions = json.loads(lesion_path.read_text(encoding="utf-8-sig"))
+        lesions = json.loads(read_text(lesion_path))
     except (OSError, json.JSONDecodeError) as exc:
         yield quarantine(source, lesion_path, None, "labels_unreadable", f"{lesion_path}: {exc}")
         return

@@ -23,6 +23,7 @@ from retinal_reason_data.sources.folders import listing
 from retinal_reason_data.sources.image_folder import modality_value
 from retinal_reason_data.sources.options import SourceOptionsError, parse_options
 from retinal_reason_data.sources.tabular import read_csv_rows
+from retinal_reason_data.sources.text_files import open_text
 
 PRESETS: dict[str, dict[str, Any]] = {
     "flair": {"image_column": "image", "label_columns": ["categories"], "label_format": "list", "modality": "CFP"},
@@ -121,7 +122,7 @@ def _rows(path: Path, kind: str, delimiter: str) -> Iterator[tuple[int, dict[str
     if kind == "csv":
         yield from read_csv_rows(path, delimiter)
         return
-    with path.open(encoding="utf-8-sig", errors="replace") as handle:
+    with open_text(path) as handle:
         for line, text in enumerate(handle, start=1):
             if not text.strip():
                 continue
@@ -138,7 +139,7 @@ def _rows(path: Path, kind: str, delimiter: str) -> Iterator[tuple[int, dict[str
 
 def _check_columns(settings: ManifestOptions, path: Path, source: str) -> None:
     """Every column an option names must be in the CSV header: a wrong name is an options error."""
-    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+    with open_text(path) as handle:
         header = {name.strip() for name in next(csv.reader(handle, delimiter=settings.delimiter), [])}
     wrong = [(option, getattr(settings, option)) for option in _COLUMN_OPTIONS if getattr(settings, option)]
     wrong += [("label_columns", column) for column in settings.label_columns]

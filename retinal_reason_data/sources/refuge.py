@@ -13,6 +13,7 @@ from retinal_reason_data.schema import Modality, Quarantine
 from retinal_reason_data.sources.base import Adapter, RawCase, RawImage, SourceOptions, find_image, quarantine
 from retinal_reason_data.sources.fields import number_label
 from retinal_reason_data.sources.folders import listing, subfolders
+from retinal_reason_data.sources.text_files import read_text
 
 _PREFIX = re.compile(r"^([gn])\d", re.IGNORECASE)
 _PREFIX_LABEL = {"g": "1", "n": "0"}
@@ -39,7 +40,7 @@ def _read_split(split_dir: Path, source: str) -> Iterator[RawCase | Quarantine]:
     listed: set[str] = set()
     if index_path.is_file():
         try:
-            records = _records(json.loads(index_path.read_text(encoding="utf-8-sig")))
+            records = _records(json.loads(read_text(index_path)))
         except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
             yield quarantine(source, index_path, None, "labels_unreadable", f"{index_path}: {exc}")
             records = []

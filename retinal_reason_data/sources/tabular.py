@@ -6,13 +6,16 @@ import csv
 from collections.abc import Iterator
 from pathlib import Path
 
+from retinal_reason_data.sources.text_files import open_text
+
 
 def read_csv_rows(path: Path, delimiter: str = ",") -> Iterator[tuple[int, dict[str, str]]]:
-    """Yield (line number, row) with headers and cells stripped; unnamed index columns are dropped.
+    """Yield (line number, row) with headers and cells stripped; unnamed index columns are dropped. The file is
+    decoded in its own encoding (`text_files.open_text`: byte-order mark, UTF-8, else detected; never replaced).
 
     Line numbers count the header as line 1, as a spreadsheet shows them.
     """
-    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+    with open_text(path) as handle:
         reader = csv.reader(handle, delimiter=delimiter)
         header = next(reader, None)
         if header is None:
