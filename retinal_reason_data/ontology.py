@@ -116,9 +116,11 @@ class Ontology(BaseModel):
                         f"scale {key!r} lists {code!r} as grade {index}, the entry says "
                         f"scale {entry.scale!r} grade {entry.grade!r}"
                     )
+            stems = {field: getattr(scale, field).lower() for field in SCALE_WORDING if field != "at_least"}
             for other_key, other in self.scales.items():
-                if other_key != key and other.name.lower() in scale.question.lower():
-                    problems.append(f"scale {key!r}'s question names scale {other_key!r} ({other.name!r})")
+                for field, stem in stems.items():
+                    if other_key != key and other.name.lower() in stem:
+                        problems.append(f"scale {key!r}: {field} names scale {other_key!r} ({other.name!r})")
         for entry in self.entries.values():
             listed = entry.scale in self.scales and entry.code in self.scales[entry.scale].grades
             if entry.scale is not None and not listed:
