@@ -43,7 +43,6 @@ FEATURES = {
     "dme.risk2": "hard exudates lie within one disc diameter of the macular centre",
     "dme.not_referable": "no hard exudates are seen close to the fovea",
     "dme.referable": "hard exudates lie close to the fovea, within about one disc diameter",
-    "amd.none": "the macula shows no drusen beyond a few small ones and no pigmentary change",
     "amd.early": "there are medium-sized drusen without pigmentary abnormalities",
     "amd.intermediate": "there are large drusen and pigmentary abnormalities at the macula",
     "amd.late": "there is geographic atrophy or a neovascular lesion at the macula",
