@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from retinal_reason_data.filters import item_problem
 from retinal_reason_data.ontology import Entry, Ontology, Scale, default_ontology
-from retinal_reason_data.recipe import BasicTasks
+from retinal_reason_data.recipe import BasicTasks, FiltersSpec
 from retinal_reason_data.schema import Case, Finding, ImageRef, Item, Modality, Provenance, QuestionType, TaskKind
 from retinal_reason_data.tasks.basic import basic_items, facets
 from retinal_reason_data.tasks.options import LETTERS
@@ -60,6 +61,7 @@ def check_graded(item: Item, scale_key: str, code: str) -> None:
     """A question about a grade: it names its scale (and no other), and everything it offers is of that scale."""
     scale = ONTOLOGY.scales[scale_key]
     assert _scales_named(item.question) == {scale_key}, item.question
+    assert item_problem(item, FiltersSpec()) is None, f"the question states its answer: {item.question}"
     names = _grade_names(scale)
     if item.question_type is QuestionType.SINGLE_CHOICE:
         _check_choice_layout(item)
@@ -81,6 +83,7 @@ def check_graded(item: Item, scale_key: str, code: str) -> None:
 def check_findings(item: Item, codes: set[str], present: set[str]) -> None:
     """A question about findings that are not grades: no scale named, no grade offered, the answer's kind first."""
     assert _scales_named(item.question) == set(), item.question
+    assert item_problem(item, FiltersSpec()) is None, f"the question states its answer: {item.question}"
     if item.question_type in (QuestionType.SINGLE_CHOICE, QuestionType.MULTIPLE_CHOICE):
         _check_choice_layout(item)
         correct = _correct(item)
