@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import string
 from collections.abc import Iterable, Mapping
 from functools import cache, cached_property
 from importlib import resources
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from retinal_reason_data.schema import Finding, Modality
 from retinal_reason_data.text import normalise_term
@@ -33,6 +34,48 @@ class Entry(BaseModel):
         return [*self.synonyms, *self.abbreviations]
 
 
+SCALE_WORDING = {  # field -> the placeholders its template must use ({image}: the modality's noun)
+    "question": ("image",),
+    "open_question": ("image",),
+    "true_false": ("image", "grade"),
+    "statements": ("image",),
+    "at_least": ("grade",),
+}
+
+
+class Scale(BaseModel):
+    """An ordered scale (lowest grade first) and the wording of every question about it. `name` says what is
+    graded ('diabetic retinopathy grade') and every stem names it, so a question never hides its scale."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    grades: tuple[str, ...] = Field(min_length=2, description="Entry codes, lowest grade first.")
+    name: str = Field(min_length=1, description="What is graded, as the stems name it.")
+    question: str = Field(description="Single-choice stem; {image}.")
+    open_question: str = Field(description="Open stem; {image}.")
+    true_false: str = Field(description="True/false stem about one grade; {image}, {grade}.")
+    statements: str = Field(description="Multiple-choice stem over statements about the grade; {image}.")
+    at_least: str = Field(description="A statement that the grade is this one or higher; {grade}.")
+
+    def index(self, code: str) -> int:
+        return self.grades.index(code)
+
+    @model_validator(mode="after")
+    def _wording_names_the_scale(self) -> Scale:
+        for field, wanted in SCALE_WORDING.items():
+            template = getattr(self, field)
+            used = set(_placeholders(template))
+            if used != set(wanted):
+                raise ValueError(f"{field} {template!r} must use exactly {{{'}, {'.join(wanted)}}}")
+            if field != "at_least" and self.name.lower() not in template.lower():
+                raise ValueError(f"{field} {template!r} does not name the scale ({self.name!r})")
+        return self
+
+
+def _placeholders(template: str) -> list[str]:
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+
+
 class UnmappedLabel(ValueError):
     """A raw label that the ontology and the recipe do not map."""
 
@@ -43,8 +86,50 @@ class Ontology(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     entries: dict[str, Entry]
-    scales: dict[str, list[str]] = Field(default_factory=dict)
+    scales: dict[str, Scale] = Field(default_factory=dict)
     _term_index: dict[str, Entry] | None = PrivateAttr(default=None)
+
+    @field_validator("scales", mode="before")
+    @classmethod
+    def _scales_have_wording(cls, value: object) -> object:
+        if isinstance(value, Mapping):
+            bare = sorted(key for key, scale in value.items() if not isinstance(scale, Mapping | Scale))
+            if bare:
+                raise ValueError(
+                    f"scale(s) {', '.join(bare)} without wording: give grades, name, "
+                    f"{', '.join(SCALE_WORDING)} (see data/ontology.yaml)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _grades_agree_with_their_entries(self) -> Ontology:
+        """Every graded entry sits on a defined scale at the position its grade says, and every grade of a scale
+        is an entry that says so; two scales never share wording."""
+        problems: list[str] = []
+        for key, scale in self.scales.items():
+            for index, code in enumerate(scale.grades):
+                entry = self.entries.get(code)
+                if entry is None:
+                    problems.append(f"scale {key!r} lists {code!r}, which is not an entry")
+                elif (entry.scale, entry.grade) != (key, index):
+                    problems.append(
+                        f"scale {key!r} lists {code!r} as grade {index}, the entry says "
+                        f"scale {entry.scale!r} grade {entry.grade!r}"
+                    )
+            stems = {field: getattr(scale, field).lower() for field in SCALE_WORDING if field != "at_least"}
+            for other_key, other in self.scales.items():
+                for field, stem in stems.items():
+                    if other_key != key and other.name.lower() in stem:
+                        problems.append(f"scale {key!r}: {field} names scale {other_key!r} ({other.name!r})")
+        for entry in self.entries.values():
+            listed = entry.scale in self.scales and entry.code in self.scales[entry.scale].grades
+            if entry.scale is not None and not listed:
+                problems.append(f"entry {entry.code!r} names scale {entry.scale!r}, which does not list it")
+            if entry.scale is None and entry.grade is not None:
+                problems.append(f"entry {entry.code!r} has a grade but no scale")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     def entry(self, code: str) -> Entry:
         return self.entries[code]
@@ -94,9 +179,10 @@ class Ontology(BaseModel):
             if modality in entry.modalities and (category is None or entry.category == category)
         ]
 
-    def scale_of(self, code: str) -> list[str] | None:
+    def scale_of(self, code: str) -> Scale | None:
+        """The ordered scale `code` is a grade of, or None for a finding that is not graded."""
         scale = self.entries[code].scale
-        return self.scales.get(scale) if scale else None
+        return self.scales[scale] if scale else None
 
     def extend(self, entries: Iterable[Entry]) -> Ontology:
         """A copy with extra (or replaced) entries, e.g. from a recipe."""

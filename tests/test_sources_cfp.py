@@ -109,7 +109,7 @@ def test_messidor2_pairs_exams_keeps_ungradable_images_and_finds_upper_case_file
     for case in cases:
         if case.gradable:
             codes = _codes("messidor2", case)
-            assert len(codes & DR_CODES) == 1 and len(codes & {"dme.none", "oct.dme"}) == 1
+            assert len(codes & DR_CODES) == 1 and len(codes & {"dme.not_referable", "dme.referable"}) == 1
     assert any(case.images[0].path.suffix == ".JPG" for case in cases)
     unpaired, _ = _read("messidor2", tmp_path, pair_exams=False)
     assert all(case.raw_patient_id is None for case in unpaired)

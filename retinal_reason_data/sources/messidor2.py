@@ -1,7 +1,8 @@
 """Messidor-2 with the adjudicated grades of Krause et al. 2018: messidor_data.csv
 (`image_id,adjudicated_dr_grade,adjudicated_dme,adjudicated_gradable`) and IMAGES/.
 
-Labels are written `dr:N` and `dme:N` (two graded columns in one file). An ungradable image (gradable 0,
+Labels are written `dr:N` (ICDR grade) and `dme:N` (referable diabetic macular oedema, 0/1): two graded
+columns in one file, each mapped onto its own scale. An ungradable image (gradable 0,
 empty grades) is kept with gradable False and no grade finding: that is the collection's own statement.
 Messidor-2 holds two photographs per examination (one per eye) and the two image ids of an exam are
 adjacent in sort order, so by default images are paired in that order and each pair is one patient
@@ -103,8 +104,10 @@ ADAPTER = Adapter(
         "dr:2": "dr.moderate",
         "dr:3": "dr.severe",
         "dr:4": "dr.proliferative",
-        "dme:0": "dme.none",
-        "dme:1": "oct.dme",  # referable DME, present or absent: no grade on the IDRiD risk scale
+        # adjudicated_dme is referable DME, absent or present: a scale of its own (not the IDRiD risk grades,
+        # whose 0 means no exudates at all, and never the OCT diagnosis)
+        "dme:0": "dme.not_referable",
+        "dme:1": "dme.referable",
     },
     write_phantom=write_messidor2,
 )

@@ -27,15 +27,16 @@ def pick_distractors(
     categories: Iterable[str] | None = None,
     exclude_names: Iterable[str] = (),
 ) -> list[Entry]:
-    """Entries of the same modality (same category first) that are neither synonyms of the answer nor
-    findings the case also has, nor ordered-scale neighbours that share a name with the answer."""
+    """Distractors for a finding that is not a grade: entries of the same modality (the answer's category
+    first) that are neither synonyms of the answer nor findings the case also has, and never a grade of an
+    ordered scale (a graded answer's alternatives are the other grades of its scale: tasks/basic.py)."""
     present = set(present_codes) | set(answer_codes)
     modality_set = set(modalities)
     wanted = set(categories) if categories is not None else {ontology.entry(c).category for c in answer_codes}
     excluded = {normalise_term(name) for name in exclude_names}
 
     def allowed(entry: Entry) -> bool:
-        if entry.code in present or not modality_set & set(entry.modalities):
+        if entry.scale is not None or entry.code in present or not modality_set & set(entry.modalities):
             return False
         if any(ontology.same_concept(entry.code, code) for code in present if code in ontology.entries):
             return False

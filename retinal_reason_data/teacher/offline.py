@@ -38,6 +38,14 @@ FEATURES = {
     "ffa.window_defect": "an early hyperfluorescence fades with the choroidal flush and does not enlarge",
     "ffa.blocked_fluorescence": "a dark patch masks the underlying choroidal and retinal fluorescence",
     "ffa.normal": "filling is timely and complete without leakage, staining or non-perfusion",
+    "dme.none": "no hard exudates are seen at the posterior pole",
+    "dme.risk1": "hard exudates are present, but all more than one disc diameter from the macular centre",
+    "dme.risk2": "hard exudates lie within one disc diameter of the macular centre",
+    "dme.not_referable": "no hard exudates are seen close to the fovea",
+    "dme.referable": "hard exudates lie close to the fovea, within about one disc diameter",
+    "amd.early": "there are medium-sized drusen without pigmentary abnormalities",
+    "amd.intermediate": "there are large drusen and pigmentary abnormalities at the macula",
+    "amd.late": "there is geographic atrophy or a neovascular lesion at the macula",
 }
 
 
@@ -46,7 +54,7 @@ def draft(item: Item, case: Case, ontology: Ontology, attempt: int, error_rate: 
     rng = seeded_rng(seed, item.item_id, attempt, "offline")
     wrong = rng.random() < error_rate
     answer = _wrong_answer(item, ontology, rng) if wrong else item.answer.text
-    steps = [_modality_step(item, case), _observation_step(case, ontology)]
+    steps = [_modality_step(item, case), _observation_step(case, item, ontology)]
     if item.task is TaskKind.COMPLEX:
         steps.append(
             f"The history matters: {case.context.chief_complaint} Combined with the imaging, the "
@@ -65,10 +73,15 @@ def _modality_step(item: Item, case: Case) -> str:
     return f"There are {len(case.images)} images: {kinds}."
 
 
-def _observation_step(case: Case, ontology: Ontology) -> str:
+def _observation_step(case: Case, item: Item, ontology: Ontology) -> str:
+    """What the image shows, for the item's facet only: a question about one scale looks at that scale's grade,
+    any other question at the findings that are not grades (see tasks/basic.py)."""
+    scale = _answer_scale(item, ontology)
     seen = []
     for finding in case.findings:
         entry = ontology.entry(finding.code)
+        if entry.scale != scale and item.task is TaskKind.BASIC:
+            continue
         seen.append(FEATURES.get(entry.code, f"the features are typical of {entry.name.lower()}"))
     if not seen:
         return "The images show the features described in the captions."
@@ -97,5 +110,17 @@ def _wrong_answer(item: Item, ontology: Ontology, rng: random.Random) -> str:
         letters = [LETTERS[i] for i in range(len(item.options))]
         choices = [letter for letter in letters if letter != item.answer.text]
         return rng.choice(choices)
-    candidates = [e.name for e in ontology.candidates(item.modality) if e.code != item.answer.code]
+    scale = _answer_scale(item, ontology)
+    if scale is not None:  # a wrong grade of the same scale, as a grader would give
+        candidates = [ontology.entry(code).name for code in ontology.scales[scale].grades if code != item.answer.code]
+    else:
+        candidates = [
+            e.name for e in ontology.candidates(item.modality) if e.code != item.answer.code and e.scale is None
+        ]
     return rng.choice(candidates) if candidates else "uncertain"
+
+
+def _answer_scale(item: Item, ontology: Ontology) -> str | None:
+    """The scale of the item's answer (a graded question), or None."""
+    code = item.answer.code
+    return ontology.entry(code).scale if code and code in ontology.entries else None
