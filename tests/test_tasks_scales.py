@@ -12,7 +12,7 @@ from retinal_reason_data.ontology import Entry, Ontology, Scale, default_ontolog
 from retinal_reason_data.recipe import BasicTasks, FiltersSpec
 from retinal_reason_data.schema import Case, Finding, ImageRef, Item, Modality, Provenance, QuestionType, TaskKind
 from retinal_reason_data.tasks.basic import basic_items, facets
-from retinal_reason_data.tasks.options import LETTERS
+from retinal_reason_data.tasks.options import LETTERS, nested_names
 from retinal_reason_data.teacher.offline import draft
 
 ONTOLOGY = default_ontology()
@@ -94,9 +94,13 @@ def check_findings(item: Item, codes: set[str], present: set[str]) -> None:
             assert (entry.code in codes) == (option in correct), (option, item)
             if option not in correct:
                 assert entry.code not in present and not any(ONTOLOGY.same_concept(entry.code, c) for c in present)
+                broader_or_narrower = [c for c in present if nested_names(entry.name, ONTOLOGY.entry(c).name)]
+                assert not broader_or_narrower, f"{option!r} is also right for {broader_or_narrower}"
     elif item.question_type is QuestionType.TRUE_FALSE:
         asked = ONTOLOGY.entry(item.answer.code)
         assert asked.scale is None and (asked.code in codes) == (item.answer.text == "True")
+        if item.answer.text == "False":  # a broader or narrower form of a present finding would be true
+            assert not [c for c in present if nested_names(asked.name, ONTOLOGY.entry(c).name)], item.question
     else:
         accepted = {item.answer.text, *item.answer.aliases}
         assert item.answer.text in {ONTOLOGY.entry(c).name for c in codes}
@@ -132,7 +136,9 @@ def test_distractors_come_from_the_answers_category_while_it_has_enough() -> Non
             same = [
                 e
                 for e in ONTOLOGY.candidates(modality, entry.category)
-                if not e.scale and not ONTOLOGY.same_concept(e.code, entry.code)
+                if not e.scale
+                and not ONTOLOGY.same_concept(e.code, entry.code)
+                and not nested_names(e.name, entry.name)
             ]
             items = _items(_case(f"c-{entry.code}", [entry.code], modality), [QuestionType.SINGLE_CHOICE])
             for item in items:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 from retinal_reason_data.ontology import Entry, Ontology
 from retinal_reason_data.schema import Modality
@@ -28,8 +29,10 @@ def pick_distractors(
     exclude_names: Iterable[str] = (),
 ) -> list[Entry]:
     """Distractors for a finding that is not a grade: entries of the same modality (the answer's category
-    first) that are neither synonyms of the answer nor findings the case also has, and never a grade of an
-    ordered scale (a graded answer's alternatives are the other grades of its scale: tasks/basic.py)."""
+    first) that are neither synonyms of the answer nor findings the case also has, nor a broader or narrower
+    form of either ("Retinal vein occlusion" is also right when the answer is "Branch retinal vein occlusion"),
+    and never a grade of an ordered scale (a graded answer's alternatives are the other grades of its scale:
+    tasks/basic.py)."""
     present = set(present_codes) | set(answer_codes)
     modality_set = set(modalities)
     wanted = set(categories) if categories is not None else {ontology.entry(c).category for c in answer_codes}
@@ -38,7 +41,10 @@ def pick_distractors(
     def allowed(entry: Entry) -> bool:
         if entry.scale is not None or entry.code in present or not modality_set & set(entry.modalities):
             return False
-        if any(ontology.same_concept(entry.code, code) for code in present if code in ontology.entries):
+        known = [code for code in present if code in ontology.entries]
+        if any(ontology.same_concept(entry.code, code) for code in known):
+            return False
+        if any(nested_names(entry.name, ontology.entry(code).name) for code in known):
             return False
         return not ontology.names(entry.code) & excluded
 
@@ -48,6 +54,24 @@ def pick_distractors(
     rng.shuffle(preferred)
     rng.shuffle(others)
     return (preferred + others)[:count]
+
+
+_FILLER = frozenset({"of", "the", "and", "with", "in", "to", "a", "an", "or", "for", "on", "due"})
+
+
+@lru_cache(maxsize=4096)
+def _name_words(name: str) -> frozenset[str]:
+    return frozenset(normalise_term(name).split()) - _FILLER
+
+
+def nested_names(first: str, second: str) -> bool:
+    """True when one name's words contain the other's (a negation aside): a broader or narrower form of one
+    finding ("Diabetic retinopathy" and "Severe non-proliferative diabetic retinopathy"), which cannot be a wrong
+    option for it."""
+    words, other = _name_words(first), _name_words(second)
+    if ("no" in words) != ("no" in other):
+        return False  # "Glaucoma" and "No glaucoma" contradict each other: a fair wrong option
+    return bool(words and other) and (words <= other or other <= words)
 
 
 def lay_out(correct: Sequence[str], wrong: Sequence[str], rng: random.Random) -> tuple[list[str], str]:
