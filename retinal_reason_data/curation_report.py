@@ -30,8 +30,7 @@ REASONS = {
     "image_too_dark": "mean brightness of the field below filters.images.min_brightness",
     "image_overexposed": "mean brightness of the field above filters.images.max_brightness",
     "image_blurred": "the quality gate refused it, mostly for lack of fine detail (or below the legacy min_sharpness)",
-    "image_hazy": "washed out (relative contrast below filters.images.min_relative_contrast), or the quality gate "
-    "refused it mostly for faint or missing vessels",
+    "image_hazy": "the quality gate refused it mostly for faint or missing vessels (haze, or blur that hides them)",
     "image_uneven": "the quality gate refused it mostly for uneven light: a shadowed patch or a dark centre",
     "answer_in_question": "an open question whose text states its own answer",
     "unverified": "no teacher attempt gave the known answer",

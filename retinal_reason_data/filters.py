@@ -4,7 +4,7 @@ Each check returns the first reason (a short code counted in `rrd stats --json` 
 or None. Reasons:
 
 - images: `ungradable_label` (the collection says so); the hard refusals `image_blank`, `image_no_field`,
-  `image_too_dark`, `image_overexposed` and `image_hazy` (a washed-out field); the quality gate's `image_blurred`,
+  `image_too_dark`, `image_overexposed`; the quality gate's `image_blurred`,
   `image_hazy`, `image_uneven` (named after the family of the measure that weighed most, see quality_gate.py);
 - items: `answer_in_question` (an open question whose text states its answer);
 - traces: `malformed_tags`, `think_too_short`, `think_too_long`, `answer_too_long`, `repetitive`,
@@ -63,8 +63,8 @@ def image_problem(image: ImageRef, gradable: bool | None, spec: ImageFilters) ->
 
 def image_refusal(image: ImageRef, gradable: bool | None, spec: ImageFilters) -> ImageRefusal | None:
     """Why this photograph cannot be graded, or None. A collection's own label decides when it has one (and
-    `trust_source_labels` is on); otherwise the hard refusals (blank, no field, too dark, overexposed, washed out,
-    and the legacy `min_sharpness` when set) come first, then the quality gate fitted on graders' labels."""
+    `trust_source_labels` is on); otherwise the hard refusals (blank, no field, too dark, overexposed, and the
+    legacy `min_sharpness` when set) come first, then the quality gate fitted on graders' labels."""
     if not spec.enabled or image.modality not in spec.modalities:
         return None
     if spec.trust_source_labels and gradable is not None:
@@ -80,8 +80,6 @@ def image_refusal(image: ImageRef, gradable: bool | None, spec: ImageFilters) ->
         return ImageRefusal("image_too_dark", "brightness", quality.brightness)
     if quality.brightness > spec.max_brightness:
         return ImageRefusal("image_overexposed", "brightness", quality.brightness)
-    if quality.contrast < spec.min_relative_contrast * quality.brightness:
-        return ImageRefusal("image_hazy", "relative_contrast", round(quality.contrast / quality.brightness, 4))
     if spec.min_sharpness > 0 and normalised_sharpness(image) < spec.min_sharpness:
         return ImageRefusal("image_blurred", "sharpness_normalised", round(normalised_sharpness(image), 4))
     if spec.gate:

@@ -20,7 +20,6 @@ BINS = 48
 RANGES: dict[str, tuple[float, float]] = {
     "gate_probability": (0.0, 1.0),
     "brightness": (0.0, 1.0),
-    "relative_contrast": (0.0, 0.8),
     "fov_fraction": (0.0, 1.0),
     "detail_fine": (-9.0, -4.0),
     "detail_vessel": (-8.0, -3.5),
@@ -37,7 +36,6 @@ RANGES: dict[str, tuple[float, float]] = {
 TITLES = {
     "gate_probability": "quality gate: probability that graders reject (refused above the line)",
     "brightness": "brightness: mean grey of the field (refused outside the lines)",
-    "relative_contrast": "relative contrast: contrast / brightness (washed out below the line)",
     "fov_fraction": "field fraction: lit share of the frame (no field below the line)",
 }
 
@@ -50,7 +48,6 @@ class QualityDistributions:
 
     def add(self, source: str, quality: ImageQuality, gate: GateModel | None) -> None:
         values = quality.model_dump()
-        values["relative_contrast"] = quality.contrast / quality.brightness if quality.brightness > 0 else 0.0
         values["gate_probability"] = gate.probability(quality) if gate else None
         histograms = self.counts[source]
         for name, (low, high) in RANGES.items():
@@ -68,7 +65,6 @@ def boundaries(spec: ImageFilters, gate: GateModel | None) -> dict[str, list[flo
     gradability measure the value at which the gate refuses a photograph that is otherwise typical of Good."""
     lines = {
         "brightness": [spec.min_brightness, spec.max_brightness],
-        "relative_contrast": [spec.min_relative_contrast],
         "fov_fraction": [spec.min_field_fraction],
     }
     if gate is None:

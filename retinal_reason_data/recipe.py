@@ -197,12 +197,6 @@ class ImageFilters(Section):
         "It depends on resolution and field size: 0.06 refused 11 of CHASE_DB1's 28 gradable photographs.",
     )
     min_contrast: float = Field(default=0.01, ge=0.0, description="Below this the picture is blank.")
-    min_relative_contrast: float = Field(
-        default=0.06,
-        ge=0.0,
-        description="Contrast / brightness of the field below this: washed out by haze (gradable camera photographs "
-        "in ../shared/realdata measure 0.11 and up).",
-    )
     min_field_fraction: float = Field(default=0.2, ge=0.0, le=1.0, description="Lit share below this: no field.")
     trust_source_labels: bool = Field(
         default=True, description="A collection's own gradable label (EyeQ, Messidor-2, DDR) overrides the measures."
