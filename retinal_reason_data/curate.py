@@ -4,6 +4,7 @@ assign leakage-safe splits, and write a report with examples of every drop."""
 from __future__ import annotations
 
 import bisect
+import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,13 +14,16 @@ from retinal_reason_data.batches import batched
 from retinal_reason_data.catalog import Catalog, dumps
 from retinal_reason_data.curation_report import write_report
 from retinal_reason_data.dedup import CaseInfo, DedupResult, deduplicate
-from retinal_reason_data.filters import image_problem, item_problem, normalised_sharpness, trace_problem
+from retinal_reason_data.filters import image_refusal, item_problem, normalised_sharpness, trace_problem
+from retinal_reason_data.quality_figures import QualityDistributions
+from retinal_reason_data.quality_gate import GateModel, load_gate
 from retinal_reason_data.recipe import Recipe
 from retinal_reason_data.schema import Case, Generation, Item
 from retinal_reason_data.splits import TRACE_SPLITS, assign_splits, case_groups, stratum_key
 from retinal_reason_data.teacher.synthesize import blind_fingerprints, guided_fingerprints
 
 CURATION_STAGES = ("quality", "dedup", "verify", "filters")
+log = logging.getLogger(__name__)
 ITEMS_PER_LOOKUP = 2000  # items whose replies are read in one query
 EXAMPLES_PER_REASON = 5
 
@@ -37,6 +41,26 @@ class CurationReport:
     dedup: DedupResult | None = None
     groups_by_split: Counter[str] = field(default_factory=Counter)
     items_by_stratum: dict[str, Counter[str]] = field(default_factory=dict)
+    images_checked: Counter[str] = field(default_factory=Counter)  # source -> photographs the image filters read
+    refused_by_source: dict[str, Counter[tuple[str, str]]] = field(default_factory=lambda: defaultdict(Counter))
+    distributions: QualityDistributions = field(default_factory=QualityDistributions)
+    warnings: list[str] = field(default_factory=list)
+
+    def refusal_warnings(self, share: float) -> list[str]:
+        """A line per source whose image filters refused more than `share` of its photographs, naming the share
+        and the reason and measure that refused most of them."""
+        lines = []
+        for source, checked in sorted(self.images_checked.items()):
+            refused = self.refused_by_source.get(source, Counter())
+            total = sum(refused.values())
+            if checked and total / checked > share:
+                (reason, measure), count = min(refused.items(), key=lambda kv: (-kv[1], kv[0]))
+                lines.append(
+                    f"source '{source}': the image filters refused {total} of {checked} photographs "
+                    f"({total / checked:.0%}, above filters.images.warn_refused_share {share:.0%}); most by "
+                    f"{reason} ({count}, measure {measure})"
+                )
+        return lines
 
     def wants(self, reason: str, key: str) -> bool:
         """Whether an example of `reason` sorting as `key` would be kept (the first few by key are: the report
@@ -129,6 +153,9 @@ def curate(recipe: Recipe, catalog: Catalog) -> CurationReport:
             report.splits[split] += 1
     for row in drops:
         report.dropped[row["reason"]] += 1
+    report.warnings = report.refusal_warnings(recipe.filters.images.warn_refused_share)
+    for line in report.warnings:
+        log.warning(line)
     _store(catalog, report, dedup, drops, assignments, digests, known_digests)
     write_report(recipe, catalog, report, cases)
     return report
@@ -164,19 +191,33 @@ def _choose_trace(
 
 
 def _image_quality(recipe: Recipe, case: Case, unusable: dict[tuple[str, str], str], report: CurationReport) -> None:
-    """Record in `unusable` ((case id, image sha256) -> reason) each image of `case` that fails the image filters."""
+    """Record in `unusable` ((case id, image sha256) -> reason) each image of `case` that fails the image filters,
+    and count what the filters read and refused per source."""
     spec = recipe.filters.images
+    gate = _gate(recipe)
     for image in case.images:
-        reason = image_problem(image, case.gradable, spec)
-        if reason is None:
+        if spec.enabled and image.modality in spec.modalities and image.quality is not None:
+            report.images_checked[case.source] += 1
+            report.distributions.add(case.source, image.quality, gate)
+        refusal = image_refusal(image, case.gradable, spec)
+        if refusal is None:
             continue
+        reason = refusal.reason
         unusable[(case.case_id, image.sha256)] = reason
         report.images_by_quality[reason] += 1
-        measures = image.quality.model_dump() if image.quality else {}
+        report.refused_by_source[case.source][(reason, refusal.measure)] += 1
+        measures = image.quality.model_dump(exclude_none=True) if image.quality else {}
         if measures:
             measures["sharpness_normalised"] = round(normalised_sharpness(image), 4)
         key = f"{case.case_id} {image.path}"
-        report.example(f"images:{reason}", key, case_id=case.case_id, path=image.path, **measures)
+        report.example(
+            f"images:{reason}", key, case_id=case.case_id, path=image.path, measure=refusal.measure, **measures
+        )
+
+
+def _gate(recipe: Recipe) -> GateModel | None:
+    spec = recipe.filters.images
+    return load_gate(str(spec.gate_model) if spec.gate_model else None) if spec.gate else None
 
 
 def unusable_cases(unusable: dict[tuple[str, str], str]) -> list[tuple[str, tuple[str, str]]]:

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from retinal_reason_data.catalog import Catalog
 from retinal_reason_data.dedup import CaseInfo
+from retinal_reason_data.quality_figures import boundaries, render
+from retinal_reason_data.quality_gate import load_gate
 from retinal_reason_data.recipe import Recipe
 
 if TYPE_CHECKING:
@@ -27,7 +29,9 @@ REASONS = {
     "image_no_field": "too little of the frame is lit: no fundus field",
     "image_too_dark": "mean brightness of the field below filters.images.min_brightness",
     "image_overexposed": "mean brightness of the field above filters.images.max_brightness",
-    "image_blurred": "Laplacian variance / contrast^2 below filters.images.min_sharpness",
+    "image_blurred": "the quality gate refused it, mostly for lack of fine detail (or below the legacy min_sharpness)",
+    "image_hazy": "the quality gate refused it mostly for faint or missing vessels (haze, or blur that hides them)",
+    "image_uneven": "the quality gate refused it mostly for uneven light: a shadowed patch or a dark centre",
     "answer_in_question": "an open question whose text states its own answer",
     "unverified": "no teacher attempt gave the known answer",
     "malformed_tags": "not exactly one <think> block followed by one <answer> block",
@@ -47,6 +51,12 @@ def report_paths(recipe: Recipe) -> tuple[Path, Path]:
     """(markdown, json) paths of the report: beside the catalog, named after it."""
     base = recipe.catalog_path.with_suffix("")
     return base.with_name(base.name + ".curation.md"), base.with_name(base.name + ".curation.json")
+
+
+def quality_figure_path(recipe: Recipe) -> Path:
+    """The PNG of the image-quality measures per source, beside the Markdown report."""
+    base = recipe.catalog_path.with_suffix("")
+    return base.with_name(base.name + ".curation.quality.png")
 
 
 def build_report(
@@ -102,6 +112,19 @@ def build_report(
         "dropped_by_reason": dropped,
         "examples": {reason: examples for reason, examples in sorted(report.examples.items())},
         "images_by_quality": dict(sorted(report.images_by_quality.items())),
+        "image_filters_by_source": {
+            source: {
+                "photographs": checked,
+                "refused": sum(report.refused_by_source.get(source, {}).values()),
+                "by_reason_and_measure": {
+                    f"{reason} / {measure}": count
+                    for (reason, measure), count in sorted(report.refused_by_source.get(source, {}).items())
+                },
+            }
+            for source, checked in sorted(report.images_checked.items())
+        },
+        "warnings": report.warnings,
+        "quality_figure": quality_figure_path(recipe).name if report.images_checked else None,
         "duplicates": summary,
         "clusters": sorted(clusters, key=lambda c: (-len(c["cases"]), c["cluster"])),
         "label_conflicts": conflicts,
@@ -118,6 +141,13 @@ def write_report(recipe: Recipe, catalog: Catalog, report: CurationReport, cases
     """Write the Markdown and JSON report beside the catalog; return the Markdown path."""
     data = build_report(recipe, catalog, report, cases)
     markdown_path, json_path = report_paths(recipe)
+    figure = quality_figure_path(recipe)
+    if report.images_checked:
+        spec = recipe.filters.images
+        gate = load_gate(str(spec.gate_model) if spec.gate_model else None) if spec.gate else None
+        render(figure, report.distributions.to_dict(), boundaries(spec, gate))
+    else:
+        figure.unlink(missing_ok=True)
     json_path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
     markdown_path.write_text(render_markdown(data), encoding="utf-8")
     return markdown_path
@@ -143,6 +173,7 @@ def render_markdown(data: dict[str, Any]) -> str:
         lines += ["Ungradable images (a case with one is dropped): "]
         lines[-1] += ", ".join(f"`{reason}` {count}" for reason, count in data["images_by_quality"].items())
         lines.append("")
+    lines += _image_filter_lines(data)
     lines += ["## Examples", ""]
     for reason, examples in data["examples"].items():
         lines += [f"### `{reason}`", ""]
@@ -202,3 +233,29 @@ def render_markdown(data: dict[str, Any]) -> str:
         cells = " | ".join(str(rest[n]) for n in names)
         lines.append(f"| ({len(ordered) - MARKDOWN_STRATA} more strata) | {cells} |")
     return "\n".join(lines) + "\n"
+
+
+def _image_filter_lines(data: dict[str, Any]) -> list[str]:
+    """The image filters per source (photographs read, refused, by reason and measure), the warnings, and the
+    link to the figure of the measures."""
+    by_source = data.get("image_filters_by_source") or {}
+    if not by_source:
+        return []
+    lines = ["## Image quality per source", ""]
+    lines += ["| source | photographs | refused | share | by reason / measure |", "|---|---|---|---|---|"]
+    for source, entry in by_source.items():
+        share = entry["refused"] / entry["photographs"] if entry["photographs"] else 0.0
+        reasons = ", ".join(f"{key} {count}" for key, count in entry["by_reason_and_measure"].items()) or "-"
+        lines.append(f"| {source} | {entry['photographs']} | {entry['refused']} | {share:.0%} | {reasons} |")
+    lines.append("")
+    for warning in data.get("warnings", []):
+        lines += [f"**Warning**: {warning}.", ""]
+    if data.get("quality_figure"):
+        lines += [
+            f"Each measure's distribution per source, with the line where it refuses: "
+            f"[{data['quality_figure']}]({data['quality_figure']})",
+            "",
+            f"![image quality per source]({data['quality_figure']})",
+            "",
+        ]
+    return lines

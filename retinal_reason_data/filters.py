@@ -3,8 +3,9 @@
 Each check returns the first reason (a short code counted in `rrd stats --json` under `dropped_by_filter`)
 or None. Reasons:
 
-- images: `ungradable_label` (the collection says so), `image_blank`, `image_no_field`, `image_too_dark`,
-  `image_overexposed`, `image_blurred`;
+- images: `ungradable_label` (the collection says so); the hard refusals `image_blank`, `image_no_field`,
+  `image_too_dark`, `image_overexposed`; the quality gate's `image_blurred`,
+  `image_hazy`, `image_uneven` (named after the family of the measure that weighed most, see quality_gate.py);
 - items: `answer_in_question` (an open question whose text states its answer);
 - traces: `malformed_tags`, `think_too_short`, `think_too_long`, `answer_too_long`, `repetitive`,
   `non_english`, `refusal`, `hedging`, `given_answer`.
@@ -15,7 +16,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
+from typing import NamedTuple
 
+from retinal_reason_data.quality_gate import load_gate
 from retinal_reason_data.recipe import FiltersSpec, ImageFilters
 from retinal_reason_data.schema import ImageRef, Item, QuestionType
 from retinal_reason_data.text import normalise_term
@@ -28,6 +31,8 @@ IMAGE_REASONS = (
     "image_too_dark",
     "image_overexposed",
     "image_blurred",
+    "image_hazy",
+    "image_uneven",
 )
 TRACE_REASONS = (
     "malformed_tags",
@@ -42,26 +47,47 @@ TRACE_REASONS = (
 )
 
 
+class ImageRefusal(NamedTuple):
+    """Why a photograph is refused: the reason code, the measure that decided (or weighed most) and its value."""
+
+    reason: str
+    measure: str
+    value: float | None
+
+
 def image_problem(image: ImageRef, gradable: bool | None, spec: ImageFilters) -> str | None:
-    """Why this photograph cannot be graded, or None. A collection's own label decides when it has one
-    (and `trust_source_labels` is on); otherwise the intake measures are held against the thresholds."""
+    """Why this photograph cannot be graded (a reason code), or None; see `image_refusal`."""
+    refusal = image_refusal(image, gradable, spec)
+    return refusal.reason if refusal else None
+
+
+def image_refusal(image: ImageRef, gradable: bool | None, spec: ImageFilters) -> ImageRefusal | None:
+    """Why this photograph cannot be graded, or None. A collection's own label decides when it has one (and
+    `trust_source_labels` is on); otherwise the hard refusals (blank, no field, too dark, overexposed, and the
+    legacy `min_sharpness` when set) come first, then the quality gate fitted on graders' labels."""
     if not spec.enabled or image.modality not in spec.modalities:
         return None
     if spec.trust_source_labels and gradable is not None:
-        return None if gradable else "ungradable_label"
+        return None if gradable else ImageRefusal("ungradable_label", "source_label", None)
     quality = image.quality
     if quality is None:
         return None
     if quality.contrast < spec.min_contrast:
-        return "image_blank"
+        return ImageRefusal("image_blank", "contrast", quality.contrast)
     if quality.fov_fraction < spec.min_field_fraction:
-        return "image_no_field"
+        return ImageRefusal("image_no_field", "fov_fraction", quality.fov_fraction)
     if quality.brightness < spec.min_brightness:
-        return "image_too_dark"
+        return ImageRefusal("image_too_dark", "brightness", quality.brightness)
     if quality.brightness > spec.max_brightness:
-        return "image_overexposed"
-    if normalised_sharpness(image) < spec.min_sharpness:
-        return "image_blurred"
+        return ImageRefusal("image_overexposed", "brightness", quality.brightness)
+    if spec.min_sharpness > 0 and normalised_sharpness(image) < spec.min_sharpness:
+        return ImageRefusal("image_blurred", "sharpness_normalised", round(normalised_sharpness(image), 4))
+    if spec.gate:
+        gate = load_gate(str(spec.gate_model) if spec.gate_model else None)
+        verdict = gate.verdict(quality, spec.gate_threshold)
+        if verdict is not None:
+            reason, measure = verdict
+            return ImageRefusal(reason, measure, getattr(quality, measure))
     return None
 
 

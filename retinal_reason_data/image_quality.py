@@ -1,4 +1,18 @@
-"""Cheap image-quality measures: brightness, contrast, sharpness and the lit field of view."""
+"""Image-quality measures taken at intake.
+
+Two kinds:
+
+- **exposure and layout** (`brightness`, `contrast`, `sharpness`, `fov_fraction`), on the 256 px luma work image
+  (`fieldhash.prepare`): the hard refusals (blank, no field, too dark, overexposed) read them;
+- **gradability measures** that mean the same at 256 px and at 4000 px, read by the fitted quality gate
+  (`quality_gate.py`). They are taken on the *field canvas*: the green channel (where the vessels have their
+  contrast) of the fitted field, resampled so that the field's diameter is `CANVAS` pixels whatever the file's
+  size, and rank-equalised inside 90 % of its radius, so that exposure, gain and the contrast stretch that some
+  compilations apply change none of them. Detail is measured in octave bands of a pyramid (band k holds
+  structures about 2^(k+1) canvas pixels across, i.e. 1/64, 1/32, 1/16 and 1/8 of the field's diameter), vessel
+  contrast by a black top-hat (dark lines narrower than 5 canvas pixels), and illumination by dark patches and
+  the centre-to-rim difference.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +30,38 @@ _LEVELS = np.arange(256, dtype=np.float64) / 255.0
 _ALL_MOMENTS = np.stack([np.ones(256), _LEVELS, _LEVELS**2], axis=1)  # per level: 1, level, level^2
 _LIT_MOMENTS = _ALL_MOMENTS * (np.arange(256) >= _FIELD_LEVEL)[:, None]  # the same, lit levels only
 
+CANVAS = 128  # the field's diameter on the canvas the gradability measures read
+MEASURED_RADIUS = 0.9  # share of the field's radius measured (the rim's vignetting and notches are left out)
+_BLOCK = 8  # canvas pixels per side of the blocks whose spread of detail and light is measured
+_HAT = 5  # side of the black top-hat's square: vessels up to 4 canvas pixels wide (1/32 of the field)
+_FAINT_VESSELS = 0.01  # top-hat (share of the field's grey range) below which a block shows no vessel
+_SHADOW = 0.5  # a block whose mean lies this many grey ranges below the field's median is in shadow
+_MIN_MEASURED = 400  # canvas pixels needed to measure at all (a sliver of field is refused as no field)
+_yy, _xx = np.mgrid[0:CANVAS, 0:CANVAS]
+_RADIUS = np.hypot(_xx - (CANVAS - 1) / 2, _yy - (CANVAS - 1) / 2) / (CANVAS / 2)
+_DISC = _RADIUS <= MEASURED_RADIUS
+_CENTRE, _RIM = _RADIUS < 0.45, _RADIUS > 0.65
 
-def measure(grey: Image.Image | WorkImage) -> ImageQuality:
-    """Quality of a grey-level image, measured on its 256 px work image (see `fieldhash.prepare`).
+GRADABILITY_MEASURES = (
+    "detail_fine",
+    "detail_vessel",
+    "detail_mid",
+    "detail_coarse",
+    "detail_fine_median",
+    "detail_fine_low",
+    "vessel_contrast",
+    "vessel_contrast_low",
+    "vesselless_share",
+    "shadow_share",
+    "centre_to_rim",
+)
+"""The ImageQuality fields that the quality gate reads, in the order of its coefficients."""
+
+
+def measure(grey: Image.Image | WorkImage, green: Image.Image | None = None) -> ImageQuality:
+    """Quality of an image: exposure and layout on its 256 px luma work image (see `fieldhash.prepare`), and
+    the gradability measures on its field canvas, read from `green` (the green channel at any size, e.g. the
+    reduced decode) or, when None, from the luma itself.
 
     Brightness and contrast are the mean and standard deviation of the lit field (all pixels when nothing is
     lit), from the histogram; sharpness is the variance of the Laplacian inside the field, away from its rim."""
@@ -38,7 +81,157 @@ def measure(grey: Image.Image | WorkImage) -> ImageQuality:
         contrast=round(contrast, 4),
         sharpness=round(_variance(inside if inside.size else laplacian.ravel()) / 255.0**2, 6),
         fov_fraction=round(lit / levels.size, 4),
+        **gradability(work, green),
     )
+
+
+def gradability(work: WorkImage, green: Image.Image | None = None) -> dict[str, float]:
+    """The gradability measures (GRADABILITY_MEASURES, rounded to 4 decimals), or {} where the image has too
+    little field to measure."""
+    found = field_canvas(work, green)
+    if found is None:
+        return {}
+    canvas, mask = found
+    canvas = _equalise(canvas, mask)
+    values = canvas[mask]
+    low, median, high = np.percentile(values, (10, 50, 90)).tolist()
+    grey_range = max(high - low, 1.0)
+    fine, vessel, mid, coarse, fine_map = _band_energies(canvas, mask)
+    squared_range = grey_range * grey_range
+    hat = _black_top_hat(canvas) / grey_range
+    full = _blocks(mask.astype(np.float32)) > 0.9
+    fine_blocks = _blocks(fine_map)[full] / squared_range
+    hat_blocks, mean_blocks = _blocks(hat)[full], _blocks(canvas)[full]
+    measures = {
+        "detail_fine": _log(fine / squared_range),
+        "detail_vessel": _log(vessel / squared_range),
+        "detail_mid": _log(mid / squared_range),
+        "detail_coarse": _log(coarse / squared_range),
+        "detail_fine_median": _log(float(np.median(fine_blocks))),
+        "detail_fine_low": _log(float(np.percentile(fine_blocks, 10))),
+        "vessel_contrast": float(hat[mask].mean()),
+        "vessel_contrast_low": float(np.percentile(hat_blocks, 25)),
+        "vesselless_share": float(np.mean(hat_blocks < _FAINT_VESSELS)),
+        "shadow_share": float(np.mean(mean_blocks < median - _SHADOW * grey_range)),
+        "centre_to_rim": _centre_to_rim(canvas, mask, grey_range),
+    }
+    return {name: round(value, 4) for name, value in measures.items()}
+
+
+def field_geometry(pixels: np.ndarray) -> tuple[float, float, float] | None:
+    """(centre x, centre y, diameter) of the lit field in a work image's pixels, from the extent of its lit rows
+    and columns (a field clipped by the frame keeps its diameter along the unclipped side); None if nothing is lit."""
+    lit = pixels >= _FIELD_LEVEL
+    columns, rows = lit.sum(axis=0), lit.sum(axis=1)
+    if not columns.any():
+        return None
+    xs = np.flatnonzero(columns >= max(2, 0.05 * columns.max()))
+    ys = np.flatnonzero(rows >= max(2, 0.05 * rows.max()))
+    x0, x1, y0, y1 = xs[0], xs[-1] + 1, ys[0], ys[-1] + 1
+    return (x0 + x1) / 2, (y0 + y1) / 2, float(max(x1 - x0, y1 - y0))
+
+
+def field_canvas(work: WorkImage, source: Image.Image | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The field resampled to CANVAS x CANVAS from `source` (the work image when None), and the mask of the
+    measured disc that lies inside the frame; None where the field is too small or absent."""
+    geometry = field_geometry(work.pixels)
+    if geometry is None:
+        return None
+    source = work.image if source is None else source
+    scale = source.width / work.image.width  # source pixels per work pixel
+    cx, cy, diameter = (value * scale for value in geometry)
+    left, top = cx - diameter / 2, cy - diameter / 2
+    per_canvas = diameter / CANVAS  # source pixels per canvas pixel
+    # the part of the field's square inside the frame, in whole canvas pixels
+    c0 = max(0, math.ceil(-left / per_canvas))
+    r0 = max(0, math.ceil(-top / per_canvas))
+    c1 = min(CANVAS, math.floor((source.width - left) / per_canvas))
+    r1 = min(CANVAS, math.floor((source.height - top) / per_canvas))
+    if c1 - c0 < 8 or r1 - r0 < 8:
+        return None
+    box = (left + c0 * per_canvas, top + r0 * per_canvas, left + c1 * per_canvas, top + r1 * per_canvas)
+    box = (max(box[0], 0.0), max(box[1], 0.0), min(box[2], source.width), min(box[3], source.height))
+    part = source.resize((c1 - c0, r1 - r0), Image.Resampling.BILINEAR, box=box, reducing_gap=2.0)
+    canvas = np.zeros((CANVAS, CANVAS), dtype=np.float32)
+    canvas[r0:r1, c0:c1] = np.asarray(part, dtype=np.float32)
+    mask = np.zeros((CANVAS, CANVAS), dtype=bool)
+    mask[r0 + 1 : r1 - 1, c0 + 1 : c1 - 1] = True
+    mask &= _DISC
+    if np.count_nonzero(mask) < _MIN_MEASURED:
+        return None
+    return canvas, mask
+
+
+def _equalise(canvas: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Grey levels replaced by their rank inside the mask (0-255): any monotonic change of exposure or contrast
+    gives the same canvas."""
+    levels = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+    counts = np.bincount(levels[mask], minlength=256).astype(np.float64)
+    ranks = (np.cumsum(counts) - counts / 2) * (255.0 / counts.sum())
+    return ranks.astype(np.float32)[levels]
+
+
+def _pool(values: np.ndarray) -> np.ndarray:
+    """Mean over 2 x 2 blocks."""
+    height, width = values.shape
+    return values.reshape(height // 2, 2, width // 2, 2).mean(axis=(1, 3))
+
+
+def _expand(values: np.ndarray) -> np.ndarray:
+    return np.repeat(np.repeat(values, 2, axis=0), 2, axis=1)
+
+
+def _band_energies(canvas: np.ndarray, mask: np.ndarray) -> tuple[float, float, float, float, np.ndarray]:
+    """Mean squared detail of four octave bands of a 2 x 2 mean pyramid, each over the pixels whose 2 x 2 parent
+    lies wholly in the mask; and the finest band's squares at canvas size (zero outside the mask)."""
+    level, weight = canvas, mask.astype(np.float32)
+    energies, fine_map = [], np.zeros_like(canvas)
+    for band in range(4):
+        coarser, coarser_weight = _pool(level), _pool(weight)
+        detail = level - _expand(coarser)
+        inside = (weight >= 1.0) & (_expand(coarser_weight) >= 1.0)
+        squares = detail * detail
+        energies.append(float(squares[inside].mean()) if inside.any() else 0.0)
+        if band == 0:
+            fine_map = np.where(inside, squares, 0.0).astype(np.float32)
+        level, weight = coarser, coarser_weight
+    return energies[0], energies[1], energies[2], energies[3], fine_map
+
+
+def _black_top_hat(canvas: np.ndarray) -> np.ndarray:
+    """Closing minus the image, with a _HAT x _HAT square: what dark lines (vessels) narrower than it remove."""
+    return _extreme(_extreme(canvas, np.maximum), np.minimum) - canvas
+
+
+def _extreme(values: np.ndarray, pick: np.ufunc) -> np.ndarray:
+    """Max or min over a _HAT x _HAT square (separable; the frame's edge repeated)."""
+    reach = _HAT // 2
+    padded = np.pad(values, reach, mode="edge")
+    height, width = values.shape
+    rows = padded[:, :width]
+    for shift in range(1, _HAT):
+        rows = pick(rows, padded[:, shift : shift + width])
+    out = rows[:height]
+    for shift in range(1, _HAT):
+        out = pick(out, rows[shift : shift + height])
+    return out
+
+
+def _blocks(values: np.ndarray) -> np.ndarray:
+    """Means over _BLOCK x _BLOCK blocks."""
+    side = CANVAS // _BLOCK
+    return values.reshape(side, _BLOCK, side, _BLOCK).mean(axis=(1, 3))
+
+
+def _centre_to_rim(canvas: np.ndarray, mask: np.ndarray, grey_range: float) -> float:
+    centre, rim = mask & _CENTRE, mask & _RIM
+    if not centre.any() or not rim.any():
+        return 0.0
+    return (float(canvas[centre].mean()) - float(canvas[rim].mean())) / grey_range
+
+
+def _log(value: float) -> float:
+    return math.log(max(value, 0.0) + 1e-5)
 
 
 def _variance(values: np.ndarray) -> float:

@@ -18,7 +18,7 @@ from retinal_reason_data.perceptual_hash import perceptual_hash
 from retinal_reason_data.schema import ImageRef, Modality
 
 MAX_PIXELS = 80_000_000  # about 9000 x 9000: larger than any fundus camera, smaller than a bomb
-FINGERPRINT_VERSION = 3  # bump when a hash or measure changes: catalogs then drop their cached fingerprints
+FINGERPRINT_VERSION = 4  # bump when a hash or measure changes: catalogs then drop their cached fingerprints
 DRAFT_MIN_SIDE = 200  # a reduced (JPEG draft) decode keeps this much of its longest side: 1/8 scale from 1600 px
 
 
@@ -118,8 +118,11 @@ def fingerprint(path: str | Path, modality: Modality, caption: str | None = None
         raise ImageError("image_unreadable", f"{path}: cannot read file: {exc}") from exc
     if not data:
         raise ImageError("image_unreadable", f"{path}: file is empty")
-    image, full_size = _decode(data, path, reduce_to=DRAFT_MIN_SIDE, grey=True)
-    work = prepare(image)  # one 256 px reduction, its pixels and histogram serve every hash and measure
+    image, full_size = _decode(data, path, reduce_to=DRAFT_MIN_SIDE)
+    # the luma's 256 px reduction (pixels and histogram) serves every hash and the exposure measures; the green
+    # channel, where vessels have their contrast, the gradability measures
+    green = image.getchannel("G") if image.mode == "RGB" else image
+    work = prepare(image.convert("L") if image.mode != "L" else image)
     near_hash, detail_hash = field_hashes(work)
     return ImageRef(
         path=str(path),
@@ -129,7 +132,7 @@ def fingerprint(path: str | Path, modality: Modality, caption: str | None = None
         height=full_size[1],
         modality=modality,
         caption=caption,
-        quality=measure(work),
+        quality=measure(work, green),
         near_hash=near_hash,
         detail_hash=detail_hash,
     )

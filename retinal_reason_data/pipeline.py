@@ -12,11 +12,11 @@ from tqdm import tqdm
 from retinal_reason_data.annotations import ReviewReport, apply_verdicts
 from retinal_reason_data.catalog import Catalog
 from retinal_reason_data.curate import CurationReport, curate
-from retinal_reason_data.export.hf import export_hf
+from retinal_reason_data.export.hf import config_splits, export_hf
 from retinal_reason_data.intake import IngestReport, ensure_phantom, fingerprint_pool, ingest_source
 from retinal_reason_data.ontology import Entry, Ontology, default_ontology
 from retinal_reason_data.privacy import pseudonym_key
-from retinal_reason_data.recipe import Recipe
+from retinal_reason_data.recipe import Recipe, RecipeError
 from retinal_reason_data.schema import Item
 from retinal_reason_data.stats import collect
 from retinal_reason_data.tasks import LeakError, items_for_case
@@ -92,10 +92,49 @@ def run_synthesis(recipe: Recipe, catalog: Catalog, report: BuildReport) -> None
         report.judge = judge_near_misses(recipe, catalog)
 
 
+class EmptyExportError(RecipeError):
+    """A config or split would be exported with 0 rows and the recipe does not allow it."""
+
+
+def planned_rows(catalog: Catalog) -> dict[str, dict[str, int]]:
+    """Rows each config and split of the export will hold (sft rows need a chosen trace)."""
+    planned: dict[str, dict[str, int]] = {}
+    for config, splits in config_splits(catalog).items():
+        trace_rule = " AND fingerprint IS NOT NULL" if config == "sft" else ""
+        for split, catalog_splits in splits.items():
+            placeholders = ", ".join("?" for _ in catalog_splits)
+            query = f"SELECT count(*) FROM assignments WHERE split IN ({placeholders}){trace_rule}"
+            planned.setdefault(config, {})[split] = int(catalog.query(query, list(catalog_splits))[0][0])
+    return planned
+
+
+def check_not_empty(recipe: Recipe, catalog: Catalog, curation: CurationReport | None) -> None:
+    """Stop the export, saying why, when a config or split would have 0 rows (unless `export.allow_empty`)."""
+    if recipe.export.allow_empty:
+        return
+    planned = planned_rows(catalog)
+    empty = [f"{config}/{split}" for config, splits in planned.items() for split, rows in splits.items() if not rows]
+    if not empty:
+        return
+    causes = []
+    if curation is not None:
+        causes += curation.warnings
+        dropped = ", ".join(f"{reason} {count}" for reason, count in curation.dropped.most_common(5))
+        if dropped:
+            causes.append(f"items dropped by curation: {dropped}")
+    detail = "".join(f"\n  {cause}" for cause in causes)
+    raise EmptyExportError(
+        f"export stopped: {', '.join(empty)} would have 0 rows{detail}\n"
+        "  see the curation report beside the catalog; set export.allow_empty: true to write it anyway"
+    )
+
+
 def run_export(recipe: Recipe, catalog: Catalog, report: BuildReport, force: bool = False) -> None:
-    """Curate (duplicates, trace choice, splits) and write the dataset folder if its content changed."""
+    """Curate (duplicates, trace choice, splits) and write the dataset folder if its content changed; stop before
+    writing when a config or split would be empty and the recipe does not allow it."""
     report.curation = curate(recipe, catalog)
     report.review = apply_verdicts(recipe, catalog)  # rejected traces out, edited traces in (annotations/)
+    check_not_empty(recipe, catalog, report.curation)
     stats = collect(recipe, catalog, recipe_ontology(recipe))
     report.manifest = export_hf(recipe, catalog, stats, force=force)
 

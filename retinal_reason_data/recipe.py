@@ -197,19 +197,42 @@ class DedupSpec(Section):
 
 
 class ImageFilters(Section):
-    """Ungradable photographs, measured at intake (ImageQuality, grey levels 0-1); defaults calibrated on phantoms."""
+    """Ungradable photographs, measured at intake (ImageQuality). Hard refusals by exposure and layout (grey levels
+    0-1), then the quality gate: a model fitted on EyeQ graders' labels (quality_gate.py)."""
 
     enabled: bool = True
     modalities: list[Modality] = Field(default_factory=lambda: [Modality.CFP])
-    min_brightness: float = Field(default=0.13, ge=0.0, le=1.0, description="Darker than this: too dark.")
+    min_brightness: float = Field(
+        default=0.13, ge=0.0, le=1.0, description="Mean grey of the field darker than this: too dark."
+    )
     max_brightness: float = Field(default=0.65, ge=0.0, le=1.0, description="Brighter than this: overexposed.")
     min_sharpness: float = Field(
-        default=0.06, ge=0.0, description="Laplacian variance / contrast^2 below this: blurred."
+        default=0.0,
+        ge=0.0,
+        description="Legacy: Laplacian variance / contrast^2 below this is blurred (0: off; the gate judges blur). "
+        "It depends on resolution and field size: 0.06 refused 11 of CHASE_DB1's 28 gradable photographs.",
     )
     min_contrast: float = Field(default=0.01, ge=0.0, description="Below this the picture is blank.")
     min_field_fraction: float = Field(default=0.2, ge=0.0, le=1.0, description="Lit share below this: no field.")
     trust_source_labels: bool = Field(
         default=True, description="A collection's own gradable label (EyeQ, Messidor-2, DDR) overrides the measures."
+    )
+    gate: bool = Field(default=True, description="Refuse photographs that the fitted quality gate finds ungradable.")
+    gate_threshold: float | None = Field(
+        default=None,
+        gt=0.0,
+        lt=1.0,
+        description="Probability of rejection above which the gate refuses (None: the model's own threshold; "
+        "higher refuses fewer).",
+    )
+    gate_model: Path | None = Field(
+        default=None, description="A refitted gate file (benchmarks/quality_gate_fit.py); None: the shipped one."
+    )
+    warn_refused_share: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=1.0,
+        description="Warn when the image filters refuse more than this share of a source's photographs.",
     )
 
 
@@ -281,6 +304,10 @@ class ExportSpec(Section):
         description="Release formats; 'hf' is always written (the others derive from it).",
     )
     card: CardSpec = Field(default_factory=CardSpec)
+    allow_empty: bool = Field(
+        default=False,
+        description="Write the export even when a config or split would have 0 rows (otherwise the export stops).",
+    )
 
     @field_validator("formats")
     @classmethod
@@ -383,4 +410,7 @@ def load_recipe(path: str | Path, out: Path | None = None, catalog: Path | None 
     recipe.catalog = (catalog or base / (recipe.catalog or Path(f"{recipe.name}.duckdb"))).resolve()
     recipe.export.out = (out or base / recipe.export.out).resolve()
     recipe.annotations = (base / recipe.annotations).resolve()
+    images = recipe.filters.images
+    if images.gate_model is not None:
+        images.gate_model = (base / images.gate_model).resolve()
     return recipe

@@ -51,12 +51,38 @@ class Strict(BaseModel):
 
 
 class ImageQuality(Strict):
-    """Cheap quality measures computed at intake on a reduced decode (256 px longest side, grey levels 0-1)."""
+    """Quality measures computed at intake on a reduced decode: exposure and layout on the 256 px luma (grey levels
+    0-1), gradability measures on the field canvas (see image_quality.py)."""
 
     brightness: float = Field(description="Mean grey level inside the field of view.")
     contrast: float = Field(description="Standard deviation of grey levels inside the field of view.")
     sharpness: float = Field(description="Variance of the Laplacian inside the field of view (blur is low).")
     fov_fraction: float = Field(description="Share of the frame that is lit (a fundus field is about 0.5-0.8).")
+    # gradability measures (image_quality.py): on the green channel of the field resampled to a fixed diameter and
+    # rank-equalised, so that they mean the same at 256 px and at 4000 px; None where there is no field to measure
+    detail_fine: float | None = Field(
+        default=None, description="log energy of detail 1/64 of the field's diameter across (share of grey range^2)."
+    )
+    detail_vessel: float | None = Field(default=None, description="The same for detail 1/32 of the diameter.")
+    detail_mid: float | None = Field(default=None, description="The same for detail 1/16 of the diameter.")
+    detail_coarse: float | None = Field(default=None, description="The same for detail 1/8 of the diameter.")
+    detail_fine_median: float | None = Field(
+        default=None, description="detail_fine of the median block (1/16 of the diameter square) of the field."
+    )
+    detail_fine_low: float | None = Field(
+        default=None, description="detail_fine of the field's least detailed tenth (blur or haze in part of it)."
+    )
+    vessel_contrast: float | None = Field(
+        default=None, description="Mean black top-hat (dark lines up to 1/32 of the diameter) / the grey range."
+    )
+    vessel_contrast_low: float | None = Field(
+        default=None, description="vessel_contrast of the quarter of the field where vessels are faintest."
+    )
+    vesselless_share: float | None = Field(default=None, description="Share of the field showing no vessel at all.")
+    shadow_share: float | None = Field(default=None, description="Share of the field in a dark patch (shadow).")
+    centre_to_rim: float | None = Field(
+        default=None, description="Mean grey of the centre minus that of the rim, in grey ranges (uneven light)."
+    )
 
 
 class ImageRef(Strict):
