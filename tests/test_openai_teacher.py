@@ -45,6 +45,7 @@ def test_openai_teacher_stores_every_response_and_resumes_without_requests(tmp_p
                 "attempts": 1,
                 "max_tokens": 256,
             },
+            export={"out": "export", "max_shard_size": "200KB", "allow_empty": True},  # a stand-in model: few traces
         )
         result = runner.invoke(app, ["build", str(recipe)], catch_exceptions=False)
         assert result.exit_code == 0, result.output
