@@ -57,7 +57,7 @@ class CurationReport:
                 (reason, measure), count = min(refused.items(), key=lambda kv: (-kv[1], kv[0]))
                 lines.append(
                     f"source '{source}': the image filters refused {total} of {checked} photographs "
-                    f"({total / checked:.0%}, above filters.images.warn_refused_share {share:.0%}); most by "
+                    f"({total / checked:.1%}, above filters.images.warn_refused_share {share:.0%}); most by "
                     f"{reason} ({count}, measure {measure})"
                 )
         return lines
