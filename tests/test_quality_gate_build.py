@@ -39,7 +39,7 @@ def test_a_source_whose_photographs_are_all_refused_is_warned_about_and_the_expo
         _build(tmp_path, filters=ALL_REFUSED)
     warnings = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
     assert len(warnings) == 1
-    assert "source 'aptos2019'" in warnings[0] and "(100%" in warnings[0]
+    assert "source 'aptos2019'" in warnings[0] and "(100.0%" in warnings[0]
     assert "image_overexposed" in warnings[0] and "measure brightness" in warnings[0]
     message = str(stopped.value)
     assert "would have 0 rows" in message and "sft/train" in message and "export.allow_empty" in message
