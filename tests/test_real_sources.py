@@ -26,7 +26,9 @@ from retinal_reason_data.catalog import Catalog
 from retinal_reason_data.cli import app
 from retinal_reason_data.imaging import png_chunk_types, png_text_chunk
 from retinal_reason_data.ontology import default_ontology
-from retinal_reason_data.schema import Case, Item, Modality, QuestionType
+from retinal_reason_data.schema import Case, Item, Modality, Quarantine, QuestionType
+from retinal_reason_data.sources import ADAPTERS
+from retinal_reason_data.sources.base import RawCase, SourceOptions
 from tests.conftest import REAL_IN_REPO, write_recipe
 
 runner = CliRunner()
@@ -280,6 +282,31 @@ def test_real_bscans_with_planted_metadata_export_clean(tmp_path: Path) -> None:
     stats = _stats(recipe)
     assert stats["cases_by_source"] == {"oct2017": 11} and stats["quarantined_by_reason"] == {}
     assert _check_export_is_clean(tmp_path / "build" / "export", originals) >= 11
+
+
+def _read_adapter(adapter: str, root: Path) -> tuple[list[RawCase], list[Quarantine]]:
+    records = list(ADAPTERS[adapter].read(root, adapter, SourceOptions(work_dir=root.parent / "work", values={})))
+    return [r for r in records if isinstance(r, RawCase)], [r for r in records if isinstance(r, Quarantine)]
+
+
+def test_oct2017_finds_the_collection_as_kaggle_names_it(tmp_path: Path) -> None:
+    """Kaggle's kermany2018 holds the collection in `OCT2017 /` (trailing space) and again in `oct2017/OCT2017 /`:
+    the root above them reads the shallower copy once; the nested copy alone is found too."""
+    kaggle = tmp_path / "kermany2018"
+    shutil.copytree(KERMANY / "OCT2017", kaggle / "OCT2017 ")
+    shutil.copytree(KERMANY / "OCT2017", kaggle / "oct2017" / "OCT2017 ")
+    cases, refused = _read_adapter("oct2017", kaggle)
+    assert refused == [] and len(cases) == 11 == len({case.local_id for case in cases})
+    assert {Path(case.file).parents[2] for case in cases} == {kaggle / "OCT2017 "}
+    shutil.rmtree(kaggle / "OCT2017 ")
+    cases, refused = _read_adapter("oct2017", kaggle)
+    assert refused == [] and {Path(case.file).parents[2] for case in cases} == {kaggle / "oct2017" / "OCT2017 "}
+
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(KERMANY / "OCT2017", elsewhere / "scans" / "OCT2017")  # not an OCT2017 folder on the way
+    cases, refused = _read_adapter("oct2017", elsewhere)
+    assert cases == [] and [q.reason for q in refused] == ["labels_missing"]
+    assert str(elsewhere) in refused[0].detail
 
 
 # --- ../shared/realdata: OCTDL samples, FFA frames --------------------------------------------------------------
