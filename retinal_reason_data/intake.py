@@ -278,12 +278,26 @@ def _check_labels(raw: RawCase, context: SourceContext, seen: SeenIds) -> Quaran
             f"{raw.file} row {where}: case id {raw.local_id!r} appears more than once",
         )  # fmt: skip
     findings: list[Finding] = []
+    modalities = {image.modality for image in raw.images}
     for label in raw.labels:
         try:
-            findings.append(context.ontology.map_label(label, context.labels))
+            finding = context.ontology.map_label(label, context.labels)
         except UnmappedLabel as exc:
             if label != raw.context.diagnosis:  # a free-text diagnosis stays as text, with its aliases
                 return quarantine(context.source, raw.file, where, "unknown_label", f"{raw.file} row {where}: {exc}")
+            continue
+        entry = context.ontology.entry(finding.code)
+        if raw.context.diagnosis is None and not modalities & set(entry.modalities):
+            # a label that cannot be seen in these images would become a question about them ("this fluorescein
+            # angiogram" of a red-free photograph mapped to a fundus finding): refused, not asked
+            seen_in = "/".join(sorted(str(m) for m in entry.modalities))
+            images = "/".join(sorted(str(m) for m in modalities))
+            return quarantine(
+                context.source, raw.file, where, "label_modality_mismatch",
+                f"{raw.file} row {where}: label {label!r} maps to {finding.code} ({entry.name}), which the ontology "
+                f"knows on {seen_in}, but the case's images are {images}; map it to a code of that modality",
+            )  # fmt: skip
+        findings.append(finding)
     return raw, findings
 
 

@@ -404,3 +404,21 @@ def test_phase_frames_red_free_included_make_no_ffa_questions(realdata: Path, tm
         by_folder[folder] = by_folder.get(folder, 0) + 1
         assert f"'{folder}'" in detail
     assert by_folder == {"arterial_phase": 20, "non_ffa": 20, "venous_phase": 20}
+
+
+def test_a_label_mapped_to_a_finding_of_another_modality_is_refused_not_asked(realdata: Path, tmp_path: Path) -> None:
+    """The red-free `non_ffa` frames declared FFA and mapped to a fundus-photograph finding would have become
+    "this fluorescein angiogram" questions; the label's modality must be one of the images'."""
+    root = realdata / FFA_ROOT / "01.phase_identification"
+    labels = {"non_ffa": "normal.fundus", "arterial_phase": "ffa.normal", "venous_phase": "ffa.normal"}
+    source = {"adapter": "image_folder", "name": "ffa_phases", "root": str(root), "options": {"modality": "FFA"}}
+    recipe = _recipe(tmp_path, source | {"labels": labels})
+    _rrd("ingest", str(recipe))
+    stats = _stats(recipe)
+    assert stats["cases_by_source"] == {"ffa_phases": 40}
+    assert stats["quarantined_by_reason"] == {"label_modality_mismatch": 20}
+    _cases, _items, quarantined = _catalog_rows(recipe)
+    for file, _reason, detail in quarantined:
+        assert Path(file).parent.name == "non_ffa"
+        assert "'non_ffa' maps to normal.fundus (Normal fundus), which the ontology knows on CFP" in detail
+        assert "the case's images are FFA" in detail
