@@ -68,7 +68,9 @@ def draft(item: Item, case: Case, ontology: Ontology, attempt: int, error_rate: 
 
 def _modality_step(item: Item, case: Case) -> str:
     if len(case.images) == 1:
-        return f"This is a {MODALITY_NOUN[item.modality]}."
+        noun = MODALITY_NOUN[item.modality]
+        article = "an" if noun[0] in "aeiouAEIOU" or noun.startswith(("OCT", "FAF")) else "a"
+        return f"This is {article} {noun}."
     kinds = ", ".join(MODALITY_NOUN[image.modality] for image in case.images)
     return f"There are {len(case.images)} images: {kinds}."
 
