@@ -70,7 +70,7 @@ def test_history_and_captions_that_name_the_diagnosis_are_repaired() -> None:
         assert not mentions(item.question, diagnosis_terms(case, ONTOLOGY))
         assert "He was seen elsewhere." in item.question and "hand motion" in item.question
         assert "CRAO" not in item.question and "arterial occlusion" not in item.question
-        assert item.captions == ["Fundus photograph with a cherry-red spot. Typical appearance.", "OCT;"]
+        assert item.captions == ["Fundus photograph. Typical appearance.", "OCT;"]  # the sign that names it goes
         assert item.image_shas == ["1" * 64, "2" * 64]  # images in their order
 
 

@@ -2,11 +2,16 @@
 their order and their captions; the answer is the final diagnosis.
 
 The leakage guard: the diagnosis, its aliases, every accepted name of its ontology entry, the
-abbreviations the article defines and the initials of multi-word names must not appear in what the model
-sees. A history, past history or examination sentence that names it is removed (repaired); a caption
-sentence that names it or interprets the picture ('typical of', 'consistent with') is removed; a chief
-complaint that names it cannot be repaired, and the case is dropped with the reason (LeakError). A last
-check over the finished question and captions refuses anything that still names it.
+abbreviations the article defines, the initials of multi-word names, and the signs that name the diagnosis
+by themselves (the entry's `signs`: 'smokestack leak' for central serous chorioretinopathy, 'polypoidal
+lesions' for polypoidal choroidal vasculopathy, 'cherry-red spot' for a central retinal artery occlusion)
+must not appear in what the model sees. A history, past history or examination sentence that names any of
+them is removed (repaired). A caption is scrubbed piece by piece (sentences and panels): a piece that names
+one, or interprets the picture ('typical of', 'consistent with'), is cut back to what it shows before its
+description ('Fundus photograph of the right eye showing a cherry-red spot' -> 'Fundus photograph of the
+right eye') or removed; a caption that still names one is left out. A chief complaint that names one cannot
+be repaired, and the case is dropped with the reason (LeakError). A last check over the finished question and
+captions refuses anything that still names one.
 """
 
 from __future__ import annotations
@@ -41,6 +46,13 @@ DIAGNOSIS_CATEGORIES = (
     "amd_stage",
 )
 _SENTENCE = re.compile(r"(?<=[.;])\s+")
+_CAPTION_PIECE = re.compile(r"(?<=[.;])\s+|\s+(?=\((?:[A-Ha-h](?:\s*[,\u2013-]\s*[A-Ha-h])*)\)\s)")
+# Where a caption piece turns from what the picture is to what it shows.
+_DESCRIPTION = re.compile(
+    r"[,:]|\s(?:showing|shows|show|demonstrating|demonstrates|revealing|reveals|disclosing|depicting|"
+    r"illustrating|highlighting|displaying|confirming|with|of\s+a|indicating|suggesting|consistent|compatible)\b",
+    re.I,
+)
 _INTERPRETS = re.compile(
     r"\b(?:typical|characteristic|diagnostic|pathognomonic|suggestive|indicative)\s+of\b|"
     r"\b(?:consistent|compatible)\s+with\b|\bconfirm(?:s|ed|ing)?\s+the\s+diagnosis\b",
@@ -64,6 +76,12 @@ def diagnosis_terms(case: Case, ontology: Ontology) -> list[str]:
     names = [name for name in names if name.strip()]
     terms = set(names) | {initials for name in names if (initials := _initials(name))}
     return sorted(terms, key=lambda term: (-len(term), term))
+
+
+def sign_terms(case: Case, ontology: Ontology) -> list[str]:
+    """The signs that name the case's diagnosis by themselves (its ontology entries' `signs`), longest first."""
+    signs = {sign for finding in case.findings for sign in ontology.entry(finding.code).signs if sign.strip()}
+    return sorted(signs, key=lambda sign: (-len(sign), sign))
 
 
 def _initials(name: str) -> str | None:
@@ -101,12 +119,30 @@ def strip_leaks(text: str, terms: list[str], interpretive: bool = False) -> str:
     return " ".join(kept).strip()
 
 
-def vignette(case: Case, terms: list[str]) -> tuple[str, list[str]]:
+def scrub_caption(caption: str, terms: list[str]) -> str:
+    """The caption without what names the diagnosis or interprets the picture: each piece (sentence or panel)
+    that does is cut back to the words before its description, or removed; '' when it still names it."""
+    kept = []
+    for piece in _CAPTION_PIECE.split(caption or ""):
+        if not mentions(piece, terms) and not _INTERPRETS.search(piece):
+            kept.append(piece)
+            continue
+        cut = _DESCRIPTION.search(piece)
+        head = piece[: cut.start()].strip() if cut else ""
+        if head and not mentions(head, terms) and not _INTERPRETS.search(head):
+            kept.append(head.rstrip(".") + ".")
+    scrubbed = " ".join(" ".join(kept).split()).strip()
+    return "" if mentions(scrubbed, terms) else scrubbed
+
+
+def vignette(case: Case, terms: list[str], signs: list[str] | None = None) -> tuple[str, list[str]]:
     """The case text the model reads and the cleaned captions; raises LeakError when the chief complaint
-    names the diagnosis (a history, past history or examination sentence that names it is left out)."""
+    names the diagnosis or one of its signs (a history, past history or examination sentence that does is
+    left out; captions are scrubbed, see `scrub_caption`)."""
     context = case.context
+    terms = [*terms, *(signs or [])]
     if mentions(context.chief_complaint or "", terms):
-        raise LeakError("the chief complaint names the diagnosis")
+        raise LeakError("the chief complaint names the diagnosis or a sign that names it")
     parts = [context.chief_complaint or ""]
     for label, text in (
         ("History", context.history),
@@ -118,7 +154,7 @@ def vignette(case: Case, terms: list[str]) -> tuple[str, list[str]]:
             parts.append(f"{label}: {cleaned}")
     captions, lines = [], []
     for number, image in enumerate(case.images, start=1):
-        caption = strip_leaks(image.caption or "", terms, interpretive=True)
+        caption = scrub_caption(image.caption or "", terms)
         captions.append(caption)
         noun = MODALITY_NOUN[image.modality]
         lines.append(f"Image {number} ({noun}): {caption}" if caption else f"Image {number} ({noun}).")
@@ -177,7 +213,7 @@ def complex_items(case: Case, ontology: Ontology, spec: ComplexTasks, seed: int)
     if not case.context.chief_complaint or not case.context.diagnosis or not case.images:
         return
     terms = diagnosis_terms(case, ontology)
-    text, captions = vignette(case, terms)
+    text, captions = vignette(case, terms, sign_terms(case, ontology))
     codes = [f.code for f in case.findings]
     entry = ontology.entry(codes[0]) if codes else None
     name = entry.name if entry else _sentence_case(case.context.diagnosis)
