@@ -37,6 +37,7 @@ class BuildReport:
     items: Counter[str] = field(default_factory=Counter)
     synthesis: SynthesisReport | None = None
     judge: Any = None  # casereports.judge.JudgeReport when tasks.complex.judge is on
+    second_reader: Any = None  # casereports.second_reader.SecondReaderReport
     curation: CurationReport | None = None
     manifest: dict[str, Any] | None = None
     review: ReviewReport | None = None
@@ -94,7 +95,11 @@ def run_synthesis(recipe: Recipe, catalog: Catalog, report: BuildReport) -> None
 
 def run_export(recipe: Recipe, catalog: Catalog, report: BuildReport, force: bool = False) -> None:
     """Curate (duplicates, trace choice, splits) and write the dataset folder if its content changed."""
+    from retinal_reason_data.casereports.second_reader import withhold_disagreements
+
     report.curation = curate(recipe, catalog)
+    # complex items the teacher's reading of the case does not agree with leave the release (review settles them)
+    report.second_reader = withhold_disagreements(recipe, catalog, recipe_ontology(recipe))
     report.review = apply_verdicts(recipe, catalog)  # rejected traces out, edited traces in (annotations/)
     stats = collect(recipe, catalog, recipe_ontology(recipe))
     report.manifest = export_hf(recipe, catalog, stats, force=force)
