@@ -143,7 +143,8 @@ _EXAM = re.compile(
     r"\b(?:visual\s+acuit(?:y|ies)|BCVA|VA\b|intra-?ocular\s+pressures?|IOP|slit-?lamp|anterior\s+segment|"
     r"examination|examined|ophthalmoscop\w*|fundoscop\w*|funduscop\w*|biomicroscop\w*|pupil\w*|RAPD|"
     r"afferent\s+pupillary|ocular\s+motility|colou?r\s+vision|Ishihara|on\s+exam|vital\s+signs|"
-    r"blood\s+pressure\s+was|Snellen|logMAR|counting\s+fingers|hand\s+motion|light\s+perception)\b",
+    r"blood\s+pressure\s+was|Snellen|logMAR|counting\s+fingers|hand\s+motion|light\s+perception|"
+    r"physical\s+exam|exam\s+(?:was|revealed|showed)|auscultation|palpation)\b",
     re.I,
 )
 _AFTER_EXAM_STOP = re.compile(
@@ -236,12 +237,33 @@ def _drop_figure_refs(sentence: str) -> str:
 
 
 _IMAGING_WORDS = re.compile(r"\bimaging\s+(?:showed|revealed|demonstrated|disclosed)\b|\bimages?\s+showed\b", re.I)
+# Results of other investigations (radiology, endoscopy, scans): a test and what it found.
+_INVESTIGATION = re.compile(
+    r"\b(?:CT|MRI|PET|computed\s+tomograph\w*|magnetic\s+resonance|radiograph\w*|x-?rays?|ultrasound|ultrasonograph\w*|"
+    r"sonograph\w*|echocardiogra\w*|scintigra\w*|angiogra\w*|endoscop\w*|enteroscop\w*|colonoscop\w*|"
+    r"gastroscop\w*|bronchoscop\w*|scans?)\b.*\b(?:showed|shows|revealed|reveals|demonstrated|disclosed|confirmed|"
+    r"detected|identified|found|noted|visuali[sz]ed)\b",
+    re.I,
+)
+# A sentence that draws a conclusion from findings: the diagnosis is being made.
+_INTERPRETIVE = re.compile(
+    r"\b(?:consistent|compatible)\s+with\b|\b(?:suggestive|indicative|typical|characteristic|diagnostic|"
+    r"pathognomonic)\s+(?:of|for)\b|\bsuspect(?:ed|ing)?\s+(?:for|of)\b|\bhighly\s+suspicious\b",
+    re.I,
+)
+# Statements about the report itself (consent, ethics approval), not about the patient.
+_BOILERPLATE = re.compile(
+    r"\b(?:informed\s+consent|written\s+consent|consent\s+(?:was|has\s+been)\s+obtained|ethic(?:s|al)\s+committee|"
+    r"institutional\s+review\s+board|\bIRB\b|approved\s+by\s+the|declaration\s+of\s+helsinki|publication\s+of\s+"
+    r"this\s+(?:case|report))",
+    re.I,
+)
 
 
 def _is_imaging(sentence: str) -> bool:
-    """A sentence about imaging findings: it cites a figure, or names an imaging modality outside an
-    examination sentence."""
-    if _FIGURE_REF.search(sentence) or _IMAGING_WORDS.search(sentence):
+    """A sentence about imaging or investigation findings: it cites a figure, names an ophthalmic imaging
+    modality outside an examination sentence, or tells what a scan, radiograph or endoscopy found."""
+    if _FIGURE_REF.search(sentence) or _IMAGING_WORDS.search(sentence) or _INVESTIGATION.search(sentence):
         return True
     modality = classify(sentence)
     return modality is not None and modality is not Modality.OTHER and not _EXAM.search(sentence)
@@ -271,6 +293,7 @@ def vignette_parts(case_text: str, diagnosis_terms: Iterable[str] = ()) -> Extra
     imaging findings and investigations)."""
     terms = [normalise_term(t) for t in diagnosis_terms if normalise_term(t)]
     sentences = split_sentences(case_text)
+    sentences = [sentence for sentence in sentences if not _BOILERPLATE.search(sentence)]
     complaint_index = presentation_index(sentences)
     chief: list[str] = []
     hpi: list[str] = []
@@ -289,7 +312,7 @@ def vignette_parts(case_text: str, diagnosis_terms: Iterable[str] = ()) -> Extra
         earlier = bool(_EARLIER_EVENT.search(sentence))
         if _names(sentence, terms) or (_DIAGNOSIS_CUE.search(sentence) and (seen_exam or not _PAST.search(sentence))):
             break
-        if _MANAGEMENT.search(sentence) and not earlier:
+        if (_MANAGEMENT.search(sentence) or _INTERPRETIVE.search(sentence)) and not earlier:
             break
         if seen_exam and (_AFTER_EXAM_STOP.search(sentence) and not earlier or _is_imaging(sentence)):
             break

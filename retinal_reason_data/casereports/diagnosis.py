@@ -36,6 +36,7 @@ SOURCES = ("case", "abstract_heading", "abstract", "conclusion", "discussion")
 _DX_END = re.compile(
     r"\s*(?:[.;:,)(\[]|\s-\s|\bwas\b|\bwere\b|\bis\b|\bare\b|\bhas\b|\bhad\b|\bbased\b|\bafter\b|\bfollowing\b|"
     r"\bsecondary\s+to\b|\bdue\s+to\b|\bcaused\s+by\b|\bassociated\s+with\b|\bwith\b|\bwhich\b|\bthat\b|\bwho\b|"
+    r"\bwhose\b|\bwhere\b|\bin\s+which\b|"
     r"\bin\s+(?:the|both|his|her|this|our|a|an|view|light|addition|keeping|accordance|association|conjunction|"
     r"combination|[12]\d{3})\b|\bof\s+the\s+(?:right|left|both)\b|\bin\s+(?:OD|OS|OU)\b|\b(?:OD|OS|OU)\b|"
     r"\bon\s+the\s+basis\b|\bon\s+(?:day|admission)\b|\band\s+(?:the|he|she|they|treatment|was|were|a|an|his|her|"
@@ -55,6 +56,19 @@ _NOT_A_DIAGNOSIS = re.compile(
     r"neither|none|other|another|such|same|following|above|latter|former|condition|disease|disorder|syndrome|"
     r"entity|pathology|lesion|lesions|symptoms?|signs?|findings?|features?|treatment|management|surgery|"
     r"endoscopic|surgical|intervention|approach|outcome|follow-up|history)\b",
+    re.I,
+)
+_EDGE_WORDS = re.compile(
+    r"^(?:(?:and|or|but|nor|of|with|in|the|a|an)\s+)+|(?:\s+(?:and|or|but|nor|of|with|in|on|at|to|for|by|from|the|a|an|"
+    r"as|than))+$",
+    re.I,
+)
+_BRACKETED = re.compile(r"\s*\([^()]{0,80}\)")  # '(cT2bN3M1c)', '(CSC)', '(Figure 2)': asides within a phrase
+# A new clause inside a list of what was ruled out ('Having excluded X and Y, and given Z, the diagnosis of ...').
+_CLAUSE = re.compile(
+    r",\s*(?:and\s+|but\s+)?(?=(?:the|a|an|this|that|these|we|he|she|they|it|his|her|given|which|who|while|although|"
+    r"so|then|after|before|because|since|as|there|based|considering)\b)|\s+(?:and|but)\s+(?=(?:the|we|he|she|they|it|"
+    r"given|then|there|a\s+diagnosis)\b)",
     re.I,
 )
 _TIME_OR_HISTORY = re.compile(r"\b(?:history|years?|months?|weeks?|days?|ago|old|age|aged|childhood|infancy)\b", re.I)
@@ -206,10 +220,11 @@ def map_diagnosis(phrase: str, ontology: Ontology) -> tuple[str, Entry | None]:
 def trim_phrase(phrase: str) -> str | None:
     """The diagnosis phrase at the start of `phrase`: cut where another clause begins, articles and hedges
     dropped; None for what is not a diagnosis ('the patient', 'a 3-year history')."""
+    phrase = _BRACKETED.sub("", phrase)
     end = _DX_END.search(phrase)
     phrase = phrase[: end.start()] if end else phrase
     phrase = _LEADING.sub("", phrase.strip(" \"'"))
-    phrase = " ".join(phrase.split()).strip(" -")
+    phrase = _EDGE_WORDS.sub("", " ".join(phrase.split())).strip(" -")
     if not phrase or len(phrase) > 90 or len(phrase.split()) > 9 or _NOT_A_DIAGNOSIS.match(phrase):
         return None
     if _TIME_OR_HISTORY.search(phrase) or not re.search(r"[A-Za-z]{2}", phrase):
@@ -247,8 +262,9 @@ def ruled_out_phrases(texts: Iterable[str]) -> list[str]:
 
 
 def _listed(text: str) -> list[str]:
-    """Each phrase of a list ('X, Y or Z'), trimmed."""
-    head = re.split(r"[.;:()]", text, maxsplit=1)[0]
+    """Each phrase of a list ('X, Y or Z'), trimmed; the list ends where a new clause begins."""
+    head = re.split(r"[.;:()]", _BRACKETED.sub("", text), maxsplit=1)[0]
+    head = _CLAUSE.split(head, maxsplit=1)[0]
     parts = re.split(r",\s*|\s+(?:and|or|nor)\s+", head)
     return [phrase for part in parts if (phrase := trim_phrase(part))]
 
@@ -354,7 +370,7 @@ def read_diagnosis(
             mentioned(text, phrase, aliases) for name, text in supports.items() if name != candidate.where and text
         )
         usable.append(candidate.model_copy(update={"phrase": phrase}))
-    trusted = [c for c in usable if c.strength >= 2 or c.support >= 1 or map_diagnosis(c.phrase, ontology)[1]]
+    trusted = [c for c in usable if c.strength >= 2 or c.support >= 1 or _names_a_disease(c.phrase, ontology)]
     if not trusted:
         detail = "; ".join(refused[:3]) or "; ".join(f"'{c.phrase}' ({c.where}): weak and unsupported" for c in usable)
         return DiagnosisReading(refusal=f"no trustworthy diagnostic statement: {detail}", ruled_out=ruled_out)
@@ -404,6 +420,15 @@ def _problem(
     if excluded is not None:
         return f"the article rules it out or calls it an earlier diagnosis ('{excluded}')"
     return None
+
+
+# Ontology categories of findings rather than diagnoses: a weak statement naming one is not trusted on that basis.
+_FINDING_CATEGORIES = {"normal", "dr_grade", "dme_grade", "dr_lesion", "oct_biomarker", "ffa_pattern", "media"}
+
+
+def _names_a_disease(phrase: str, ontology: Ontology) -> bool:
+    entry = map_diagnosis(phrase, ontology)[1]
+    return entry is not None and entry.category not in _FINDING_CATEGORIES and not entry.code.startswith("lesion.")
 
 
 def _short_forms_of(phrase: str, definitions: dict[str, str]) -> list[str]:

@@ -9,7 +9,9 @@ must not appear in what the model sees. A history, past history or examination s
 them is removed (repaired). A caption is scrubbed piece by piece (sentences and panels): a piece that names
 one, or interprets the picture ('typical of', 'consistent with'), is cut back to what it shows before its
 description ('Fundus photograph of the right eye showing a cherry-red spot' -> 'Fundus photograph of the
-right eye') or removed; a caption that still names one is left out. A chief complaint that names one cannot
+right eye') or removed; a caption that still names one is left out. A diagnosis outside the ontology has no
+list of signs, so its captions keep only what each picture is ('Computed tomography of the abdomen'), not what
+it shows. A chief complaint that names one cannot
 be repaired, and the case is dropped with the reason (LeakError). A last check over the finished question and
 captions refuses anything that still names one.
 """
@@ -20,6 +22,7 @@ import random
 import re
 from collections.abc import Iterable, Iterator
 
+from retinal_reason_data.casereports.panels import classify
 from retinal_reason_data.ontology import Entry, Ontology
 from retinal_reason_data.recipe import ComplexTasks
 from retinal_reason_data.schema import Answer, Case, Item, Modality, QuestionType, TaskKind
@@ -49,8 +52,18 @@ _SENTENCE = re.compile(r"(?<=[.;])\s+")
 _CAPTION_PIECE = re.compile(r"(?<=[.;])\s+|\s+(?=\((?:[A-Ha-h](?:\s*[,\u2013-]\s*[A-Ha-h])*)\)\s)")
 # Where a caption piece turns from what the picture is to what it shows.
 _DESCRIPTION = re.compile(
-    r"[,:]|\s(?:showing|shows|show|demonstrating|demonstrates|revealing|reveals|disclosing|depicting|"
-    r"illustrating|highlighting|displaying|confirming|with|of\s+a|indicating|suggesting|consistent|compatible)\b",
+    r"[,:]|\s(?:show\w*|demonstrat\w*|reveal\w*|disclos\w*|depict\w*|illustrat\w*|highlight\w*|display\w*|"
+    r"confirm\w*|indicat\w*|suggest\w*|consistent|compatible|characteri[sz]\w*|featuring|with|of\s+(?:a|an|the)|"
+    r"where|in\s+which|arrows?|arrowheads?|note)\b",
+    re.I,
+)
+_SHORT_PIECE = 8  # words: what a picture is ('Transverse CT image at the level of the carina') fits in these
+# Leading words that stage or qualify a diagnosis: 'stage IVB lung adenocarcinoma' is also 'lung adenocarcinoma'.
+_STAGING = re.compile(
+    r"^(?:(?:stage|grade|type|class|phase)\s+[\w.-]+|bilateral|unilateral|acute|subacute|chronic|primary|secondary|"
+    r"recurrent|relapsing|severe|mild|moderate|advanced|early|late|obstructing|obstructive|congenital|idiopathic|"
+    r"atypical|typical|isolated|metastatic|localized|localised|diffuse|multifocal|focal|complicated|refractory|"
+    r"intractable|progressive|fulminant|massive|giant|rare|unusual)\s+",
     re.I,
 )
 _INTERPRETS = re.compile(
@@ -74,6 +87,7 @@ def diagnosis_terms(case: Case, ontology: Ontology) -> list[str]:
         entry = ontology.entry(finding.code)
         names += [entry.name, *entry.aliases]
     names = [name for name in names if name.strip()]
+    names += [core for name in names if (core := _core(name)) and core != name]
     terms = set(names) | {initials for name in names if (initials := _initials(name))}
     return sorted(terms, key=lambda term: (-len(term), term))
 
@@ -82,6 +96,15 @@ def sign_terms(case: Case, ontology: Ontology) -> list[str]:
     """The signs that name the case's diagnosis by themselves (its ontology entries' `signs`), longest first."""
     signs = {sign for finding in case.findings for sign in ontology.entry(finding.code).signs if sign.strip()}
     return sorted(signs, key=lambda sign: (-len(sign), sign))
+
+
+def _core(name: str) -> str | None:
+    """The name without its staging and qualifiers ('stage IVB lung adenocarcinoma' -> 'lung adenocarcinoma'), when
+    two words or more remain."""
+    core = name
+    while (shorter := _STAGING.sub("", core)) != core:
+        core = shorter
+    return core if len(core.split()) >= 2 else None
 
 
 def _initials(name: str) -> str | None:
@@ -119,15 +142,22 @@ def strip_leaks(text: str, terms: list[str], interpretive: bool = False) -> str:
     return " ".join(kept).strip()
 
 
-def scrub_caption(caption: str, terms: list[str]) -> str:
+def scrub_caption(caption: str, terms: list[str], describe: bool = True) -> str:
     """The caption without what names the diagnosis or interprets the picture: each piece (sentence or panel)
-    that does is cut back to the words before its description, or removed; '' when it still names it."""
+    that does is cut back to the words before its description, or removed; '' when it still names it. Without
+    `describe`, every piece is cut back to what the picture is ('Transverse CT image'), kept only when it names
+    an imaging modality or a stain, never what it shows."""
     kept = []
     for piece in _CAPTION_PIECE.split(caption or ""):
-        if not mentions(piece, terms) and not _INTERPRETS.search(piece):
+        cut = _DESCRIPTION.search(piece)
+        if not describe:
+            what = piece[: cut.start()].strip() if cut else piece.strip()
+            if what and len(what.split()) <= _SHORT_PIECE and classify(what) and not mentions(what, terms):
+                kept.append(what.rstrip(".") + ".")  # what the picture is: 'Transverse CT image.'
+            continue
+        if describe and not mentions(piece, terms) and not _INTERPRETS.search(piece):
             kept.append(piece)
             continue
-        cut = _DESCRIPTION.search(piece)
         head = piece[: cut.start()].strip() if cut else ""
         if head and not mentions(head, terms) and not _INTERPRETS.search(head):
             kept.append(head.rstrip(".") + ".")
@@ -135,10 +165,13 @@ def scrub_caption(caption: str, terms: list[str]) -> str:
     return "" if mentions(scrubbed, terms) else scrubbed
 
 
-def vignette(case: Case, terms: list[str], signs: list[str] | None = None) -> tuple[str, list[str]]:
+def vignette(
+    case: Case, terms: list[str], signs: list[str] | None = None, describe: bool = True
+) -> tuple[str, list[str]]:
     """The case text the model reads and the cleaned captions; raises LeakError when the chief complaint
     names the diagnosis or one of its signs (a history, past history or examination sentence that does is
-    left out; captions are scrubbed, see `scrub_caption`)."""
+    left out; captions are scrubbed, see `scrub_caption`; without `describe` they keep only what each picture
+    is: a diagnosis outside the ontology has no list of the signs that would name it)."""
     context = case.context
     terms = [*terms, *(signs or [])]
     if mentions(context.chief_complaint or "", terms):
@@ -154,7 +187,7 @@ def vignette(case: Case, terms: list[str], signs: list[str] | None = None) -> tu
             parts.append(f"{label}: {cleaned}")
     captions, lines = [], []
     for number, image in enumerate(case.images, start=1):
-        caption = scrub_caption(image.caption or "", terms)
+        caption = scrub_caption(image.caption or "", terms, describe)
         captions.append(caption)
         noun = MODALITY_NOUN[image.modality]
         lines.append(f"Image {number} ({noun}): {caption}" if caption else f"Image {number} ({noun}).")
@@ -213,11 +246,13 @@ def complex_items(case: Case, ontology: Ontology, spec: ComplexTasks, seed: int)
     if not case.context.chief_complaint or not case.context.diagnosis or not case.images:
         return
     terms = diagnosis_terms(case, ontology)
-    text, captions = vignette(case, terms, sign_terms(case, ontology))
+    text, captions = vignette(case, terms, sign_terms(case, ontology), describe=bool(case.findings))
     codes = [f.code for f in case.findings]
     entry = ontology.entry(codes[0]) if codes else None
     name = entry.name if entry else _sentence_case(case.context.diagnosis)
     accepted = [case.context.diagnosis, *case.context.diagnosis_aliases, *(entry.aliases if entry else [])]
+    if entry is None:  # free text: 'lung adenocarcinoma' also answers 'stage IVB lung adenocarcinoma'
+        accepted += [core for name in accepted if name and (core := _core(name))]
     aliases = sorted({t for t in accepted if t and normalise_term(t) != normalise_term(name)})
     modalities = {image.modality for image in case.images}
     rng = seeded_rng(seed, case.case_id, "complex")
