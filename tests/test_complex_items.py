@@ -153,6 +153,24 @@ def test_complex_items_flow_to_the_export_with_pmcid_title_and_captions(built: P
     assert "CFP" in modalities
 
 
+def test_exported_complex_rows_never_show_the_signs_that_name_their_diagnosis(built: Path) -> None:
+    """The phantom captions say 'smokestack leak' (central serous chorioretinopathy) and 'polypoidal lesions'
+    (polypoidal choroidal vasculopathy); the export keeps the images' captions without them."""
+    sft = datasets.load_dataset(str(built.parent / "export"), "sft")
+    seen = set()
+    for row in (row for split in sft.values() for row in split if row["question_type"] == "open"):
+        entry = ONTOLOGY.lookup(row["answer"])
+        if entry is None or not entry.signs:
+            continue
+        seen.add(entry.code)
+        shown = "\n".join([row["question"], *row["captions"]])
+        assert not mentions(shown, list(entry.signs)), (row["answer"], shown)
+        assert row["captions"] and all(caption for caption in row["captions"])  # scrubbed, not emptied
+    assert seen  # the phantom articles include diagnoses with signs
+    opened = [row for split in sft.values() for row in split if row["question_type"] == "open"]
+    assert not any("smokestack" in row["question"] or "polypoidal" in row["question"].lower() for row in opened)
+
+
 def _judge_and_extract(request: dict[str, Any]) -> str:
     system = request["messages"][0]["content"]
     user = request["messages"][-1]["content"]
