@@ -66,6 +66,7 @@ _STAGING = re.compile(
     r"intractable|progressive|fulminant|massive|giant|rare|unusual)\s+",
     re.I,
 )
+_STAGE_ONLY = re.compile(r"^(?:stage|grade|class|phase)\s+[\w.-]+\s+", re.I)
 _INTERPRETS = re.compile(
     r"\b(?:typical|characteristic|diagnostic|pathognomonic|suggestive|indicative)\s+of\b|"
     r"\b(?:consistent|compatible)\s+with\b|\bconfirm(?:s|ed|ing)?\s+the\s+diagnosis\b",
@@ -98,13 +99,15 @@ def sign_terms(case: Case, ontology: Ontology) -> list[str]:
     return sorted(signs, key=lambda sign: (-len(sign), sign))
 
 
-def _core(name: str) -> str | None:
+def _core(name: str, staging_only: bool = False) -> str | None:
     """The name without its staging and qualifiers ('stage IVB lung adenocarcinoma' -> 'lung adenocarcinoma'), when
-    two words or more remain."""
+    two words or more remain; with `staging_only`, without 'stage', 'grade', 'type' ... only (an answer may leave
+    the stage out, but 'acute' is part of 'acute retinal necrosis')."""
+    pattern = _STAGE_ONLY if staging_only else _STAGING
     core = name
-    while (shorter := _STAGING.sub("", core)) != core:
+    while (shorter := pattern.sub("", core)) != core:
         core = shorter
-    return core if len(core.split()) >= 2 else None
+    return core if len(core.split()) >= 2 and core != name else None
 
 
 def _initials(name: str) -> str | None:
@@ -252,7 +255,7 @@ def complex_items(case: Case, ontology: Ontology, spec: ComplexTasks, seed: int)
     name = entry.name if entry else _sentence_case(case.context.diagnosis)
     accepted = [case.context.diagnosis, *case.context.diagnosis_aliases, *(entry.aliases if entry else [])]
     if entry is None:  # free text: 'lung adenocarcinoma' also answers 'stage IVB lung adenocarcinoma'
-        accepted += [core for name in accepted if name and (core := _core(name))]
+        accepted += [core for name in accepted if name and (core := _core(name, staging_only=True))]
     aliases = sorted({t for t in accepted if t and normalise_term(t) != normalise_term(name)})
     modalities = {image.modality for image in case.images}
     rng = seeded_rng(seed, case.case_id, "complex")
