@@ -42,7 +42,7 @@ _DX_END = re.compile(
     r"\bon\s+the\s+basis\b|\bon\s+(?:day|admission)\b|\band\s+(?:the|he|she|they|treatment|was|were|a|an|his|her|"
     r"then|therefore|thus|subsequently|started|treated|underwent|received)\b|\bby\b|\bfor\b|\bthrough\b|\bvia\b|"
     r"\bwithout\b|\bbecause\b|\bsince\b|\bas\s+(?:the|a|an|well)\b|\bat\b|\bdespite\b|\bwhile\b|\bwhen\b|"
-    r"\bso\b|\bthus\b|\bhence\b)"
+    r"\bso\b|\bthus\b|\bhence\b|\bfrom\b)"
 )
 _LEADING = re.compile(
     r"^(?:an?\s+|the\s+|this\s+|probable\s+|possible\s+|presumed\s+|suspected\s+|likely\s+|definite\s+|"
@@ -150,8 +150,8 @@ _RULED_OUT = [
                r"managed|labell?ed|considered|misdiagnosed)\s+(?:with|as|for)\s+(?:having\s+)?(?:a\s+|an\s+)?"
                r"(?P<dx>.+)", re.I),
     re.compile(r"\bmisdiagnos\w*\s+(?:with|as|of)\s+(?:a\s+|an\s+)?(?P<dx>.+)", re.I),
-    re.compile(r"\b(?:initial|previous|prior|original|referral|referring|preliminary|provisional|working|"
-               r"tentative|erroneous|incorrect|wrong|presumptive|first)\s+diagnos[ie]s\s+(?:of|was|:)\s+"
+    re.compile(r"\b(?:initial|previous|prior|original|referral|referring|erroneous|incorrect|wrong|mistaken|"
+               r"first)\s+diagnos[ie]s\s+(?:of|was|:)\s+"
                r"(?:a\s+|an\s+)?(?P<dx>.+)", re.I),
     re.compile(r"\b(?:had\s+been|was\s+being|were\s+being|previously)\s+(?:\w+\s+)?treated\s+(?:for|as)\s+"
                r"(?:a\s+|an\s+)?(?P<dx>.+)", re.I),
