@@ -8,7 +8,8 @@ articles give the same per case (`per_case`).
 An exported answer is *right* when one of its names is the gold diagnosis, one of its synonyms or an
 abbreviation of them, or a phrase of two words or more within the gold diagnosis's head (the part before its
 qualifiers: 'congenital bile acid synthesis defect' of '... defect (HSD3B7 deficiency) with prolonged neonatal
-hyperinsulinism'); it is *wrong* otherwise, and always when it names something the gold calls not the diagnosis.
+hyperinsulinism') or a synonym, ending on the same word ('lung adenocarcinoma', not 'stage IVB'), or a name that
+holds such a synonym ('stage IVB lung adenocarcinoma' holds 'lung adenocarcinoma'); it is *wrong* otherwise, and always when it names something the gold calls not the diagnosis.
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ def sex_code(sex: str | None) -> str | None:
 
 
 def head(diagnosis: str) -> str:
-    """The diagnosis before its qualifiers and causes."""
+    """The diagnosis before its qualifiers and causes, asides in brackets left out ('stage IVB (cT2bN3M1c) lung
+    adenocarcinoma, EGFR ...' -> 'stage IVB lung adenocarcinoma')."""
+    diagnosis = re.sub(r"\s*\([^()]*\)", "", diagnosis)
     found = _HEAD_END.search(diagnosis)
     return (diagnosis[: found.start()] if found else diagnosis).strip()
 
@@ -81,9 +84,13 @@ def gold_names(record: GoldRecord, case: GoldCase) -> list[str]:
     return list(dict.fromkeys(name for name in names if name.strip()))
 
 
-def _contains(longer: str, shorter: str) -> bool:
+def _contains(longer: str, shorter: str, same_head: bool = False) -> bool:
+    """`shorter` within `longer` as whole words; with `same_head`, also ending on the same word (its head noun:
+    'lung adenocarcinoma' is within 'stage IVB lung adenocarcinoma', 'stage IVB' does not count)."""
     longer, shorter = normalise_term(longer), normalise_term(shorter)
-    return bool(shorter) and f" {shorter} " in f" {longer} "
+    if not shorter or f" {shorter} " not in f" {longer} ":
+        return False
+    return not same_head or shorter.split()[-1] == longer.split()[-1]
 
 
 def judge_answer(answer_names: Iterable[str], record: GoldRecord, case: GoldCase) -> str:
@@ -99,9 +106,9 @@ def judge_answer(answer_names: Iterable[str], record: GoldRecord, case: GoldCase
     for name in names:
         if any(normalise_term(name) == normalise_term(gold) for gold in accepted):
             return "right"
-        if len(normalise_term(name).split()) >= 2 and any(_contains(gold, name) for gold in heads):
+        if len(normalise_term(name).split()) >= 2 and any(_contains(gold, name, same_head=True) for gold in heads):
             return "right"
-        if any(len(normalise_term(gold).split()) >= 2 and _contains(name, gold) for gold in heads):
+        if any(len(normalise_term(gold).split()) >= 2 and _contains(name, gold, same_head=True) for gold in heads):
             return "right"
     return "wrong"
 
