@@ -76,6 +76,7 @@ def test_without_a_second_reading_no_complex_item_is_released(two_readers: tuple
     recipe, _ = two_readers
     result = runner.invoke(app, ["build", str(recipe)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
+    assert "second reader" in result.output and "not read yet: run `rrd extract`" in result.output
     stats = json.loads(runner.invoke(app, ["stats", str(recipe), "--json"]).output)
     readers = stats["second_reader"]
     assert readers["enabled"] and readers["readers"] == ["rules", "teacher:reader"]
