@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from retinal_reason_data.casereports.clinical import Extracted, case_sections, extract, map_diagnosis
 from retinal_reason_data.casereports.ophthalmic import is_case_report, ophthalmic_evidence
 from retinal_reason_data.casereports.panels import RETINAL, figure_modality, split_panels
-from retinal_reason_data.jats import Article, Figure, Section
+from retinal_reason_data.jats import Article, Figure, Section, normalise_characters
 from retinal_reason_data.ontology import Ontology
 from retinal_reason_data.schema import ClinicalContext, Modality, Quarantine, Sex
 from retinal_reason_data.sources.base import RawCase, RawImage, find_image, image_listing, quarantine
@@ -204,7 +204,7 @@ def raw_case(
             diagnosis_aliases=aliases,
             title=article.title or None,
             pmcid=article.pmcid,
-            case_text=case_text,
+            case_text=normalise_characters(case_text) if case_text else None,  # as the rules read it
         ),
         file=file,
         row=row,

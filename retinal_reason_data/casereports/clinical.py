@@ -113,7 +113,8 @@ _PAST = re.compile(
 # Events before this presentation: a sentence that carries one of these keeps its place in the history even
 # when it tells of surgery or treatment.
 _EARLIER_EVENT = re.compile(
-    r"\b(?:history\s+of|previous(?:ly)?|prior\s+to|in\s+the\s+past|years?\s+(?:ago|before|earlier|prior)|"
+    r"\b(?:history\s+of|previous(?:ly)?|initial(?:ly)?|original(?:ly)?|misdiagnos\w*|prior\s+to|in\s+the\s+past|"
+    r"years?\s+(?:ago|before|earlier|prior)|"
     r"months?\s+(?:ago|before|earlier|prior)|had\s+(?:been|undergone|received|had|taken|used)|"
     r"in\s+(?:19|20)\d\d|at\s+(?:the\s+)?age\s+of|as\s+a\s+child|in\s+childhood|elsewhere|"
     r"before\s+(?:presentation|referral|admission|the\s+onset|coming)|"
@@ -311,7 +312,9 @@ def vignette_parts(case_text: str, diagnosis_terms: Iterable[str] = ()) -> Extra
             chief.append(text)
             continue
         earlier = bool(_EARLIER_EVENT.search(sentence))
-        if _names(sentence, terms) or (_DIAGNOSIS_CUE.search(sentence) and (seen_exam or not _PAST.search(sentence))):
+        if _names(sentence, terms) or (
+            _DIAGNOSIS_CUE.search(sentence) and (seen_exam or not (_PAST.search(sentence) or earlier))
+        ):
             break
         if (_MANAGEMENT.search(sentence) or _INTERPRETIVE.search(sentence)) and not earlier:
             break

@@ -9,7 +9,8 @@ An exported answer is *right* when one of its names is the gold diagnosis, one o
 abbreviation of them, or a phrase of two words or more within the gold diagnosis's head (the part before its
 qualifiers: 'congenital bile acid synthesis defect' of '... defect (HSD3B7 deficiency) with prolonged neonatal
 hyperinsulinism') or a synonym, ending on the same word ('lung adenocarcinoma', not 'stage IVB'), or a name that
-holds such a synonym ('stage IVB lung adenocarcinoma' holds 'lung adenocarcinoma'); it is *wrong* otherwise, and always when it names something the gold calls not the diagnosis.
+holds such a synonym ('stage IVB lung adenocarcinoma' holds 'lung adenocarcinoma'); it is *wrong* otherwise,
+and always when it names something the gold calls not the diagnosis.
 """
 
 from __future__ import annotations
