@@ -3,9 +3,11 @@ articles, compared with the annotations.
 
     .venv/bin/python benchmarks/case_reports_gold.py [GOLD.jsonl ...] [--json]
 
-Default: the openly licensed set in the repository (tests/data/real/case_reports/gold.jsonl). Each record's
-`file` is relative to its JSONL's folder; articles whose figure files are absent (the usual case: the sources kept
-the XML only) get blank placeholder images, so that the adapter reads them to the end. The adapter runs as a user
+Default: the openly licensed sets in the repository (tests/data/real/case_reports/gold.jsonl, two full-text PMC
+articles, and .../abstracts/gold.jsonl, 29 ophthalmic case-report abstracts wrapped in JATS). Each record's
+`file` is relative to its JSONL's folder (default `articles/<id>.nxml`); figure files that are absent (the usual
+case: the sources kept the XML only) get blank placeholder images, and an article without any figure (an abstract)
+one uncaptioned placeholder figure, so that the adapter and the item builder run to the end. The adapter runs as a user
 with non-ophthalmic case reports would run it: `ophthalmic_only: false`, every modality kept.
 
 Per case: whether it yields a complex item (or why not: the quarantine reason and detail, or the leakage guard),
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -28,17 +29,18 @@ from PIL import Image
 
 from retinal_reason_data.casereports.clinical import Extracted, case_sections, extract
 from retinal_reason_data.casereports.gold import GoldRecord, judge_answer, leaks, sex_code
-from retinal_reason_data.jats import read_articles
+from retinal_reason_data.jats import Article, read_articles
 from retinal_reason_data.ontology import UnmappedLabel, default_ontology
 from retinal_reason_data.recipe import ComplexTasks
 from retinal_reason_data.schema import Case, Finding, ImageRef, Modality, Provenance, Quarantine, QuestionType
 from retinal_reason_data.sources import ADAPTERS
 from retinal_reason_data.sources.base import RawCase, SourceOptions
 from retinal_reason_data.tasks.complex import LeakError, complex_items
-from retinal_reason_data.text import normalise_term
+from retinal_reason_data.text import normalise_term, stable_hash
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_GOLD = REPO / "tests" / "data" / "real" / "case_reports" / "gold.jsonl"
+GOLD_FOLDER = REPO / "tests" / "data" / "real" / "case_reports"
+DEFAULT_GOLD = [GOLD_FOLDER / "gold.jsonl", GOLD_FOLDER / "abstracts" / "gold.jsonl"]
 OPTIONS = {"ophthalmic_only": False, "modalities": [str(m) for m in Modality]}
 COMPLAINT_OVERLAP = 0.5  # share of the gold complaint's words found in the chief complaint sentence
 
@@ -49,6 +51,7 @@ class CaseResult:
 
     article: str
     case: int
+    placeholder_figure: bool = False  # an abstract without figures: one uncaptioned placeholder was added
     item: bool = False
     why_not: str = ""
     answer: str | None = None
@@ -86,22 +89,37 @@ def load_gold(path: Path) -> list[GoldRecord]:
     return records
 
 
-def stage_articles(records: list[GoldRecord], gold_folder: Path, work: Path) -> Path:
-    """Copy each article file once into `work/articles/<stem>/`, with placeholder images for absent figures."""
+PLACEHOLDER_FIGURE = (
+    '<fig id="gold-placeholder"><label>Figure</label><caption><p></p></caption>'
+    '<graphic xmlns:xlink="http://www.w3.org/1999/xlink" xlink:href="gold-placeholder"/></fig>'
+)
+
+
+def stage_articles(records: list[GoldRecord], gold_folder: Path, work: Path) -> tuple[Path, set[str]]:
+    """Copy each article file once into `work/articles/<stem>/`, with placeholder images for absent figures; an
+    article without any figure (an abstract wrapped in JATS) gets one uncaptioned placeholder figure, so that the
+    adapter and the item builder run. Returns the folder and the articles given a placeholder figure."""
     root = work / "articles"
-    for source in sorted({gold_folder / record.file for record in records}):
+    placeholders: set[str] = set()
+    for source in sorted({gold_folder / record.path for record in records}):
         folder = root / source.stem
         folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, folder / source.name)
+        data = source.read_bytes()
         with source.open("rb") as handle:
-            for article in read_articles(handle, str(source)):
-                for figure in article.figures:
-                    for href in figure.hrefs:
-                        name = Path(href).name
-                        target = folder / (name if Path(name).suffix else f"{name}.jpg")
-                        if not (source.parent / target.name).is_file() and not target.exists():
-                            Image.new("RGB", (32, 32), (90, 90, 90)).save(target, format="JPEG")
-    return root
+            articles = list(read_articles(handle, str(source)))
+        if len(articles) == 1 and not articles[0].figures:
+            data = data.replace(b"</body>", PLACEHOLDER_FIGURE.encode() + b"</body>", 1)
+            placeholders.add(_name(articles[0]))
+            articles = list(read_articles(iter([data]), str(source)))
+        (folder / source.name).write_bytes(data)
+        for article in articles:
+            for figure in article.figures:
+                for href in figure.hrefs:
+                    name = Path(href).name
+                    target = folder / (name if Path(name).suffix else f"{name}.jpg")
+                    if not (source.parent / target.name).is_file() and not target.exists():
+                        Image.new("RGB", (32, 32), (90, 90, 90)).save(target, format="JPEG")
+    return root, placeholders
 
 
 def as_case(raw: RawCase) -> Case:
@@ -131,16 +149,31 @@ def as_case(raw: RawCase) -> Case:
     )
 
 
-def rule_readings(gold_folder: Path, records: list[GoldRecord]) -> dict[str, list[Extracted]]:
-    """PMCID -> the rules' reading of each case section (age, sex and complaint, whether or not an item is made)."""
+def _name(article: Article) -> str:
+    """How the adapters name an article (its PMCID, else 'doi:<DOI>', else a hash of its title)."""
+    return article.pmcid or (f"doi:{article.doi}" if article.doi else f"article-{stable_hash(article.title)}")
+
+
+def rule_readings(gold_folder: Path, records: list[GoldRecord]) -> tuple[dict[str, list[Extracted]], dict[str, str]]:
+    """The rules' reading of each case section of every gold article (age, sex and complaint, whether or not an
+    item is made), by article name; and each record's article name (the file's only article, else the one with
+    the record's PMCID or DOI)."""
     readings: dict[str, list[Extracted]] = {}
-    for source in sorted({gold_folder / record.file for record in records}):
+    names: dict[str, str] = {}
+    for record in records:
+        source = gold_folder / record.path
         with source.open("rb") as handle:
-            for article in read_articles(handle, str(source)):
-                sections = case_sections(article)
-                several = len(sections) > 1
-                readings[article.pmcid or ""] = [extract(article, s, default_ontology(), several) for s in sections]
-    return readings
+            articles = list(read_articles(handle, str(source)))
+        wanted = [
+            a for a in articles if (record.pmcid and a.pmcid == record.pmcid) or (record.doi and a.doi == record.doi)
+        ]
+        article = wanted[0] if wanted else articles[0] if len(articles) == 1 else None
+        if article is None:
+            raise SystemExit(f"{source}: no article of the file is {record.id} (give its pmcid or doi)")
+        names[record.id] = _name(article)
+        sections = case_sections(article)
+        readings[_name(article)] = [extract(article, s, default_ontology(), len(sections) > 1) for s in sections]
+    return readings, names
 
 
 def complaint_found(found: str | None, gold: str | None) -> bool | None:
@@ -154,38 +187,39 @@ def complaint_found(found: str | None, gold: str | None) -> bool | None:
 def evaluate(gold_path: Path) -> list[CaseResult]:
     """Run the adapter and the item builder over one gold file; a result per gold case."""
     records = load_gold(gold_path)
-    readings = rule_readings(gold_path.parent, records)
+    readings, names = rule_readings(gold_path.parent, records)
     results: list[CaseResult] = []
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
-        root = stage_articles(records, gold_path.parent, work)
+        root, placeholders = stage_articles(records, gold_path.parent, work)
         options = SourceOptions(work_dir=work / "work", values=OPTIONS)
         cases: dict[str, list[RawCase]] = {}
         refused: dict[str, Quarantine] = {}
         for record in ADAPTERS["pmc_oa"].read(root, "pmc_oa", options):
             if isinstance(record, RawCase):
-                cases.setdefault(record.context.pmcid or "", []).append(record)
+                cases.setdefault(record.local_id.rsplit("_", 1)[0], []).append(record)
             else:
                 refused.setdefault(str(record.row or "").split(" ")[0], record)
         for record in records:
-            found = sorted(cases.get(record.id, []), key=lambda raw: raw.local_id)
+            found = sorted(cases.get(names[record.id], []), key=lambda raw: raw.local_id)
             count = max(1, len(record.per_case), len(found))
             for number in range(1, count + 1):
                 gold = record.case(min(number, max(1, len(record.per_case))))
                 result = CaseResult(
                     article=record.id,
+                    placeholder_figure=names[record.id] in placeholders,
                     case=number,
                     gold_diagnosis=gold.diagnosis,
                     gold_age=gold.age,
                     gold_sex=sex_code(gold.sex),
                 )
-                read = readings.get(record.id, [])
+                read = readings.get(names[record.id], [])
                 if number <= len(read):
                     result.age, result.sex = read[number - 1].age, read[number - 1].sex
                     result.complaint_found = complaint_found(read[number - 1].chief_complaint, gold.chief_complaint)
                 raw = found[number - 1] if number <= len(found) else None
                 if raw is None:
-                    why = refused.get(record.id)
+                    why = refused.get(names[record.id])
                     result.why_not = f"{why.reason}: {why.detail.split(': ', 1)[-1]}" if why else "no case read"
                     results.append(result)
                     continue
@@ -243,7 +277,7 @@ def report(results: list[CaseResult], name: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("gold", nargs="*", type=Path, default=[DEFAULT_GOLD], help="gold JSONL files")
+    parser.add_argument("gold", nargs="*", type=Path, default=DEFAULT_GOLD, help="gold JSONL files")
     parser.add_argument("--json", action="store_true", help="every result as JSON instead of the table")
     args = parser.parse_args()
     for path in args.gold:

@@ -366,6 +366,13 @@ def extract(article: Article, case: Section, ontology: Ontology, several_cases: 
     reading: DiagnosisReading = read_diagnosis(article, case, ontology, several_cases)
     terms = [reading.phrase, *reading.aliases] if reading.phrase else []
     parts = vignette_parts(case.text(), terms)
+    if (parts.age is None or parts.sex is None) and not several_cases and article.abstract:
+        # a case section that starts after the introduction ('The patient was diagnosed with ...'): the abstract
+        # of a one-patient report introduces the same patient
+        summary = vignette_parts(article.abstract_text())
+        parts = parts.model_copy(
+            update={"age": parts.age if parts.age is not None else summary.age, "sex": parts.sex or summary.sex}
+        )
     return parts.model_copy(
         update={
             "final_diagnosis": reading.phrase,

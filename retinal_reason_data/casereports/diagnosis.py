@@ -35,14 +35,16 @@ SOURCES = ("case", "abstract_heading", "abstract", "conclusion", "discussion")
 # The phrase after a cue ends at punctuation or at a word that starts another clause.
 _DX_END = re.compile(
     r"\s*(?:[.;:,)(\[]|\s-\s|\bwas\b|\bwere\b|\bis\b|\bare\b|\bhas\b|\bhad\b|\bbased\b|\bafter\b|\bfollowing\b|"
-    r"\bsecondary\s+to\b|\bdue\s+to\b|\bcaused\s+by\b|\bassociated\s+with\b|\bwith\b|\bwhich\b|\bthat\b|\bwho\b|"
+    r"\bsecondary\s+to\b|\bdue\s+to\b|\bcaused\s+by\b|\bassociated\s+with\b|"
+    r"(?<!combined)(?<!together)(?<!along)(?<!coexisting)(?<!concurrent)\s+with\b|\bwhich\b|\bthat\b|\bwho\b|"
     r"\bwhose\b|\bwhere\b|\bin\s+which\b|"
     r"\bin\s+(?:the|both|his|her|this|our|a|an|view|light|addition|keeping|accordance|association|conjunction|"
     r"combination|[12]\d{3})\b|\bof\s+the\s+(?:right|left|both)\b|\bin\s+(?:OD|OS|OU)\b|\b(?:OD|OS|OU)\b|"
     r"\bon\s+the\s+basis\b|\bon\s+(?:day|admission)\b|\band\s+(?:the|he|she|they|treatment|was|were|a|an|his|her|"
     r"then|therefore|thus|subsequently|started|treated|underwent|received)\b|\bby\b|\bfor\b|\bthrough\b|\bvia\b|"
     r"\bwithout\b|\bbecause\b|\bsince\b|\bas\s+(?:the|a|an|well)\b|\bat\b|\bdespite\b|\bwhile\b|\bwhen\b|"
-    r"\bso\b|\bthus\b|\bhence\b|\bfrom\b)"
+    r"\bso\b|\bthus\b|\bhence\b|\bfrom\b|\bmimick?\w*|\bmasquerad\w*|\bsimulat\w*|\bresembl\w*|\bpresenting\b|"
+    r"\band\s+(?:was\s+|were\s+|is\s+)?(?:\w+ed|began|underwent|given|sent)\b)"
 )
 _LEADING = re.compile(
     r"^(?:an?\s+|the\s+|this\s+|probable\s+|possible\s+|presumed\s+|suspected\s+|likely\s+|definite\s+|"
@@ -103,8 +105,18 @@ _UNDONE_AFTER = re.compile(
     r"made\s+\w*\s*(?:years?|months?)\s+(?:ago|earlier|before))\b",
     re.I,
 )
+# After the phrase: a diagnosis made elsewhere or long ago ('"floaters" at a community hospital').
 _PAST_AFTER = re.compile(
+    r"^[\"'\s]*(?:at|in|by|from)\s+(?:an?\s+|the\s+|his\s+|her\s+|their\s+)?(?:another|other|outside|community|local|"
+    r"district|regional|private|previous|referring|primary|general|family)\b|^[\"'\s]*elsewhere\b|"
     r"^[^.;]{0,60}?\b(?:years?|months?)\s+(?:ago|earlier|before|prior)\b|^\s*(?:at\s+(?:the\s+)?age|in\s+(?:19|20)\d\d)\b"
+)
+# A presenting symptom is not a diagnosis ('diagnosed with "floaters"', 'a case of sudden visual loss').
+_SYMPTOM = re.compile(
+    r"\b(?:loss|pain|blur\w*|vision|scotomas?|floaters|photopsias?|flashes|diplopia|headaches?|fever|redness|"
+    r"swelling|discomfort|tearing|itching|symptoms?|complaints?|distortion|metamorphopsia|dimness|nausea|vomiting|"
+    r"cough|fatigue|weakness|dizziness|presentation|manifestations?)$",
+    re.I,
 )
 
 # Explicit statements, strongest first: (pattern, strength). The phrase is the named group `dx`.
@@ -116,13 +128,13 @@ _STATEMENTS: list[tuple[re.Pattern[str], int]] = [
                 r"made|make|making|gave|giving|yield(?:ed|ing))\s+(?:a\s+|the\s+|our\s+)?(?:final\s+|definitive\s+|"
                 r"clinical\s+|histological\s+|histopathological\s+|pathological\s+|molecular\s+|genetic\s+|"
                 r"correct\s+)?diagnos[ie]s\s+of\s+(?P<dx>.+)", re.I), 3),
+    (re.compile(r"\bdiagnos[ie]s\s+(?:was|is)\s+(?:\w+ly\s+)?(?:made|given|established|confirmed|reached)\s+as\s+"
+                r"(?P<dx>.+)", re.I), 3),
     (re.compile(r"\bdiagnos[ie]s\s+of\s+(?P<dx>.+?)\s+was\s+(?:then\s+|thus\s+|therefore\s+|finally\s+|"
                 r"subsequently\s+|eventually\s+|ultimately\s+)?(?:made|established|confirmed|reached|"
                 r"secured|proven|verified)\b", re.I), 3),
-    (re.compile(r"\b(?:was|were|is|being)\s+(?:subsequently\s+|finally\s+|eventually\s+|ultimately\s+|then\s+|"
-                r"thus\s+|therefore\s+|hence\s+|clinically\s+|histologically\s+|pathologically\s+|genetically\s+|"
-                r"definitively\s+|accordingly\s+|consequently\s+|later\s+|correctly\s+)?diagnosed\s+"
-                r"(?:with|as(?:\s+having)?|to\s+have)\s+(?P<dx>.+)", re.I), 2),
+    (re.compile(r"\b(?:was|were|is|being)\s+(?:\w+ly\s+|then\s+|thus\s+|therefore\s+|hence\s+|later\s+)?"
+                r"diagnosed\s+(?:with|as(?:\s+having)?|to\s+have)\s+(?P<dx>.+)", re.I), 2),
     (re.compile(r"\bwe\s+(?:\w+\s+)?diagnosed\s+(?:the\s+patient|him|her|them|this\s+case|it)?\s*"
                 r"(?:with|as(?:\s+having)?)?\s*(?P<dx>.+)", re.I), 2),
     (re.compile(r"\b(?:clinical|histological|histopathological|pathological|molecular|genetic)\s+diagnos[ie]s\s+"
@@ -133,8 +145,7 @@ _STATEMENTS: list[tuple[re.Pattern[str], int]] = [
                 r"(?:consistent|compatible)\s+with\s+(?:a\s+diagnosis\s+of\s+|the\s+diagnosis\s+of\s+)?(?P<dx>.+)",
                 re.I), 2),
     (re.compile(r"\bdiagnos[ie]s\s+of\s+(?P<dx>.+)", re.I), 1),
-    (re.compile(r"\bwe\s+(?:report|present|describe)\s+(?:here\s+)?(?:a|an|the)\s+(?:\w+\s+){0,3}?case\s+of\s+"
-                r"(?P<dx>.+)", re.I), 1),
+    (re.compile(r"\b(?:a|an|the|this)\s+(?:[\w-]+\s+){0,3}?case\s+of\s+(?:an?\s+)?(?P<dx>.+)", re.I), 1),
 ]  # fmt: skip
 
 # Conditions an article rules out, and earlier diagnoses it corrects; these are never the answer.
@@ -150,6 +161,8 @@ _RULED_OUT = [
                r"managed|labell?ed|considered|misdiagnosed)\s+(?:with|as|for)\s+(?:having\s+)?(?:a\s+|an\s+)?"
                r"(?P<dx>.+)", re.I),
     re.compile(r"\bmisdiagnos\w*\s+(?:with|as|of)\s+(?:a\s+|an\s+)?(?P<dx>.+)", re.I),
+    re.compile(r"\bdiagnosed\s+(?:with|as)\s+[\"']?(?P<dx>[^\"',.;]+?)[\"']?\s+(?:at|in|by)\s+(?:an?\s+|the\s+|his\s+|her\s+)?"
+               r"(?:another|other|outside|community|local|district|regional|private|previous|referring)\b", re.I),
     re.compile(r"\b(?:initial|previous|prior|original|referral|referring|erroneous|incorrect|wrong|mistaken|"
                r"first)\s+diagnos[ie]s\s+(?:of|was|:)\s+"
                r"(?:a\s+|an\s+)?(?P<dx>.+)", re.I),
@@ -166,7 +179,11 @@ _RULED_OUT_BEFORE = re.compile(
     r"ruled\s+out|unlikely|not\s+(?:supported|confirmed|likely)|discarded|eliminated)\b",
     re.I,
 )
-_SEVERAL = re.compile(r"\s+(?:and|or|plus|along\s+with|as\s+well\s+as)\s+|\s*/\s*|\s*&\s*", re.I)
+# Two conditions in one statement: 'X and Y', 'X combined with Y' (a plain 'with' ends the phrase instead).
+_SEVERAL = re.compile(
+    r"\s+(?:and|or|plus|(?:combined|together|along|coexisting|concurrent)\s+with|as\s+well\s+as)\s+|\s*/\s*|\s*&\s*",
+    re.I,
+)
 _QUALIFIERS = re.compile(
     r"^(?:bilateral|unilateral|right|left|atypical|typical|classic|severe|mild|moderate|early|late|"
     r"advanced|idiopathic|isolated|primary|secondary|recurrent|unusual|acute|chronic)\s+",
@@ -411,6 +428,8 @@ def _problem(
     definitions: dict[str, str],
 ) -> str | None:
     """Why a stated diagnosis cannot be the answer, or None."""
+    if _SYMPTOM.search(phrase):
+        return "a symptom or presentation, not a diagnosis"
     undefined = [t for t in phrase.split() if is_short_form(t) and t not in short_forms and not ontology.lookup(t)]
     if undefined and len(phrase.split()) == 1:
         return f"abbreviation {undefined[0]!r} is not defined in the article"

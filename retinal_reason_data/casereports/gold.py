@@ -44,7 +44,9 @@ class GoldRecord(GoldCase):
     """One gold article (its first case at the top level; every case in `per_case`)."""
 
     id: str
-    file: str = Field(description="The article's XML, relative to the gold folder.")
+    pmcid: str | None = None
+    doi: str | None = None
+    file: str = Field(default="", description="The article's XML, relative to the gold folder (articles/<id>.nxml).")
     title: str = ""
     diagnosis_synonyms: list[str] = Field(default_factory=list)
     abbreviations: dict[str, str] = Field(default_factory=dict)
@@ -52,6 +54,10 @@ class GoldRecord(GoldCase):
     caption_leaks: list[str] = Field(default_factory=list)
     per_case: list[GoldCase] = Field(default_factory=list)
     human: bool = True
+
+    @property
+    def path(self) -> str:
+        return self.file or f"articles/{self.id}.nxml"
 
     def case(self, number: int) -> GoldCase:
         """The gold of the article's case `number` (1-based)."""

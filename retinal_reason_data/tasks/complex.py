@@ -89,6 +89,7 @@ def diagnosis_terms(case: Case, ontology: Ontology) -> list[str]:
         names += [entry.name, *entry.aliases]
     names = [name for name in names if name.strip()]
     names += [core for name in names if (core := _core(name)) and core != name]
+    names += [head for name in names if (head := _distinctive_head(name))]
     terms = set(names) | {initials for name in names if (initials := _initials(name))}
     return sorted(terms, key=lambda term: (-len(term), term))
 
@@ -108,6 +109,75 @@ def _core(name: str, staging_only: bool = False) -> str | None:
     while (shorter := pattern.sub("", core)) != core:
         core = shorter
     return core if len(core.split()) >= 2 and core != name else None
+
+
+# Head nouns that many diagnoses share: alone they do not name one ('detachment', 'syndrome').
+_GENERIC_HEADS = frozenset(
+    [
+        "disease",
+        "syndrome",
+        "disorder",
+        "condition",
+        "retinopathy",
+        "maculopathy",
+        "neuropathy",
+        "detachment",
+        "occlusion",
+        "hole",
+        "membrane",
+        "degeneration",
+        "dystrophy",
+        "oedema",
+        "edema",
+        "haemorrhage",
+        "hemorrhage",
+        "tumour",
+        "tumor",
+        "cancer",
+        "lesion",
+        "lesions",
+        "mass",
+        "infection",
+        "inflammation",
+        "injury",
+        "trauma",
+        "defect",
+        "deficiency",
+        "anomaly",
+        "malformation",
+        "atrophy",
+        "neovascularisation",
+        "neovascularization",
+        "fold",
+        "folds",
+        "scar",
+        "cyst",
+        "cysts",
+        "opacity",
+        "opacities",
+        "thickening",
+        "thinning",
+        "fluid",
+        "leakage",
+        "obstruction",
+        "failure",
+        "insufficiency",
+        "abnormality",
+        "changes",
+        "stage",
+        "grade",
+        "type",
+    ]
+)
+
+
+def _distinctive_head(name: str) -> str | None:
+    """The last word of a multi-word name when it names the condition by itself ('retinoschisis' of 'acquired
+    retinoschisis', 'adenocarcinoma' of 'lung adenocarcinoma'), not a head many diagnoses share ('detachment')."""
+    words = re.findall(r"[A-Za-z][A-Za-z'-]+", name)
+    if len(words) < 2 or len(words[-1]) < 6 or words[-1].lower() in _GENERIC_HEADS:
+        return None
+    return words[-1]
 
 
 def _initials(name: str) -> str | None:
