@@ -247,6 +247,14 @@ _INVESTIGATION = re.compile(
     r"detected|identified|found|noted|visuali[sz]ed)\b",
     re.I,
 )
+# Laboratory and microbiology results (and the sampling for them): they point at the diagnosis.
+_LABORATORY = re.compile(
+    r"\b(?:PCR|polymerase\s+chain\s+reaction|paracentesis|vitreous\s+(?:tap|sample|biopsy)|aqueous\s+(?:humou?r\s+)?"
+    r"(?:sample|tap|analysis)|serolog\w*|cultures?|antibod(?:y|ies)|titers?|titres?|assays?|cytolog\w*|"
+    r"flow\s+cytometry|immunofixation|karyotyp\w*|genetic\s+(?:testing|analysis)|sequencing|laboratory|"
+    r"blood\s+(?:tests?|count|work|smear)|cerebrospinal\s+fluid|lumbar\s+puncture|urinalysis|urine\s+analysis)\b",
+    re.I,
+)
 # A sentence that draws a conclusion from findings: the diagnosis is being made.
 _INTERPRETIVE = re.compile(
     r"\b(?:consistent|compatible)\s+with\b|\b(?:suggestive|indicative|typical|characteristic|diagnostic|"
@@ -316,7 +324,9 @@ def vignette_parts(case_text: str, diagnosis_terms: Iterable[str] = ()) -> Extra
             _DIAGNOSIS_CUE.search(sentence) and (seen_exam or not (_PAST.search(sentence) or earlier))
         ):
             break
-        if (_MANAGEMENT.search(sentence) or _INTERPRETIVE.search(sentence)) and not earlier:
+        if (
+            _MANAGEMENT.search(sentence) or _INTERPRETIVE.search(sentence) or _LABORATORY.search(sentence)
+        ) and not earlier:
             break
         if seen_exam and (_AFTER_EXAM_STOP.search(sentence) and not earlier or _is_imaging(sentence)):
             break

@@ -85,7 +85,7 @@ _EARLIER_BEFORE = re.compile(
     r"\b(?:initial(?:ly)?|original(?:ly)?|previous(?:ly)?|prior|earlier|formerly|mistaken(?:ly)?|"
     r"erroneous(?:ly)?|wrong(?:ly)?|incorrect(?:ly)?|false(?:ly)?|misdiagnos\w*|referral|referring|outside|"
     r"elsewhere|another\s+(?:hospital|clinic|centre|center|institution)|had\s+been|has\s+been\s+treated|known|"
-    r"history|treated\s+(?:as|for)|other\s+(?:authors|reports?|studies|patients?|cases?)|et\s+al|reported|"
+    r"history|treated\s+(?:as|for)|other\s+(?:authors|reports?|studies|patients?|cases?)|et\s+al|(?<!\bwe\s)reported|"
     r"previous\s+reports?)\b",
     re.I,
 )

@@ -7,7 +7,9 @@ import re
 from retinal_reason_data.jats import normalise_characters
 
 _ABBREVIATION_END = re.compile(r"\b(?:Dr|Mr|Ms|Mrs|Fig|Figs|vs|No|approx|ca|St|Prof|al|e\.g|i\.e|cf|resp)\.$", re.I)
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
+# A sentence ends at a full stop and a space before a capital or digit, or at a full stop that a typesetting slip
+# glued to the next sentence ('right eye.After 20 days'): two lower-case letters, '.', a capitalised word.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|(?<=[a-z]{2}\.)(?=[A-Z][a-z]{2})")
 # 'pulmonary hypertension syndrome (PHS)': a short form in brackets after its long form
 _SHORT_IN_BRACKETS = re.compile(r"\(\s*([A-Za-z][A-Za-z0-9&/-]{1,11})\s*(?:[;,][^()]*)?\)")
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'/-]*")

@@ -238,6 +238,20 @@ def scrub_caption(caption: str, terms: list[str], describe: bool = True) -> str:
     return "" if mentions(scrubbed, terms) else scrubbed
 
 
+_CLAUSE = re.compile(r",?\s+(?:and|but|while|whereas|which|where|when)\s+|;\s*|,\s+(?=\w+\s+(?:showed|revealed))", re.I)
+
+
+def _presenting_clause(complaint: str, terms: list[str]) -> str | None:
+    """The chief complaint, or, when a later clause of it names the diagnosis or a sign, its first clause ('A
+    45-year-old man complained of blurred vision, and ophthalmoscopy revealed ... an optic disc pit' -> 'A
+    45-year-old man complained of blurred vision.'); None when the first clause names one."""
+    if not mentions(complaint, terms):
+        return complaint
+    boundary = _CLAUSE.search(complaint)
+    first = complaint[: boundary.start()].strip(" ,;") if boundary else ""
+    return f"{first}." if len(first.split()) >= 4 and not mentions(first, terms) else None
+
+
 def vignette(
     case: Case, terms: list[str], signs: list[str] | None = None, describe: bool = True
 ) -> tuple[str, list[str]]:
@@ -247,9 +261,10 @@ def vignette(
     is: a diagnosis outside the ontology has no list of the signs that would name it)."""
     context = case.context
     terms = [*terms, *(signs or [])]
-    if mentions(context.chief_complaint or "", terms):
+    complaint = _presenting_clause(context.chief_complaint or "", terms)
+    if complaint is None:
         raise LeakError("the chief complaint names the diagnosis or a sign that names it")
-    parts = [context.chief_complaint or ""]
+    parts = [complaint]
     for label, text in (
         ("History", context.history),
         ("Past history", context.past_history),
