@@ -3,16 +3,21 @@
 A diagnosis is the RL ground truth, so the rules would rather give none than a wrong one:
 
 - Only statements that say what the patient *has* count: "a diagnosis of X was made", "was diagnosed with X",
-  "the final diagnosis was X", "findings consistent with X", in the case section, the abstract, the conclusion or
-  the discussion. A title ("Endoscopic versus surgical intervention for ...", "Management of ...") and the
-  keywords only *support* a statement; they are never the answer on their own.
+  "the final diagnosis was X", "findings were consistent with X" (strong), and "a case of X" (weak: it needs
+  support from elsewhere in the article, or to name an ontology disease), in the case section, the abstract and
+  the conclusion; the discussion (which also talks of other patients) only when nothing else states one. With
+  several cases in one article, only the case's own section counts. A title ("Endoscopic versus surgical
+  intervention for ...", "Management of ...") and the keywords only *support* a statement; they are never the
+  answer on their own.
 - A statement that is negated or tentative is not one ("did not meet the criteria for X", "X was excluded",
   "negative for X", "suspected X", "differential diagnosis of X"), and neither is an earlier diagnosis ("initially
-  diagnosed as X", "misdiagnosed as X", "previously treated for X", "referred with a diagnosis of X",
-  "mimicking X"); what the article rules out or calls a misdiagnosis anywhere is never the answer.
+  diagnosed as X", "misdiagnosed as X", "previously treated for X", "referred with a diagnosis of X", "diagnosed
+  with X at a community hospital", "mimicking X"); what the article rules out or calls a misdiagnosis anywhere is
+  never the answer. A symptom is not a diagnosis ("diagnosed with floaters", "a case of sudden visual loss").
 - A bare abbreviation is expanded from the article's own definition ("pulmonary hypertension syndrome (PHS)");
   one the article does not define (and the ontology does not know) is refused.
-- Several diagnoses in one statement ("X and Y") are refused: one answer cannot be checked against two.
+- Several diagnoses in one statement ("X and Y", "X combined with Y") are refused: one answer cannot be checked
+  against two; equally supported statements of different conditions are refused too.
 
 Each refusal carries a reason a person can act on (`DiagnosisReading.refusal`).
 """
