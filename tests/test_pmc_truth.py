@@ -253,3 +253,24 @@ def test_several_cases_take_their_diagnosis_from_their_own_section() -> None:
     assert reading.phrase is None  # the abstract's statement may be the other patient's
     single = read_diagnosis(article, case_sections(article)[0], ONTOLOGY)
     assert single.phrase == "birdshot chorioretinopathy" and single.where == "abstract"
+
+
+def test_weak_statements_need_support_and_symptoms_or_outside_labels_are_not_diagnoses() -> None:
+    case = [
+        "A 42-year-old man presented complaining of floaters in his left eye.",
+        'He was diagnosed with "floaters" at a community hospital.',
+        "Fundoscopy revealed a retinal detachment.",
+    ]
+    abstract = "We report a case of rhegmatogenous retinal detachment caused by an occult foreign body."
+    found = extracted(jats("An occult foreign body", case, abstract=abstract))
+    assert found.final_diagnosis == "rhegmatogenous retinal detachment"  # an ontology disease: trusted
+    unsupported = extracted(jats("An unusual course", case[:1], abstract="We present a case of spontaneous closure."))
+    assert unsupported.final_diagnosis is None  # weak, unsupported, not an ontology disease
+    supported = extracted(jats("Acquired retinoschisis in microphthalmos", case[:1],
+                               abstract="This report presents a case of acquired retinoschisis."))  # fmt: skip
+    assert supported.final_diagnosis == "acquired retinoschisis"  # the title supports it
+    symptom = extracted(jats("x", [*case[:1], "He was diagnosed with sudden visual loss."]))
+    assert symptom.final_diagnosis is None and "symptom" in (symptom.diagnosis_refusal or "")
+    combined = extracted(jats("x", [*case[:1], "The diagnosis was given as pterygium combined with corneal "
+                                   "perforation."]))  # fmt: skip
+    assert combined.final_diagnosis is None and "several diagnoses" in (combined.diagnosis_refusal or "")
