@@ -453,6 +453,22 @@ def _summary(recipe: Recipe, report: BuildReport, seconds: float) -> None:
         c = report.curation
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(c.dropped.items())) or "none"
         rows.append(("curation", f"{c.cases_dropped} duplicate cases; dropped items: {dropped}"))
+    if report.extraction is not None:
+        e = report.extraction
+        failed = ", ".join(f"{k} {v}" for k, v in sorted(e.errors.items())) or "none"
+        rows.append(
+            ("case readings", f"{e.cases} case reports: {e.asked} read now, {e.cached} cached; failed: {failed}")
+        )
+    if report.second_reader is not None and report.second_reader.enabled:
+        r, n = report.second_reader, report.second_reader.cases
+        hint = f"; {n['missing']} cases not read yet: run `rrd extract`" if n["missing"] else ""
+        rows.append(
+            (
+                "second reader",
+                f"teacher agrees on {n['agree']} cases, disagrees on {n['disagree']}, unusable {n['invalid']}{hint}; "
+                f"{r.items_withheld} complex items withheld (review queue 'second_reader')",
+            )
+        )
     if report.review and report.review.verdicts:
         v = report.review
         rows.append(

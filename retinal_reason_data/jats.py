@@ -44,6 +44,18 @@ _SKIP_IN_TEXT = {
 _BLOCKS = {"p", "list", "disp-quote", "boxed-text", "def-list", "statement", "verse-group"}
 _THUMBNAIL = re.compile(r"thumb|icon", re.IGNORECASE)
 _CC = re.compile(r"creativecommons\.org/(licenses|publicdomain)/([a-z-]+)/(\d\.\d)?", re.IGNORECASE)
+# Typographic characters that publishers use where plain text has a hyphen or a space; rules that read
+# '7-year-old' or 'non-specific' must not depend on which of them the typesetter chose.
+_CHARACTERS = str.maketrans(
+    {
+        **dict.fromkeys("\u2010\u2011\u2012\u2013\u2043\u2212\ufe63\uff0d", "-"),  # hyphens, en dash, minus
+        **dict.fromkeys("\u2014\u2015", " - "),  # em dash, horizontal bar: a pause between words
+        **dict.fromkeys("\u00a0\u202f\u205f\u3000" + "".join(map(chr, range(0x2000, 0x200B))), " "),  # nbsp, thin
+        **dict.fromkeys("\u00ad\u200b\u200c\u200d\u2060\ufeff", ""),  # soft hyphen, zero-width characters
+        **dict.fromkeys("\u2018\u2019\u201a\u2032", "'"),
+        **dict.fromkeys("\u201c\u201d\u201e\u2033", '"'),
+    }
+)
 
 
 class JatsError(ValueError):
@@ -228,9 +240,16 @@ def descendants(element: ET.Element, name: str) -> Iterator[ET.Element]:
     return (node for node in element.iter() if local(node.tag) == name)
 
 
+def normalise_characters(text: str) -> str:
+    """Typographic hyphens and dashes (U+2010-2015, minus), non-breaking, thin and other spaces, soft hyphens,
+    zero-width characters and curly quotes as their plain forms: '7\u2010year\u2010old' reads '7-year-old'."""
+    return text.translate(_CHARACTERS)
+
+
 def clean(text: str) -> str:
-    """Whitespace collapsed, no space before punctuation, no brackets emptied by dropped citations."""
-    text = _SPACE.sub(" ", text).strip()
+    """Characters normalised, whitespace collapsed, no space before punctuation, no brackets emptied by dropped
+    citations."""
+    text = _SPACE.sub(" ", normalise_characters(text)).strip()
     text = _EMPTY_BRACKETS.sub("", text)
     return _SPACE_BEFORE_PUNCT.sub(r"\1", text).strip()
 

@@ -27,6 +27,11 @@ class Entry(BaseModel):
     category: str
     scale: str | None = None
     grade: int | None = None
+    signs: tuple[str, ...] = Field(
+        default=(),
+        description="Findings that name this diagnosis by themselves ('smokestack leak', 'cherry-red spot'): kept "
+        "out of a case report's captions and vignette. Not accepted as answers.",
+    )
 
     @property
     def aliases(self) -> list[str]:

@@ -10,6 +10,8 @@ from typing import Any
 from tqdm import tqdm
 
 from retinal_reason_data.annotations import ReviewReport, apply_verdicts
+from retinal_reason_data.casereports import second_reader
+from retinal_reason_data.casereports.extraction import run_extraction
 from retinal_reason_data.catalog import Catalog
 from retinal_reason_data.curate import CurationReport, curate
 from retinal_reason_data.export.hf import config_splits, export_hf
@@ -37,6 +39,8 @@ class BuildReport:
     items: Counter[str] = field(default_factory=Counter)
     synthesis: SynthesisReport | None = None
     judge: Any = None  # casereports.judge.JudgeReport when tasks.complex.judge is on
+    extraction: Any = None  # casereports.extraction.ExtractionReport: the teacher's second reading of case reports
+    second_reader: Any = None  # casereports.second_reader.SecondReaderReport
     curation: CurationReport | None = None
     manifest: dict[str, Any] | None = None
     review: ReviewReport | None = None
@@ -85,7 +89,11 @@ def build_items(recipe: Recipe, catalog: Catalog, report: BuildReport) -> None:
 
 
 def run_synthesis(recipe: Recipe, catalog: Catalog, report: BuildReport) -> None:
+    """Every teacher attempt not yet answered; with a model as teacher, also its reading of every case report not
+    yet read (the second reader that complex items need before they are released; cached like the attempts)."""
     report.synthesis = synthesize(recipe, catalog, recipe_ontology(recipe))
+    if second_reader.enabled(recipe) and recipe.tasks.complex.enabled:
+        report.extraction = run_extraction(recipe, catalog, recipe_ontology(recipe))
     if recipe.tasks.complex.judge:
         from retinal_reason_data.casereports.judge import judge_near_misses
 
@@ -133,6 +141,8 @@ def run_export(recipe: Recipe, catalog: Catalog, report: BuildReport, force: boo
     """Curate (duplicates, trace choice, splits) and write the dataset folder if its content changed; stop before
     writing when a config or split would be empty and the recipe does not allow it."""
     report.curation = curate(recipe, catalog)
+    # complex items the teacher's reading of the case does not agree with leave the release (review settles them)
+    report.second_reader = second_reader.withhold_disagreements(recipe, catalog, recipe_ontology(recipe))
     report.review = apply_verdicts(recipe, catalog)  # rejected traces out, edited traces in (annotations/)
     check_not_empty(recipe, catalog, report.curation)
     stats = collect(recipe, catalog, recipe_ontology(recipe))

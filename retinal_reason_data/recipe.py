@@ -75,6 +75,11 @@ class ComplexTasks(Section):
     judge_min_similarity: float = Field(
         default=0.6, ge=0.0, le=1.0, description="How close (0-1) a wrong open answer must be to be judged."
     )
+    second_reader: bool = Field(
+        default=True,
+        description="With a model as teacher, the build asks it to read each case report too (`rrd extract`) and "
+        "exports a complex item only where its diagnosis agrees with the rules'; false: the rules alone decide.",
+    )
 
 
 class IngestSpec(Section):

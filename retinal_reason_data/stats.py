@@ -7,6 +7,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from retinal_reason_data.annotations import review_stats
+from retinal_reason_data.casereports.second_reader import second_reader_stats
 from retinal_reason_data.catalog import Catalog
 from retinal_reason_data.ontology import Ontology
 from retinal_reason_data.recipe import Recipe
@@ -90,6 +91,8 @@ def collect(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> dict[str, A
         "exported_formats": manifest.get("formats", {}),  # format -> rows (per split or file), skipped by reason
         "licences": licences,
         "review": review_stats(recipe, catalog),  # annotators' verdicts: decisions, kappa per source and task
+        # who read the case reports' diagnoses (rules; the teacher when it is a model) and how far they agree
+        "second_reader": second_reader_stats(recipe, catalog, ontology),
     }
 
 

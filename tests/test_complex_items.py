@@ -70,7 +70,7 @@ def test_history_and_captions_that_name_the_diagnosis_are_repaired() -> None:
         assert not mentions(item.question, diagnosis_terms(case, ONTOLOGY))
         assert "He was seen elsewhere." in item.question and "hand motion" in item.question
         assert "CRAO" not in item.question and "arterial occlusion" not in item.question
-        assert item.captions == ["Fundus photograph with a cherry-red spot. Typical appearance.", "OCT;"]
+        assert item.captions == ["Fundus photograph. Typical appearance.", "OCT;"]  # the sign that names it goes
         assert item.image_shas == ["1" * 64, "2" * 64]  # images in their order
 
 
@@ -151,6 +151,24 @@ def test_complex_items_flow_to_the_export_with_pmcid_title_and_captions(built: P
         assert compute_score("x", row["response"], truth) == pytest.approx(1.0)
     modalities = {row["modality"] for row in rows}
     assert "CFP" in modalities
+
+
+def test_exported_complex_rows_never_show_the_signs_that_name_their_diagnosis(built: Path) -> None:
+    """The phantom captions say 'smokestack leak' (central serous chorioretinopathy) and 'polypoidal lesions'
+    (polypoidal choroidal vasculopathy); the export keeps the images' captions without them."""
+    sft = datasets.load_dataset(str(built.parent / "export"), "sft")
+    seen = set()
+    for row in (row for split in sft.values() for row in split if row["question_type"] == "open"):
+        entry = ONTOLOGY.lookup(row["answer"])
+        if entry is None or not entry.signs:
+            continue
+        seen.add(entry.code)
+        shown = "\n".join([row["question"], *row["captions"]])
+        assert not mentions(shown, list(entry.signs)), (row["answer"], shown)
+        assert row["captions"] and all(caption for caption in row["captions"])  # scrubbed, not emptied
+    assert seen  # the phantom articles include diagnoses with signs
+    opened = [row for split in sft.values() for row in split if row["question_type"] == "open"]
+    assert not any("smokestack" in row["question"] or "polypoidal" in row["question"].lower() for row in opened)
 
 
 def _judge_and_extract(request: dict[str, Any]) -> str:

@@ -24,8 +24,9 @@ def read(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[RawCase], list]
 
 def test_only_cases_with_ophthalmic_images_are_kept(read: tuple[list[RawCase], list]) -> None:
     cases, refused = read
-    assert Counter(record.reason for record in refused) == {"not_ophthalmic": 1, "image_missing": 1}
-    assert len(cases) == 8
+    reasons = Counter(record.reason for record in refused)
+    assert reasons == {"not_ophthalmic": 1, "image_missing": 1, "no_diagnosis": 1}  # see the next test
+    assert len(cases) == 7
     missing = next(record for record in refused if record.reason == "image_missing")
     assert "captions_and_labels.csv" in missing.file and "row" in missing.detail
 
@@ -44,10 +45,14 @@ def test_labels_give_the_modality_and_columns_give_age_and_sex(read: tuple[list[
     assert any(image.path.suffix == ".JPG" for case in cases for image in case.images)  # CSV says .jpg
 
 
-def test_a_case_text_without_a_diagnosis_sentence_falls_back_to_the_title(read: tuple[list[RawCase], list]) -> None:
-    cases, _ = read
-    quiet = next(case for case in cases if "diagnos" not in (case.context.case_text or ""))
-    assert quiet.context.diagnosis and quiet.context.diagnosis.lower() in (quiet.context.title or "").lower()
+def test_a_case_text_that_states_no_diagnosis_is_refused_not_answered_from_its_title(
+    read: tuple[list[RawCase], list],
+) -> None:
+    cases, refused = read
+    assert all("diagnos" in (case.context.case_text or "") for case in cases)
+    (quiet,) = [record for record in refused if record.reason == "no_diagnosis"]
+    assert "no explicit diagnostic statement" in quiet.detail and "is not used alone" in quiet.detail
+    assert quiet.row and quiet.row in quiet.detail  # the case is named
 
 
 def test_image_modality_prefers_the_specific_label() -> None:

@@ -97,11 +97,17 @@ def test_rule_based_extraction_of_a_case_text() -> None:
     assert found.diagnosis_source == "case"
 
 
-def test_diagnosis_from_the_title_and_mapping_to_the_ontology() -> None:
+def test_a_title_alone_is_never_the_diagnosis_and_names_map_to_the_ontology() -> None:
     found = extract_from_text(
         "A 30-year-old woman presented with floaters.", "Birdshot chorioretinopathy in a woman", ONTOLOGY
     )
-    assert found.final_diagnosis == "Birdshot chorioretinopathy" and found.diagnosis_source == "title"
+    assert found.final_diagnosis is None and "is not used alone" in (found.diagnosis_refusal or "")
+    stated = extract_from_text(
+        "A 30-year-old woman presented with floaters. She was diagnosed with birdshot chorioretinopathy.",
+        "Birdshot chorioretinopathy in a woman",
+        ONTOLOGY,
+    )
+    assert stated.final_diagnosis == "birdshot chorioretinopathy" and stated.diagnosis_source == "case"
     assert extract_from_text("A 6-month-old boy presented with leukocoria.", "x", ONTOLOGY).age == 0
     phrase, entry = map_diagnosis("bilateral Vogt-Koyanagi-Harada disease", ONTOLOGY)
     assert entry is not None and entry.code == "vkh"

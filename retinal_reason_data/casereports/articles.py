@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from retinal_reason_data.casereports.clinical import Extracted, case_sections, extract, map_diagnosis
 from retinal_reason_data.casereports.ophthalmic import is_case_report, ophthalmic_evidence
 from retinal_reason_data.casereports.panels import RETINAL, figure_modality, split_panels
-from retinal_reason_data.jats import Article, Figure, Section
+from retinal_reason_data.jats import Article, Figure, Section, normalise_characters
 from retinal_reason_data.ontology import Ontology
 from retinal_reason_data.schema import ClinicalContext, Modality, Quarantine, Sex
 from retinal_reason_data.sources.base import RawCase, RawImage, find_image, image_listing, quarantine
@@ -153,7 +153,7 @@ def article_cases(
             detail = f"figures left out: {left_out}" if left_out else "no figure with a graphic"
             yield quarantine(source, file, row, "no_retinal_figures", f"{file} {row}: {detail}")
             continue
-        extracted = extract(article, section, ontology)
+        extracted = extract(article, section, ontology, several_cases=len(sections) > 1)
         yield raw_case(
             extracted, found, article, local_id, file, row, source, ontology, licence or article.licence, section.text()
         )
@@ -171,11 +171,20 @@ def raw_case(
     licence: str | None,
     case_text: str | None = None,
 ) -> RawCase | Quarantine:
-    """A raw case from extracted fields and resolved figures; quarantined without a diagnosis or complaint."""
+    """A raw case from extracted fields and resolved figures; quarantined without a trustworthy diagnosis or a
+    presentation, saying why."""
     if not extracted.final_diagnosis:
-        return quarantine(source, file, row, "no_diagnosis", f"{file} {row}: no final diagnosis found in the article")
+        why = extracted.diagnosis_refusal or "no final diagnosis found in the article"
+        return quarantine(source, file, row, "no_diagnosis", f"{file} {row}: {why}")
     if not extracted.chief_complaint:
-        return quarantine(source, file, row, "no_chief_complaint", f"{file} {row}: the case text has no presentation")
+        return quarantine(
+            source,
+            file,
+            row,
+            "no_chief_complaint",
+            f"{file} {row}: no sentence of the case text says how the patient presented ('presented with', "
+            "'was referred for', 'complaining of', 'a 2-week history of') or introduces the patient by age",
+        )
     phrase, entry = map_diagnosis(extracted.final_diagnosis, ontology)
     diagnosis = entry.name if entry else phrase
     aliases = [a for a in dict.fromkeys([phrase, *extracted.diagnosis_aliases]) if a != diagnosis]
@@ -195,7 +204,7 @@ def raw_case(
             diagnosis_aliases=aliases,
             title=article.title or None,
             pmcid=article.pmcid,
-            case_text=case_text,
+            case_text=normalise_characters(case_text) if case_text else None,  # as the rules read it
         ),
         file=file,
         row=row,

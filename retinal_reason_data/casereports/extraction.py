@@ -23,7 +23,7 @@ from retinal_reason_data.recipe import Recipe
 from retinal_reason_data.schema import Case
 from retinal_reason_data.text import normalise_term, stable_hash
 
-PROMPT_VERSION = "extract-v1"
+PROMPT_VERSION = "extract-v2"
 TEXT_FIELDS = ("chief_complaint", "history_of_present_illness", "past_history", "examination")
 MIN_OVERLAP = 0.5
 _TABLE = """CREATE TABLE IF NOT EXISTS extractions (
@@ -50,8 +50,15 @@ SYSTEM = (
     "You read ophthalmic case reports and extract facts exactly as written. Reply with one JSON object and "
     "nothing else, with the keys: age (integer years or null), sex ('F', 'M' or null), chief_complaint, "
     "history_of_present_illness, past_history, examination (findings before imaging), final_diagnosis "
-    "(a short noun phrase). Use null for anything the text does not say."
+    "(a short noun phrase: the diagnosis the authors finally made for this patient, with abbreviations written "
+    "out; not an earlier or mistaken diagnosis, not a condition that was excluded or whose criteria were not "
+    "met). Use null for anything the text does not say."
 )
+
+
+def reading_fingerprint(model: str, case_text: str) -> str:
+    """The key of the teacher's reading of one case text under this model and prompt."""
+    return stable_hash(model, PROMPT_VERSION, SYSTEM, case_text, length=32)
 
 
 def messages(case_text: str, title: str | None) -> list[dict[str, Any]]:
@@ -82,7 +89,8 @@ def compare(rule: Extracted, teacher: TeacherExtraction, ontology: Ontology) -> 
         found["age"] = {"rule": rule.age, "teacher": teacher.age}
     if rule.sex != teacher.sex:
         found["sex"] = {"rule": rule.sex, "teacher": teacher.sex}
-    if not _same_diagnosis(rule.final_diagnosis, teacher.final_diagnosis, ontology):
+    both_none = not rule.final_diagnosis and not teacher.final_diagnosis
+    if not both_none and not same_diagnosis([rule.final_diagnosis or ""], teacher.final_diagnosis, ontology):
         found["final_diagnosis"] = {"rule": rule.final_diagnosis, "teacher": teacher.final_diagnosis}
     for name in TEXT_FIELDS:
         ours, theirs = _tokens(getattr(rule, name)), _tokens(getattr(teacher, name))
@@ -94,14 +102,25 @@ def compare(rule: Extracted, teacher: TeacherExtraction, ontology: Ontology) -> 
     return found
 
 
-def _same_diagnosis(first: str | None, second: str | None, ontology: Ontology) -> bool:
-    if not first or not second:
-        return not first and not second
-    entry_a, entry_b = map_diagnosis(first, ontology)[1], map_diagnosis(second, ontology)[1]
-    if entry_a is not None and entry_b is not None:
-        return entry_a.code == entry_b.code or ontology.same_concept(entry_a.code, entry_b.code)
-    a, b = normalise_term(first), normalise_term(second)
-    return a == b or f" {a} " in f" {b} " or f" {b} " in f" {a} "
+def same_diagnosis(names: list[str], other: str | None, ontology: Ontology) -> bool:
+    """Whether `other` names the condition that any of `names` (a diagnosis and its aliases) names: the same
+    ontology concept, the same short form, or one phrase of two words or more within the other once
+    normalised (one word such as 'disease' or 'melanoma' is not enough)."""
+    if not other or not other.strip():
+        return False
+    theirs = map_diagnosis(other, ontology)[1]
+    wanted = normalise_term(other)
+    for name in filter(None, names):
+        ours = map_diagnosis(name, ontology)[1]
+        if ours is not None and theirs is not None and ontology.same_concept(ours.code, theirs.code):
+            return True
+        normal = normalise_term(name)
+        if name.strip() == other.strip() or (normal and normal == wanted):
+            return True
+        shorter, longer = sorted((normal, wanted), key=len)
+        if len(shorter.split()) >= 2 and f" {shorter} " in f" {longer} ":  # 'chronic central serous ...'
+            return True
+    return False
 
 
 def rule_reading(case: Case) -> Extracted:
@@ -140,7 +159,8 @@ class ExtractionReport:
 
 def run_extraction(recipe: Recipe, catalog: Catalog, ontology: Ontology, limit: int | None = None) -> ExtractionReport:
     """Ask the teacher to read every case report that has its case text (those not read yet), store the
-    readings and the disagreements, and count them."""
+    readings and the disagreements, and count them. The readings are the second reader of the build: see
+    `casereports.second_reader`."""
     if recipe.teacher.kind == "offline":
         raise ValueError("teacher extraction needs an OpenAI-compatible teacher (teacher.kind: openai)")
     catalog.db.execute(_TABLE)
@@ -153,7 +173,7 @@ def run_extraction(recipe: Recipe, catalog: Catalog, ontology: Ontology, limit: 
         if limit is not None and report.cases >= limit:
             break
         report.cases += 1
-        fingerprint = stable_hash(recipe.teacher.model, PROMPT_VERSION, SYSTEM, case.context.case_text, length=32)
+        fingerprint = reading_fingerprint(recipe.teacher.model, case.context.case_text)
         if fingerprint in known:
             report.cached += 1
             continue

@@ -10,6 +10,7 @@ import yaml
 from datasets import DatasetInfo, Features, SplitDict, SplitInfo
 
 from retinal_reason_data.annotations import card_section as review_card_section
+from retinal_reason_data.casereports.second_reader import card_section as readers_card_section
 from retinal_reason_data.export.citations import citation
 from retinal_reason_data.export.figures import FIGURES
 from retinal_reason_data.export.output import FormatReport
@@ -264,6 +265,9 @@ def render_card(
     sections.append(_pass_at_k_section(summary))
     sections.append(_build_section(stats))
     sections.append(review_card_section(stats.get("review")))  # annotations: verdicts honoured by this build
+    complex_rows = sum(summary.breakdown.get("task", {}).get("complex", {}).values())
+    if complex_rows:  # who read the case reports' diagnoses: the rules, and the teacher when it is a model
+        sections.append(readers_card_section(stats.get("second_reader"), complex_rows))
     sections.append(_sources_section(recipe, stats))
     sections.append(
         "## Privacy\n\nPatient identifiers are keyed pseudonyms (HMAC-SHA256); the key is never stored. Image "

@@ -330,10 +330,16 @@ class PhantomCase:
         t = self.template
         abbr = f" ({t.abbreviation})" if t.abbreviation else ""
         dx = _DX_SENTENCES[self.dx_style % len(_DX_SENTENCES)].format(dx=t.diagnosis, abbr=abbr)
+        # as typeset: one article in three writes the age with U+2010 hyphens and a non-breaking space, and one
+        # in three tells of an earlier misdiagnosis (never the answer)
+        age = f"{self.age}\u2010year\u2010old\u00a0" if self.dx_style == 1 else f"{self.age}-year-old "
+        misdiagnosis = "The symptoms had initially been diagnosed as conjunctivitis elsewhere."
+        earlier = [misdiagnosis] if self.dx_style == 2 else []
         return {
             "presentation": [
-                f"A {self.age}-year-old {self.noun} presented with {self.fill(t.complaint)}.",
+                f"A {age}{self.noun} presented with {self.fill(t.complaint)}.",
                 t.hpi,
+                *earlier,
                 t.past,
             ],
             "exam": [self.fill(s) for s in t.exam],

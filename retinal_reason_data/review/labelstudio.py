@@ -100,7 +100,7 @@ def export_tasks(
         with tasks_path.open("w", encoding="utf-8") as handle:
             handle.write("[")
             for entry in entries:
-                if not in_queue(queue, log.review(entry.key), annotator):
+                if not in_queue(queue, log.review(entry.key), annotator, entry.key in snapshot.second_reader_keys):
                     continue
                 detail = snapshot.detail(entry.key)
                 if detail is None:

@@ -197,7 +197,9 @@ class ReviewState:
             self.refresh()
             chosen, chosen_set = self._selected(filters, sample)
             reviews = self.log.reviews().values()
-            keys, counts, more = queue_view(chosen, chosen_set, reviews, annotator, queue, after, limit)
+            keys, counts, more = queue_view(
+                chosen, chosen_set, reviews, annotator, queue, after, limit, self.snapshot.second_reader_keys
+            )
             if params.get("counts_only"):
                 return {"counts": counts, "selected": len(chosen)}
             return {"keys": keys, "counts": counts, "selected": len(chosen), "more": more}

@@ -30,7 +30,10 @@ from retinal_reason_data.text import stable_hash
 from retinal_reason_data.verify import split_response
 
 FACETS = ("source", "modality", "task", "question_type")
-QUEUES = ("all", "unreviewed", "rejected", "disagreements")
+# second_reader: complex items withheld because the teacher's reading of the case disagrees with the rules'
+# diagnosis (casereports.second_reader); accepting or editing one of their traces settles them
+QUEUES = ("all", "unreviewed", "rejected", "disagreements", "second_reader")
+READERS_STAGE = "readers"
 SFT_SPLITS = ("train", "validation", "test")
 
 
@@ -95,6 +98,13 @@ class ReviewSet:
         ).fetchall()
         self.entries = [Entry(*row) for row in rows]
         self.by_key = {entry.key: entry for entry in self.entries}
+        withheld = {
+            item_id
+            for (item_id,) in self.db.execute(
+                "SELECT DISTINCT item_id FROM item_drops WHERE stage = ?", [READERS_STAGE]
+            ).fetchall()
+        }
+        self.second_reader_keys = {entry.key for entry in self.entries if entry.item_id in withheld}
         self.image_paths: dict[str, str] = {}  # sha256 -> file, for the images of items already served
 
     def _copy(self, reviewed: list[Key]) -> None:
@@ -113,7 +123,12 @@ class ReviewSet:
             self.db.execute(
                 """CREATE TABLE wanted AS
                    SELECT item_id, fingerprint FROM cat.assignments WHERE fingerprint IS NOT NULL
-                   UNION SELECT item_id, fingerprint FROM _reviewed"""
+                   UNION SELECT item_id, fingerprint FROM _reviewed
+                   UNION SELECT g.item_id, arg_min(g.fingerprint, (CASE WHEN g.verified THEN '0' ELSE '1' END)
+                                                   || g.fingerprint)
+                         FROM cat.generations g WHERE g.item_id IN (SELECT item_id FROM cat.drops WHERE stage = ?)
+                         GROUP BY g.item_id""",
+                [READERS_STAGE],
             )
             self.db.execute(
                 """CREATE TABLE traces AS
@@ -273,10 +288,13 @@ def matches(entry: Entry, filters: dict[str, str]) -> bool:
     return all(not value or entry.facet(name) == value for name, value in filters.items())
 
 
-def in_queue(queue: str, review: TraceReview | None, annotator: str) -> bool:
-    """all; unreviewed (no verdict from this annotator yet); rejected (as resolved); disagreements (unsettled)."""
+def in_queue(queue: str, review: TraceReview | None, annotator: str, second_reader: bool = False) -> bool:
+    """all; unreviewed (no verdict from this annotator yet); rejected (as resolved); disagreements (unsettled);
+    second_reader (the trace's item is withheld because the two readers of its case disagree)."""
     if queue == "all":
         return True
+    if queue == "second_reader":
+        return second_reader
     if queue == "unreviewed":
         return review is None or all(v.annotator != annotator for v in review.verdicts)
     if review is None:
@@ -342,13 +360,19 @@ def queue_view(
     queue: str,
     after: Key | None = None,
     limit: int | None = None,
+    second_reader: set[Key] | frozenset[Key] = frozenset(),
 ) -> tuple[list[Key], dict[str, int], bool]:
     """One page of a queue among the chosen traces (sorted by key): up to `limit` keys after `after`, the size
-    of every queue, and whether more follow. Only reviewed traces are looked at one by one, so this stays fast
-    however large the build."""
+    of every queue, and whether more follow. Only reviewed traces (and the few withheld for the second reader,
+    `second_reader`) are looked at one by one, so this stays fast however large the build."""
     if queue not in QUEUES:
         raise ValueError(f"unknown queue '{queue}'; expected one of {', '.join(QUEUES)}")
-    members: dict[str, set[Key]] = {"mine": set(), "rejected": set(), "disagreements": set()}
+    members: dict[str, set[Key]] = {
+        "mine": set(),
+        "rejected": set(),
+        "disagreements": set(),
+        "second_reader": {key for key in second_reader if key in chosen_set},
+    }
     for review in reviews:
         key = (review.item_id, review.generation_id)
         if key not in chosen_set:
@@ -364,6 +388,7 @@ def queue_view(
         "unreviewed": len(chosen) - len(members["mine"]),
         "rejected": len(members["rejected"]),
         "disagreements": len(members["disagreements"]),
+        "second_reader": len(members["second_reader"]),
     }
     start = bisect.bisect_right(chosen, after) if after is not None else 0
     limit = len(chosen) if limit is None else limit

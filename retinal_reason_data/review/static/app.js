@@ -3,7 +3,13 @@
 
 const ANNOTATOR = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const FACETS = ["source", "modality", "task", "question_type"];
-const QUEUE_NAMES = { all: "All", unreviewed: "Unreviewed", rejected: "Rejected", disagreements: "Disagreements" };
+const QUEUE_NAMES = {
+  all: "All",
+  unreviewed: "Unreviewed",
+  rejected: "Rejected",
+  disagreements: "Disagreements",
+  second_reader: "Second reader",
+};
 const PREFETCH = 3;
 
 const $ = (id) => document.getElementById(id);
@@ -677,7 +683,7 @@ function onKey(event) {
     $("help").hidden = true;
     return;
   }
-  if (event.altKey && /^[1-4]$/.test(event.key)) {
+  if (event.altKey && /^[1-5]$/.test(event.key)) {
     event.preventDefault();
     setQueue(state.session.queues[Number(event.key) - 1]);
     return;
