@@ -203,15 +203,19 @@ def _band_energies(canvas: np.ndarray, mask: np.ndarray) -> tuple[float, float, 
     level, weight = canvas, mask.astype(np.float32)
     energies, fine_map = [], np.zeros_like(canvas)
     for band in range(4):
-        coarser, coarser_weight = _pool(level), _pool(weight)
-        detail = level - _expand(coarser)
-        inside = (weight >= 1.0) & (_expand(coarser_weight) >= 1.0)
-        squares = detail * detail
+        squares, inside, level, weight = _octave(level, weight)
         energies.append(float(squares[inside].mean()) if inside.any() else 0.0)
         if band == 0:
             fine_map = np.where(inside, squares, 0.0).astype(np.float32)
-        level, weight = coarser, coarser_weight
     return energies[0], energies[1], energies[2], energies[3], fine_map
+
+
+def _octave(level: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One octave of the pyramid: the squared detail (the level minus its 2 x 2 means), where it is measured (the
+    pixels whose 2 x 2 parent lies wholly in the mask), and the next coarser level and its weight."""
+    coarser, coarser_weight = _pool(level), _pool(weight)
+    detail = level - _expand(coarser)
+    return detail * detail, (weight >= 1.0) & (_expand(coarser_weight) >= 1.0), coarser, coarser_weight
 
 
 def _black_top_hat(canvas: np.ndarray) -> np.ndarray:
@@ -243,8 +247,12 @@ def _colour_mottle(difference: np.ndarray, mask: np.ndarray) -> float:
     """log energy of the detail of blue minus green (rank-equalised canvases) at 1/32 and 1/16 of the field's
     diameter, in shares of the full range squared. The finest band is left out: the 256 px EyeQ copies the gate
     is fitted on lost it to JPEG's halved chroma resolution, camera originals keep it."""
-    _, vessel, mid, _, _ = _band_energies(difference, mask)
-    return _log((vessel + mid) / 255.0**2)
+    level, weight = _pool(difference), _pool(mask.astype(np.float32))  # the finest band is skipped
+    total = 0.0
+    for _ in range(2):
+        squares, inside, level, weight = _octave(level, weight)
+        total += float(squares[inside].mean()) if inside.any() else 0.0
+    return _log(total / 255.0**2)
 
 
 def _centre_to_rim(canvas: np.ndarray, mask: np.ndarray, grey_range: float) -> float:
