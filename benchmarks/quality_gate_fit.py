@@ -8,8 +8,10 @@ patient whose id hashes (SHA-256, mod 10) below HELD_OUT_TENTHS is held out, wit
 the fit. On the rest a logistic regression (NumPy, Newton steps, L2 penalty on standardised measures) learns
 Reject against Good; the threshold is the (1 - GOOD_REFUSED) quantile of the Good photographs' out-of-fold
 probabilities (5 patient-grouped folds). `--write` stores the model in retinal_reason_data/data/quality_gate.json
-(its version bumped). Then it prints the held-out confusion table and the figures per collection, all with the
-filter as a build runs it (`filters.image_problem` with the recipe defaults: hard refusals, then the gate).
+(its version bumped). Then it prints the held-out confusion table, a table cross-validated over all the
+labelled photographs (CV_FOLDS patient-grouped folds, each judged by a gate fitted and thresholded as above on
+the other folds), and the figures per collection, all with the filter as a build runs it
+(`filters.image_problem` with the recipe defaults: hard refusals, then the gate).
 """
 
 from __future__ import annotations
