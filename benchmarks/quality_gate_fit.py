@@ -8,8 +8,10 @@ patient whose id hashes (SHA-256, mod 10) below HELD_OUT_TENTHS is held out, wit
 the fit. On the rest a logistic regression (NumPy, Newton steps, L2 penalty on standardised measures) learns
 Reject against Good; the threshold is the (1 - GOOD_REFUSED) quantile of the Good photographs' out-of-fold
 probabilities (5 patient-grouped folds). `--write` stores the model in retinal_reason_data/data/quality_gate.json
-(its version bumped). Then it prints the held-out confusion table and the figures per collection, all with the
-filter as a build runs it (`filters.image_problem` with the recipe defaults: hard refusals, then the gate).
+(its version bumped). Then it prints the held-out confusion table, a table cross-validated over all the
+labelled photographs (CV_FOLDS patient-grouped folds, each judged by a gate fitted and thresholded as above on
+the other folds), and the figures per collection, all with the filter as a build runs it
+(`filters.image_problem` with the recipe defaults: hard refusals, then the gate).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import csv
 import hashlib
 import json
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -37,6 +40,7 @@ HELD_OUT_TENTHS = 3  # 30 % of patients held out
 GOOD_REFUSED = 0.015  # share of the Good training photographs (out of fold) that the threshold refuses
 PENALTY = 10.0  # L2 penalty on the standardised coefficients (10: fewer gradable camera originals refused than 1)
 FOLDS = 5
+CV_FOLDS = 5
 QUALITY = {"0": "Good", "1": "Usable", "2": "Reject"}
 
 FULL_SIZE = {  # collection folder -> file pattern; all are gradable but the KavithaG 'ungradable' example
@@ -57,7 +61,13 @@ def held_out(patient: str) -> bool:
 
 
 def fold_of(patient: str) -> int:
+    """The fold of a patient among FOLDS, for the threshold's out-of-fold probabilities."""
     return int(hashlib.sha256(f"fold:{patient}".encode()).hexdigest(), 16) % FOLDS
+
+
+def cv_fold_of(patient: str) -> int:
+    """The fold of a patient among CV_FOLDS, for the cross-validated table over all photographs."""
+    return int(hashlib.sha256(f"cv:{patient}".encode()).hexdigest(), 16) % CV_FOLDS
 
 
 def eyeq_photographs(realdata: Path) -> list[dict[str, object]]:
@@ -101,7 +111,15 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, penalty: float = PENALTY) -> tupl
 
 def fit(rows: list[dict[str, object]]) -> GateModel:
     """The gate fitted on the training part (Reject against Good), its threshold from out-of-fold scores."""
-    train = [r for r in rows if not r["held_out"] and r["quality"] != "Usable" and _measured(r["image"])]
+    model = fit_on([r for r in rows if not r["held_out"]])
+    previous = load_gate().version if GATE_PATH.exists() else 0
+    return model.model_copy(update={"version": previous + 1})
+
+
+def fit_on(rows: list[dict[str, object]]) -> GateModel:
+    """A gate fitted on these photographs (their Good and Reject ones), its threshold the (1 - GOOD_REFUSED)
+    quantile of the Good photographs' probabilities out of fold (FOLDS patient-grouped folds among them)."""
+    train = [r for r in rows if r["quality"] != "Usable" and _measured(r["image"])]
     x = matrix([r["image"] for r in train])
     y = np.array([r["quality"] == "Reject" for r in train], dtype=np.float64)
     centre, scale = x.mean(axis=0), x.std(axis=0)
@@ -113,9 +131,8 @@ def fit(rows: list[dict[str, object]]) -> GateModel:
         out_of_fold[folds == fold] = 1 / (1 + np.exp(-(z[folds == fold] @ coef + intercept)))
     threshold = float(np.quantile(out_of_fold[y == 0], 1 - GOOD_REFUSED))
     coef, intercept = fit_logistic(z, y)
-    previous = load_gate().version if GATE_PATH.exists() else 0
     return GateModel(
-        version=previous + 1,
+        version=0,
         measures=list(GRADABILITY_MEASURES),
         centre=[round(v, 6) for v in centre],
         scale=[round(v, 6) for v in scale],
@@ -140,13 +157,34 @@ def _measured(image: ImageRef) -> bool:
 
 def confusion(rows: list[dict[str, object]], spec: ImageFilters) -> dict[str, Counter[str]]:
     """Held-out photographs per EyeQ label: passed, refused, and refusals by reason."""
+    return _tally([r for r in rows if r["held_out"]], spec)
+
+
+def cross_validated(rows: list[dict[str, object]], spec: ImageFilters) -> dict[str, Counter[str]]:
+    """All photographs per EyeQ label, each judged by a gate fitted (measures, coefficients and threshold) on the
+    other CV_FOLDS - 1 patient-grouped folds: every photograph unseen by the fit that judges it."""
+    table: dict[str, Counter[str]] = {name: Counter() for name in QUALITY.values()}
+    folds = [cv_fold_of(str(r["patient"])) for r in rows]
+    with tempfile.TemporaryDirectory() as folder:
+        for fold in range(CV_FOLDS):
+            path = Path(folder) / f"gate_fold{fold}.json"
+            model = fit_on([r for r, f in zip(rows, folds, strict=True) if f != fold])
+            path.write_text(model.model_dump_json(), encoding="utf-8")
+            judged = _tally(
+                [r for r, f in zip(rows, folds, strict=True) if f == fold], spec.model_copy(update={"gate_model": path})
+            )
+            for label, counts in judged.items():
+                table[label].update(counts)
+    return table
+
+
+def _tally(rows: list[dict[str, object]], spec: ImageFilters) -> dict[str, Counter[str]]:
     table: dict[str, Counter[str]] = {name: Counter() for name in QUALITY.values()}
     for row in rows:
-        if row["held_out"]:
-            reason = image_problem(row["image"], None, spec)
-            table[str(row["quality"])]["refused" if reason else "passed"] += 1
-            if reason:
-                table[str(row["quality"])][reason] += 1
+        reason = image_problem(row["image"], None, spec)
+        table[str(row["quality"])]["refused" if reason else "passed"] += 1
+        if reason:
+            table[str(row["quality"])][reason] += 1
     return table
 
 
@@ -160,6 +198,18 @@ def collections(realdata: Path, spec: ImageFilters) -> dict[str, list[tuple[str,
             entries.append((path.name, refusal.reason if refusal else None, refusal.measure if refusal else "-"))
         found[folder] = entries
     return found
+
+
+def print_table(table: dict[str, Counter[str]]) -> None:
+    print("| EyeQ label | photographs | passed | refused | share refused | refusals by reason |")
+    print("|---|---|---|---|---|---|")
+    for label, counts in table.items():
+        total = counts["passed"] + counts["refused"]
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if k not in ("passed", "refused"))
+        print(
+            f"| {label} | {total} | {counts['passed']} | {counts['refused']} | "
+            f"{counts['refused'] / max(total, 1):.1%} | {reasons} |"
+        )
 
 
 def main() -> None:
@@ -176,17 +226,11 @@ def main() -> None:
         load_gate.cache_clear()
         print(f"wrote {GATE_PATH.relative_to(REPO)} version {model.version}, threshold {model.threshold}")
     spec = ImageFilters()
-    table = confusion(rows, spec)
     print("\nEyeQ held-out part (patients never seen by the fit):\n")
-    print("| EyeQ label | photographs | passed | refused | share refused | refusals by reason |")
-    print("|---|---|---|---|---|---|")
-    for label, counts in table.items():
-        total = counts["passed"] + counts["refused"]
-        reasons = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if k not in ("passed", "refused"))
-        print(
-            f"| {label} | {total} | {counts['passed']} | {counts['refused']} | "
-            f"{counts['refused'] / max(total, 1):.1%} | {reasons} |"
-        )
+    print_table(confusion(rows, spec))
+    print(f"\nEyeQ, all photographs, {CV_FOLDS}-fold cross-validated by patient (each fold judged by a gate fitted")
+    print("on the other folds, threshold chosen out of fold inside them):\n")
+    print_table(cross_validated(rows, spec))
     print("\nFull-size collections:\n")
     print("| collection | photographs | refused | refused files (reason, measure that weighed most) |")
     print("|---|---|---|---|")

@@ -32,6 +32,8 @@ REASONS = {
     "image_blurred": "the quality gate refused it, mostly for lack of fine detail (or below the legacy min_sharpness)",
     "image_hazy": "the quality gate refused it mostly for faint or missing vessels (haze, or blur that hides them)",
     "image_uneven": "the quality gate refused it mostly for uneven light: a shadowed patch or a dark centre",
+    "image_colour_patchy": "the quality gate refused it mostly for blotchy colour that the green channel does not "
+    "share (flare, a patchy haze, colour noise)",
     "answer_in_question": "an open question whose text states its own answer",
     "unverified": "no teacher attempt gave the known answer",
     "malformed_tags": "not exactly one <think> block followed by one <answer> block",

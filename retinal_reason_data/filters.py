@@ -5,7 +5,8 @@ or None. Reasons:
 
 - images: `ungradable_label` (the collection says so); the hard refusals `image_blank`, `image_no_field`,
   `image_too_dark`, `image_overexposed`; the quality gate's `image_blurred`,
-  `image_hazy`, `image_uneven` (named after the family of the measure that weighed most, see quality_gate.py);
+  `image_hazy`, `image_uneven`, `image_colour_patchy` (named after the family of the measure that weighed most,
+  see quality_gate.py);
 - items: `answer_in_question` (an open question whose text states its answer);
 - traces: `malformed_tags`, `think_too_short`, `think_too_long`, `answer_too_long`, `repetitive`,
   `non_english`, `refusal`, `hedging`, `given_answer`.
@@ -33,6 +34,7 @@ IMAGE_REASONS = (
     "image_blurred",
     "image_hazy",
     "image_uneven",
+    "image_colour_patchy",
 )
 TRACE_REASONS = (
     "malformed_tags",

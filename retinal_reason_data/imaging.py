@@ -18,7 +18,7 @@ from retinal_reason_data.perceptual_hash import perceptual_hash
 from retinal_reason_data.schema import ImageRef, Modality
 
 MAX_PIXELS = 80_000_000  # about 9000 x 9000: larger than any fundus camera, smaller than a bomb
-FINGERPRINT_VERSION = 4  # bump when a hash or measure changes: catalogs then drop their cached fingerprints
+FINGERPRINT_VERSION = 5  # bump when a hash or measure changes: catalogs then drop their cached fingerprints
 DRAFT_MIN_SIDE = 200  # a reduced (JPEG draft) decode keeps this much of its longest side: 1/8 scale from 1600 px
 
 
@@ -119,9 +119,8 @@ def fingerprint(path: str | Path, modality: Modality, caption: str | None = None
     if not data:
         raise ImageError("image_unreadable", f"{path}: file is empty")
     image, full_size = _decode(data, path, reduce_to=DRAFT_MIN_SIDE)
-    # the luma's 256 px reduction (pixels and histogram) serves every hash and the exposure measures; the green
-    # channel, where vessels have their contrast, the gradability measures
-    green = image.getchannel("G") if image.mode == "RGB" else image
+    # the luma's 256 px reduction (pixels and histogram) serves every hash and the exposure measures; the decode
+    # itself the gradability measures (its green channel, where vessels have their contrast, and its blue)
     work = prepare(image.convert("L") if image.mode != "L" else image)
     near_hash, detail_hash = field_hashes(work)
     return ImageRef(
@@ -132,7 +131,7 @@ def fingerprint(path: str | Path, modality: Modality, caption: str | None = None
         height=full_size[1],
         modality=modality,
         caption=caption,
-        quality=measure(work, green),
+        quality=measure(work, image),
         near_hash=near_hash,
         detail_hash=detail_hash,
     )

@@ -32,6 +32,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "vesselless_share": (0.0, 1.0),
     "shadow_share": (0.0, 0.3),
     "centre_to_rim": (-1.5, 1.5),
+    "colour_mottle": (-10.0, -2.5),
 }
 TITLES = {
     "gate_probability": "quality gate: probability that graders reject (refused above the line)",

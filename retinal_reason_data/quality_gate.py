@@ -3,7 +3,8 @@ graders' labels by `benchmarks/quality_gate_fit.py`; its coefficients live in `d
 
 A photograph is refused when the model's probability that graders would reject it exceeds the threshold.
 The refusal names the measure that weighed most: the largest term of the score relative to the photographs the
-graders called Good; its family gives the reason code (blurred, hazy, unevenly lit)."""
+graders called Good; its family gives the reason code (blurred, hazy, unevenly lit, patchy colour). A grey-level
+photograph has no colour measure: the gate reads it as that of a typical Good photograph (its term is 0)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from retinal_reason_data.image_quality import COLOUR_MEASURES
 from retinal_reason_data.schema import ImageQuality
 
 GATE_FILE = "quality_gate.json"
@@ -30,8 +32,9 @@ REASON_BY_MEASURE = {
     "vesselless_share": "image_hazy",
     "shadow_share": "image_uneven",
     "centre_to_rim": "image_uneven",
+    "colour_mottle": "image_colour_patchy",
 }
-GATE_REASONS = ("image_blurred", "image_hazy", "image_uneven")
+GATE_REASONS = ("image_blurred", "image_hazy", "image_uneven", "image_colour_patchy")
 
 
 class GateModel(BaseModel):
@@ -48,10 +51,23 @@ class GateModel(BaseModel):
     good_reference: list[float] = Field(description="Mean of each measure over the Good training photographs.")
     fitted_on: dict[str, object] = Field(default_factory=dict, description="Data, split and figures of the fit.")
 
+    def values(self, quality: ImageQuality) -> list[float] | None:
+        """The measures the gate reads, in its order (a missing colour measure as the Good reference's), or None
+        where a grey-level measure is missing (no field canvas)."""
+        values = []
+        for name, reference in zip(self.measures, self.good_reference, strict=True):
+            value = getattr(quality, name, None)
+            if value is None and name in COLOUR_MEASURES and quality.detail_fine is not None:
+                value = reference
+            if value is None:
+                return None
+            values.append(value)
+        return values
+
     def score(self, quality: ImageQuality) -> float | None:
         """The logit of rejection, or None where a measure is missing (no field canvas)."""
-        values = [getattr(quality, name, None) for name in self.measures]
-        if any(value is None for value in values):
+        values = self.values(quality)
+        if values is None:
             return None
         terms = (c * (v - m) / s for c, v, m, s in zip(self.coef, values, self.centre, self.scale, strict=True))
         return self.intercept + sum(terms)
@@ -62,9 +78,10 @@ class GateModel(BaseModel):
 
     def heaviest(self, quality: ImageQuality) -> str:
         """The measure whose term pushes hardest towards refusal, relative to a typical Good photograph."""
+        values = self.values(quality) or self.good_reference
         terms = {
-            name: c * (getattr(quality, name) - g) / s
-            for name, c, g, s in zip(self.measures, self.coef, self.good_reference, self.scale, strict=True)
+            name: c * (v - g) / s
+            for name, c, v, g, s in zip(self.measures, self.coef, values, self.good_reference, self.scale, strict=True)
         }
         return max(sorted(terms), key=lambda name: terms[name])
 

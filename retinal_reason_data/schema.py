@@ -83,6 +83,11 @@ class ImageQuality(Strict):
     centre_to_rim: float | None = Field(
         default=None, description="Mean grey of the centre minus that of the rim, in grey ranges (uneven light)."
     )
+    colour_mottle: float | None = Field(
+        default=None,
+        description="log energy of blue-minus-green detail 1/32 to 1/16 of the diameter across (blotchy colour: "
+        "flare, patchy haze, colour noise); None for a grey-level image.",
+    )
 
 
 class ImageRef(Strict):

@@ -86,21 +86,24 @@ def test_the_warning_threshold_is_a_recipe_key(tmp_path: Path, caplog: pytest.Lo
 
 
 def test_the_gate_meets_the_aims_on_eyeq_held_out_and_real_collections(realdata: Path) -> None:
-    """EyeQ's held-out patients (never seen by the fit): at most 2 % of Good refused (aim met) and at least 75 %
-    of Reject refused (the aim is 80 %: the fit reaches 78 %, see benchmarks/README.md); no gradable full-size
-    photograph of CHASE_DB1, IDRiD, HRF, APTOS, the EyeQ-Good EyePACS originals or KavithaG's gradable example is
-    refused, and the two known ungradable ones are."""
+    """EyeQ's held-out patients (never seen by the fit): at most 2 % of Good refused (aim met) and at least 77 %
+    of Reject refused; over all 1,614 photographs, cross-validated by patient, at most 2 % of Good and at least
+    79 % of Reject. The aim is 80 % of Reject: not met (77.4 % held out, 79.1 % cross-validated; reaching 80 %
+    refuses about 2.2 % of Good, see benchmarks/README.md). No gradable full-size photograph of CHASE_DB1, IDRiD,
+    HRF, APTOS, the EyeQ-Good EyePACS originals or KavithaG's gradable example is refused, and the two known
+    ungradable ones are."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-    from quality_gate_fit import collections, confusion, eyeq_photographs
+    from quality_gate_fit import collections, confusion, cross_validated, eyeq_photographs
 
     from retinal_reason_data.recipe import ImageFilters
 
     spec = ImageFilters()
-    table = confusion(eyeq_photographs(realdata), spec)
-    share = {label: counts["refused"] / (counts["refused"] + counts["passed"]) for label, counts in table.items()}
-    assert share["Good"] <= 0.02
-    assert share["Reject"] >= 0.75
-    assert sum(table["Reject"].values()) > 50  # the held-out part is not trivially small
+    rows = eyeq_photographs(realdata)
+    for table, least_reject in ((confusion(rows, spec), 0.77), (cross_validated(rows, spec), 0.79)):
+        share = {label: counts["refused"] / (counts["refused"] + counts["passed"]) for label, counts in table.items()}
+        assert share["Good"] <= 0.02
+        assert share["Reject"] >= least_reject
+        assert sum(table["Reject"].values()) > 50  # the part is not trivially small
     found = collections(realdata, spec)
     for folder in ("CHASEDB1", "IDRiD_segmentation_train", "HRF_fullres_VascX", "HRF_healthy_downscaled_milosz08"):
         assert all(reason is None for _, reason, _ in found[folder]), folder
