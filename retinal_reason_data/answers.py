@@ -41,23 +41,27 @@ _LEAD_IN = re.compile(
     r"(?:answer|diagnosis|most\s+likely\s+diagnosis|grade|option|choice)(?:\s+is\b|\s*:|\s*-)\s*",
     re.IGNORECASE,
 )
-_LEAD_INS = frozenset(
-    normalise_term(text)
-    for text in (
-        "",
+# the words a lead-in around a box may use ("Final answer:", "Therefore, the correct answer is")
+_LEAD_IN_WORDS = frozenset(
+    [
+        "so",
+        "thus",
+        "therefore",
+        "hence",
+        "the",
+        "my",
+        "final",
+        "correct",
+        "best",
         "answer",
-        "answer is",
-        "final answer",
-        "final answer is",
-        "the answer is",
-        "the final answer is",
-        "the correct answer is",
-        "the correct option is",
-        "so the answer is",
-        "thus the answer is",
-        "therefore the answer is",
-        "therefore the final answer is",
-    )
+        "diagnosis",
+        "most",
+        "likely",
+        "grade",
+        "option",
+        "choice",
+        "is",
+    ]
 )
 _WRAPPERS = ("\\text{", "\\textbf{", "\\mathrm{", "\\mathbf{", "\\textit{")
 _MATH_PAIRS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
@@ -111,7 +115,7 @@ def _unbox(text: str) -> str | None:
     end = _closing_brace(text, brace)
     if end is None:
         return None
-    if normalise_term(text[:start] + " " + text[end + 1 :]) not in _LEAD_INS:
+    if not set(normalise_term(text[:start] + " " + text[end + 1 :]).split()) <= _LEAD_IN_WORDS:
         return None
     return text[brace + 1 : end].strip()
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
+import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from retinal_reason_data import rewards
 from retinal_reason_data.rewards import (
@@ -23,6 +27,14 @@ from retinal_reason_data.verify import score
 
 def wrap(answer: str, think: str = "The disc is pale and the cup is large.") -> str:
     return f"<think>{think}</think><answer>{answer}</answer>"
+
+
+TRUTHS = [
+    make_ground_truth("single_choice", "B", []),
+    make_ground_truth("multiple_choice", "A,C", []),
+    make_ground_truth("true_false", "True", []),
+    make_ground_truth("open", "Glaucoma", ["GON"]),
+]
 
 
 CASES = [  # question type, answer, aliases, response answer, correct
@@ -118,11 +130,29 @@ def test_unusable_ground_truth_is_an_error(bad: str) -> None:
 
 def test_verl_signature() -> None:
     parameters = list(inspect.signature(compute_score).parameters.values())
-    assert [p.name for p in parameters] == ["data_source", "solution_str", "ground_truth", "extra_info"]
-    assert parameters[3].default is None
+    assert [p.name for p in parameters[:4]] == ["data_source", "solution_str", "ground_truth", "extra_info"]
+    assert parameters[3].default is None and parameters[-1].kind is inspect.Parameter.VAR_KEYWORD
     truth = make_ground_truth("single_choice", "B", [])
     # verl's reward managers call it with keywords
     assert compute_score(data_source="x", solution_str=wrap("B"), ground_truth=truth, extra_info={"index": 3}) == 1.0
+
+
+def _call_with_kwargs(raw_fn, extra_kwargs, *args, **kwargs):  # type: ignore[no-untyped-def]
+    """verl/trainer/ppo/reward.py: how verl binds `custom_reward_function.reward_kwargs` (they take precedence)."""
+    return raw_fn(*args, **{**kwargs, **extra_kwargs})
+
+
+def test_verls_reward_loop_keywords_and_reward_kwargs_are_accepted() -> None:
+    truth = make_ground_truth("single_choice", "B", [])
+    loop_keywords = {"reward_router_address": "127.0.0.1:8000", "reward_model_tokenizer": object()}
+    bound = partial(_call_with_kwargs, compute_score, {})
+    assert bound(data_source="x", solution_str=wrap("B"), ground_truth=truth, extra_info={}, **loop_keywords) == 1.0
+    weighted = partial(_call_with_kwargs, compute_score, {"format_weight": 0.5})
+    assert weighted(data_source="x", solution_str=wrap("C"), ground_truth=truth, extra_info={}) == pytest.approx(0.5)
+    long_reply = wrap("B", think="x" * 100_000)
+    assert bound(data_source="x", solution_str=long_reply, ground_truth=truth, extra_info=None) == 0.0
+    raised = partial(_call_with_kwargs, compute_score, {"max_reply_chars": 200_000})
+    assert raised(data_source="x", solution_str=long_reply, ground_truth=truth, extra_info=None) == 1.0
 
 
 def test_easyr1_sequential_and_batch_calls() -> None:
@@ -142,11 +172,67 @@ def test_easyr1_sequential_and_batch_calls() -> None:
     ]
 
 
-def test_the_module_loads_from_its_file_path_as_trainers_load_it() -> None:
-    """verl and EasyR1 import the reward file by path (importlib spec_from_file_location)."""
-    spec = importlib.util.spec_from_file_location("custom_reward_fn", Path(rewards.__file__))
+def test_the_module_loads_from_its_file_path_as_verl_loads_it() -> None:
+    """verl/utils/import_utils.py load_module: a spec named after the path's hash, not put in sys.modules."""
+    path = Path(rewards.__file__)
+    spec = importlib.util.spec_from_file_location(f"custom_module_{hash(str(path.resolve()))}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     truth = json.loads(make_ground_truth("open", "Drusen", ["drusen on OCT"]))
     assert module.compute_score("oct2017", wrap("Drusen on OCT"), json.dumps(truth)) == pytest.approx(1.0)
+
+
+def test_the_module_loads_as_easyr1s_auto_reward_manager_loads_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """EasyR1 verl/workers/reward/function.py: sys.modules['custom_reward_fn'], REWARD_TYPE read from the module
+    (default 'batch'), reward_function_kwargs bound with functools.partial."""
+    spec = importlib.util.spec_from_file_location("custom_reward_fn", Path(rewards.__file__))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "custom_reward_fn", module)
+    spec.loader.exec_module(module)
+    assert getattr(module, "REWARD_TYPE", "batch") == "batch" and module.REWARD_NAME == "retinal_reason"
+    reward_fn = partial(module.easyr1_compute_score, **{"format_weight": 0.2})
+    truth = make_ground_truth("multiple_choice", "A,C", [])
+    inputs = [
+        {"response": wrap("A, C"), "response_length": 7, "ground_truth": truth},
+        {"response": wrap("A"), "response_length": 5, "ground_truth": truth},
+        {"response": "<think>x</think> \\boxed{A,C}", "response_length": 9, "ground_truth": truth},
+    ]
+    assert reward_fn(inputs) == [
+        {"overall": pytest.approx(1.0), "format": 1.0, "accuracy": 1.0},
+        {"overall": pytest.approx(0.2), "format": 1.0, "accuracy": 0.0},
+        {"overall": pytest.approx(0.8), "format": 0.0, "accuracy": 1.0},  # EasyR1's default \\boxed{} prompt
+    ]
+
+
+REPLIES = st.builds(
+    lambda think, answer, layout: layout.format(think=think, answer=answer),
+    st.text(st.characters(blacklist_characters="<>", blacklist_categories=("Cs",)), max_size=60),
+    st.sampled_from(["B", "C", "**B**", "\\boxed{B}", "B. Drusen", "True", "glaucoma", "A,C", "B or C"]),
+    st.sampled_from(
+        [
+            "<think>{think}</think><answer>{answer}</answer>",
+            "{think}</think>\n<answer>{answer}</answer>",
+            "< think >{think}</think><answer>{answer}</answer><|im_end|>",
+            "<think>{think}</think><answer>{answer}</answer></answer>",
+            "{think}<answer>{answer}</answer>",
+        ]
+    ),
+)
+OTHER_ANSWERS = st.builds(
+    lambda lead, other, tail: f"{lead}{other}{tail}",
+    st.sampled_from([" ", "\n", " Actually, the answer is ", " Wait: ", "<|im_end|> ", "\n\nFinal answer: "]),
+    st.sampled_from(["C", "B", "A,C", "\\boxed{C}", "<answer>C</answer>", "False", "True", "cataract", "(D)"]),
+    st.text(max_size=20),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(REPLIES, OTHER_ANSWERS, st.sampled_from(TRUTHS))
+def test_text_after_the_answer_never_raises_the_score(reply: str, addition: str, truth: str) -> None:
+    before = scores(reply, truth)
+    after = scores(reply + addition, truth)
+    assert after["overall"] <= before["overall"] and after["accuracy"] <= before["accuracy"]
+    if addition.strip() and before["accuracy"]:  # words after </answer> void the answer
+        assert after["accuracy"] == 0.0
