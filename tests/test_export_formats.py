@@ -6,18 +6,24 @@ import base64
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 from pathlib import Path
 
 import datasets
+import jinja2
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
 from retinal_reason_data.cli import app
+from retinal_reason_data.export.ophthareason import write_ophthareason_eval
 from retinal_reason_data.export.reader import iter_rows
 from retinal_reason_data.imaging import png_chunk_types
 from retinal_reason_data.recipe import RecipeError, load_recipe
@@ -68,41 +74,132 @@ def metadata_free(data: bytes) -> bool:
     return True
 
 
-def test_verl_rows_are_the_rl_rows_and_score_with_the_reward(out: Path) -> None:
+def verl_messages(example: dict) -> list[dict]:
+    """verl/utils/dataset/rl_dataset.py RLHFDataset._build_messages: <image> placeholders become the row's images,
+    in order; a PIL image is converted to RGB, a dict's bytes are opened; every image must be used."""
+    messages, images = example["prompt"], example.pop("images", None) or []
+    offset = 0
+    for message in messages:
+        content = []
+        for segment in [item for item in re.split("(<image>|<video>)", message["content"]) if item != ""]:
+            if segment == "<image>":
+                assert offset < len(images), f"image_offset {offset} >= len(images) {len(images)}"
+                image = images[offset]
+                if isinstance(image, Image.Image):
+                    content.append({"type": "image", "image": image.convert("RGB")})
+                else:
+                    content.append({"type": "image", "image": Image.open(io.BytesIO(image["bytes"]))})
+                offset += 1
+            else:
+                content.append({"type": "text", "text": segment})
+        message["content"] = content
+    assert offset == len(images), f"image_offset {offset} != len(images) {len(images)}"
+    return messages
+
+
+def test_verl_loads_the_split_files_as_its_dataset_does_and_scores_with_the_reward(out: Path) -> None:
     for split in splits(out, "rl"):
         rows = hf_rows(out, "rl", split)
-        verl = datasets.load_dataset("parquet", data_dir=str(out / "verl" / split), split="train")
-        verl = verl.cast_column("images", datasets.List(datasets.Image(decode=False)))
+        files = sorted(str(path) for path in (out / "verl" / split).iterdir())
+        # RLHFDataset._read_files_and_tokenize: every path must end in .parquet; one dataset per file, concatenated
+        assert files and all(path.endswith(".parquet") for path in files)
+        verl = datasets.concatenate_datasets(
+            [datasets.load_dataset("parquet", data_files=path)["train"] for path in files]
+        )
         assert [r["extra_info"]["id"] for r in verl] == [r["id"] for r in rows]
+        undecoded = verl.cast_column("images", datasets.List(datasets.Image(decode=False)))
+        for record, row in zip(undecoded, rows, strict=True):
+            assert [digest(i["bytes"]) for i in record["images"]] == [digest(i["bytes"]) for i in row["images"]]
         for index, (record, row) in enumerate(zip(verl, rows, strict=True)):
             assert record["data_source"] == row["source"] and record["ability"] == "ophthalmology"
             assert record["extra_info"]["index"] == index and record["extra_info"]["split"] == split
-            content = record["prompt"][0]["content"]
-            # verl's RLHFDataset splits the message text on <image>: one segment per image, in order
-            segments = [part for part in re.split("(<image>|<video>)", content) if part == "<image>"]
-            assert len(segments) == len(record["images"]) == len(row["images"])
-            assert [digest(i["bytes"]) for i in record["images"]] == [digest(i["bytes"]) for i in row["images"]]
+            messages = verl_messages(dict(record))
+            shown = [part["image"] for part in messages[0]["content"] if part["type"] == "image"]
+            assert len(shown) == len(row["images"])
             assert record["reward_model"] == {"style": "rule", "ground_truth": row["ground_truth"]}
-            truth = record["reward_model"]["ground_truth"]
-            assert compute_score(record["data_source"], correct_response(row), truth, record["extra_info"]) == 1.0
-            assert compute_score(record["data_source"], "<think>x</think><answer>?</answer>", truth) < 1.0
+            # verl's reward loop: keywords, the loop's own extras included
+            score = compute_score(
+                data_source=record["data_source"],
+                solution_str=correct_response(row),
+                ground_truth=record["reward_model"]["ground_truth"],
+                extra_info={**record["extra_info"], "num_turns": None, "rollout_reward_scores": {}},
+                reward_router_address=None,
+                reward_model_tokenizer=None,
+            )
+            assert score == 1.0
+            assert compute_score(record["data_source"], "<think>x</think><answer>?</answer>", row["ground_truth"]) < 1
 
 
-def test_easyr1_loads_each_split_folder_as_its_reader_does(out: Path) -> None:
+EASYR1_MATH_JINJA = (  # EasyR1 examples/format_prompt/math.jinja, the format prompt of examples/config.yaml
+    "{{ content | trim }} You FIRST think about the reasoning process as an internal monologue and then provide "
+    "the final answer. The reasoning process MUST BE enclosed within <think> </think> tags. The final answer MUST "
+    "BE put in \\boxed{}."
+)
+
+
+def easyr1_messages(problem: str, format_prompt: str | None) -> list[dict]:
+    """EasyR1 verl/utils/dataset.py RLHFDataset._build_messages for a row with images."""
+    if format_prompt:
+        problem = jinja2.Template(format_prompt.strip()).render(content=problem)
+    content: list[dict] = []
+    for index, text in enumerate(problem.split("<image>")):
+        if index != 0:
+            content.append({"type": "image"})
+        if text:
+            content.append({"type": "text", "text": text})
+    return [{"role": "user", "content": content}]
+
+
+def easyr1_process_image(image: Image.Image | dict) -> Image.Image:
+    """EasyR1 process_image, without the resizing: a dict's bytes are opened, the image loaded, made RGB."""
+    if isinstance(image, dict):
+        image = Image.open(io.BytesIO(image["bytes"]))
+    image.load()
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def test_easyr1_loads_each_split_folder_as_its_dataset_does(out: Path) -> None:
+    format_prompt = (out / "easyr1" / "format_prompt.jinja").read_text(encoding="utf-8")
     for split in splits(out, "rl"):
         rows = hf_rows(out, "rl", split)
-        # EasyR1: a directory is load_dataset("parquet", data_dir=..., split="train")
-        easyr1 = datasets.load_dataset("parquet", data_dir=str(out / "easyr1" / split), split="train")
+        folder = out / "easyr1" / split
+        # EasyR1 picks the loader from the extension of the folder's first file (os.listdir order): parquet only
+        assert {os.path.splitext(name)[-1] for name in os.listdir(folder)} == {".parquet"}
+        easyr1 = datasets.load_dataset("parquet", data_dir=str(folder), split="train")
         assert easyr1.column_names == ["problem", "answer", "images", "id"]
         assert [r["id"] for r in easyr1] == [r["id"] for r in rows]
+        inputs = []
         for record, row in zip(easyr1, rows, strict=True):
-            assert record["problem"].count("<image>") == len(record["images"]) == len(row["images"])
-            assert all(isinstance(image, Image.Image) for image in record["images"])
-            assert parse_ground_truth(record["answer"]).answer == row["answer"]
-            score = easyr1_compute_score(
-                {"response": correct_response(row), "response_length": 9, "ground_truth": record["answer"]}
+            messages = easyr1_messages(record["problem"], format_prompt)
+            text = "".join(part.get("text", "") for part in messages[0]["content"])
+            assert text.count("<answer>") == 1 and "\\boxed" not in text  # asked once for the tags, no box
+            slots = [part for part in messages[0]["content"] if part["type"] == "image"]
+            assert len(slots) == len(record["images"]) == len(row["images"])
+            assert all(easyr1_process_image(image).mode == "RGB" for image in record["images"])
+            example = dict(record)
+            example["ground_truth"] = example.pop("answer")  # RLHFDataset.__getitem__
+            assert parse_ground_truth(example["ground_truth"]).answer == row["answer"]
+            inputs.append(
+                {"response": correct_response(row), "response_length": 9, "ground_truth": example["ground_truth"]}
             )
-            assert score == {"overall": pytest.approx(1.0), "format": 1.0, "accuracy": 1.0}
+        # REWARD_TYPE batch: one call per step with every reply
+        assert easyr1_compute_score(inputs) == [{"overall": pytest.approx(1.0), "format": 1.0, "accuracy": 1.0}] * len(
+            inputs
+        )
+
+
+def test_easyr1_with_its_default_boxed_format_prompt_still_scores_the_answer(out: Path) -> None:
+    records = datasets.load_dataset("parquet", data_dir=str(out / "easyr1" / "train"), split="train")
+    for record in records.select(range(min(20, len(records)))):
+        text = "".join(
+            part.get("text", "") for part in easyr1_messages(record["problem"], EASYR1_MATH_JINJA)[0]["content"]
+        )
+        assert "\\boxed{}" in text and "<answer>" in text  # math.jinja asks for both: the reward takes both
+        answer = parse_ground_truth(record["answer"]).answer
+        inside = {"response": f"<think>x</think><answer>\\boxed{{{answer}}}</answer>", "ground_truth": record["answer"]}
+        alone = {"response": f"<think>x</think> The answer is $\\boxed{{{answer}}}$.", "ground_truth": record["answer"]}
+        assert easyr1_compute_score(inside) == {"overall": pytest.approx(1.0), "format": 1.0, "accuracy": 1.0}
+        assert easyr1_compute_score(alone) == {"overall": pytest.approx(0.9), "format": 0.0, "accuracy": 1.0}
 
 
 def test_sharegpt_is_llama_factory_multimodal_sft(out: Path) -> None:
@@ -177,12 +274,100 @@ def test_ophthareason_eval_files_load_as_its_script_loads_them(out: Path) -> Non
             if name == "complex_reason":
                 assert answer == row["answer"] and not re.fullmatch(r"[A-H](,[A-H])*", answer)
             image_lst = x["image"] if isinstance(x["image"], list) else [x["image"]]
+            assert len(image_lst) <= 6  # limit_mm_per_prompt={"image": 6}
             images = [base64.b64decode(base64_dict[key]) for key in image_lst]
-            assert [digest(i) for i in images] == [digest(i["bytes"]) for i in row["images"]]
-            for image in images:
-                Image.open(io.BytesIO(image)).load()
+            assert len(images) == len(row["images"])
+            for image, original in zip(images, row["images"], strict=True):
+                assert image[:3] == b"\xff\xd8\xff"  # sent as data:image/jpeg: a JPEG
+                if original["bytes"][:3] == b"\xff\xd8\xff":
+                    assert image == original["bytes"]
+                else:
+                    assert same_picture(image, original["bytes"])
     assert len(seen) == len(set(seen))
     assert len(seen) + sum(report["skipped"].values()) == len(test_rows), "every test row is written or counted"
+    named = json.loads((root / "skipped.json").read_text())
+    assert len(named) == sum(report["skipped"].values()) and not {entry["id"] for entry in named} & set(seen)
+    assert {entry["reason"] for entry in named} == set(report["skipped"])
+
+
+def _encoded(mode: str, size: tuple[int, int], kind: str, shade: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, shade if mode == "L" else (shade, 40, 90)).save(buffer, format=kind)
+    return buffer.getvalue()
+
+
+def test_ophthareason_eval_sends_only_jpegs_and_leaves_out_rows_over_its_image_limit(tmp_path: Path) -> None:
+    png_grey, png_rgb = _encoded("L", (64, 48), "PNG", 120), _encoded("RGB", (40, 40), "PNG", 200)
+    jpeg = _encoded("RGB", (32, 32), "JPEG", 10)
+    base = {"task": "basic", "question_type": "single_choice", "question": "Which?", "options": ["x", "y"]}
+    rows = [
+        {**base, "id": "png", "modality": "OCT", "answer": "A", "images": [{"bytes": png_grey, "path": "g.png"}]},
+        {
+            **base,
+            "id": "mixed",
+            "modality": "CFP",
+            "answer": "B",
+            "images": [{"bytes": jpeg, "path": "j.jpg"}, {"bytes": png_rgb, "path": "c.png"}],
+        },
+        {
+            **base,
+            "id": "seven",
+            "modality": "CFP",
+            "answer": "A",
+            "images": [{"bytes": jpeg, "path": f"{n}.jpg"} for n in range(7)],
+        },
+        {
+            **base,
+            "id": "six",
+            "modality": "FFA",
+            "answer": "B",
+            "images": [{"bytes": jpeg, "path": f"{n}.jpg"} for n in range(6)],
+        },
+        {
+            **base,
+            "id": "tf",
+            "modality": "CFP",
+            "answer": "True",
+            "question_type": "true_false",
+            "options": [],
+            "images": [{"bytes": jpeg, "path": "j.jpg"}],
+        },
+    ]
+    (tmp_path / "data" / "rl").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data" / "rl" / "test-00000-of-00001.parquet")
+    report = write_ophthareason_eval(tmp_path, {"rl": {"test": len(rows)}})
+    assert report.skipped == {"more_than_6_images": 1, "basic_true_false": 1}
+    root = tmp_path / "ophthareason-eval"
+    assert json.loads((root / "skipped.json").read_text()) == [
+        {"id": "seven", "reason": "more_than_6_images", "images": 7},
+        {"id": "tf", "reason": "basic_true_false", "images": 1},
+    ]
+    written = {}
+    for name in ("single_choice_test_data_CFP", "single_choice_test_data_OCT", "single_choice_test_data_FFA"):
+        lookup = pd.read_csv(root / f"{name}.csv", index_col=0).to_dict()["base64"]
+        for record in json.loads((root / f"{name}.json").read_text()):
+            written[record["id"]] = [base64.b64decode(lookup[key]) for key in record["image"]]
+            assert all(key.endswith(".jpg") for key in record["image"])
+    assert set(written) == {"png", "mixed", "six"}
+    assert all(image[:3] == b"\xff\xd8\xff" for images in written.values() for image in images)
+    assert written["mixed"][0] == jpeg and same_picture(written["mixed"][1], png_rgb)
+    assert same_picture(written["png"][0], png_grey) and Image.open(io.BytesIO(written["png"][0])).mode == "L"
+    assert len(written["six"]) == 6
+    again = tmp_path / "again"
+    shutil.copytree(tmp_path / "data", again / "data")
+    write_ophthareason_eval(again, {"rl": {"test": len(rows)}})
+    for path in root.iterdir():  # deterministic, re-encodings included
+        assert (again / "ophthareason-eval" / path.name).read_bytes() == path.read_bytes()
+
+
+def same_picture(jpeg: bytes, original: bytes) -> bool:
+    """Same size and mode family, and pixels within JPEG's error (mean absolute difference under 2 levels)."""
+    a, b = Image.open(io.BytesIO(jpeg)), Image.open(io.BytesIO(original))
+    if a.size != b.size:
+        return False
+    mode = "L" if a.mode == "L" else "RGB"
+    difference = np.abs(np.asarray(a.convert(mode), dtype=np.int16) - np.asarray(b.convert(mode), dtype=np.int16))
+    return float(difference.mean()) < 2.0
 
 
 def test_every_format_ships_images_without_metadata(out: Path) -> None:
@@ -192,7 +377,7 @@ def test_every_format_ships_images_without_metadata(out: Path) -> None:
     blobs += [p.read_bytes() for p in (out / "sharegpt" / "images").iterdir()]
     for path in (out / "mm-retinal-reason").rglob("*.json"):
         blobs += [base64.b64decode(text) for record in json.loads(path.read_text()) for text in record["image"]]
-    for path in (out / "ophthareason-eval").glob("*.csv"):
+    for path in (out / "ophthareason-eval").glob("*.csv"):  # JPEG re-encodings carry no metadata either
         blobs += [base64.b64decode(text) for text in pd.read_csv(path)["base64"]]
     assert blobs
     assert all(metadata_free(blob) for blob in blobs)

@@ -27,12 +27,14 @@ FORMAT_NOTES = {
     "hf": ("`data/{sft,rl}/`", "`datasets.load_dataset(repo, 'sft')` / `'rl'` (also with `streaming=True`)"),
     "verl": (
         "`verl/{train,test}/part-*.parquet`",
-        "verl `data.train_files`; reward `custom_reward_function.path=retinal_reason_data/rewards.py`, "
-        "`name=compute_score`",
+        "verl `data.train_files` / `data.val_files`: the list of those files (verl takes files, not folders); "
+        "reward `custom_reward_function.path=pkg://retinal_reason_data.rewards`, `name=compute_score`",
     ),
     "easyr1": (
-        "`easyr1/{train,test}/`",
-        "EasyR1 `data.train_files=easyr1/train`; reward `retinal_reason_data/rewards.py:easyr1_compute_score`",
+        "`easyr1/{train,test}/`, `easyr1/format_prompt.jinja`",
+        "EasyR1 `data.train_files=easyr1/train`, `data.format_prompt=easyr1/format_prompt.jinja` (in place of "
+        "math.jinja's `\\boxed{}`); reward `worker.reward.reward_function=retinal_reason_data/rewards.py:"
+        "easyr1_compute_score`",
     ),
     "sharegpt": ("`sharegpt/`", "LLaMA-Factory `dataset_dir: sharegpt`, datasets listed in its dataset_info.json"),
     "mm-retinal-reason": (
@@ -40,8 +42,9 @@ FORMAT_NOTES = {
         "the MM-Retinal-Reason release's record format (base64 images)",
     ),
     "ophthareason-eval": (
-        "`ophthareason-eval/*.json` + `*.csv`",
-        "OphthaReason's eval/eval.py (`DS_ROOT` and `BASE64_ROOT` both point here)",
+        "`ophthareason-eval/*.json` + `*.csv`, `skipped.json`",
+        "OphthaReason's eval/eval.py (`DS_ROOT` and `BASE64_ROOT` both point here); it labels every image "
+        "`image/jpeg`, so other images are re-encoded as JPEG here, and it accepts 6 images per question",
     ),
 }
 
@@ -184,7 +187,7 @@ def _formats_section(formats: dict[str, FormatReport]) -> str:
         where, how = FORMAT_NOTES[name]
         rows.append([name, where, how])
     skipped = [
-        f"- `{name}` left out rows it has no file for: "
+        f"- `{name}` left out rows it has no file for or cannot send: "
         + ", ".join(f"{reason} {n}" for reason, n in sorted(report.skipped.items()))
         for name, report in formats.items()
         if report.skipped
@@ -224,11 +227,14 @@ the traces of this release is importable as is:
 
 ```python
 from retinal_reason_data.rewards import compute_score  # verl's signature
-# compute_score(data_source, solution_str, ground_truth, extra_info=None) -> 0.9 * accuracy + 0.1 * format
+# compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs)
+#   -> 0.9 * accuracy + 0.1 * format
 compute_score("aptos2019", "<think>...</think><answer>B</answer>", row["ground_truth"])
 ```
 
-EasyR1: `worker.reward.reward_function=retinal_reason_data/rewards.py:easyr1_compute_score` (returns `overall`,
+A hedge earns no accuracy (both truth values, several letters for a single choice, names that disagree, text
+after `</answer>`); replies over 65,536 characters score 0. EasyR1:
+`worker.reward.reward_function=retinal_reason_data/rewards.py:easyr1_compute_score` (returns `overall`,
 `format`, `accuracy`).
 """
 

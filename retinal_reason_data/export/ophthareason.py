@@ -2,21 +2,25 @@
 
 Followed: lxirich/OphthaReason eval/eval.py. It loads `{DS_ROOT}/{name}.json` for the names
 single_choice_test_data_{CFP,FFA,OCT}, multi_choice_test_data_CFP and complex_reason, takes the question
-from conversations[0].value and the answer from conversations[1].value, and looks every key of `image` (a
-key or a list of keys) up in `pd.read_csv("{BASE64_ROOT}/{name}.csv", index_col=0)["base64"]` (first column:
-the key; column `base64`: the image, sent as a `data:image/jpeg` URL; a PNG keeps its bytes, which image
-loaders recognise by content, not by that label). Its prompts ask for one uppercase letter (SINGLE),
-uppercase letters joined by commas without spaces (MULTI) and just the name of the disease or entity
-(COMPLEX): the answers are written that way. The script appends ". First output ..." to the question, so the
-question is written without the answer instructions. Rows come from the `rl` test split (every test item,
-not only those the teacher solved); rows that fit none of the five files are counted under `skipped`.
-Files: `ophthareason-eval/{name}.json` and `ophthareason-eval/{name}.csv`.
+from conversations[0].value and the answer from conversations[1].value, looks every key of `image` (a key or a
+list of keys) up in `pd.read_csv("{BASE64_ROOT}/{name}.csv", index_col=0)["base64"]` (first column: the key;
+column `base64`: the image), and sends every image as a `data:image/jpeg;base64,` URL to a vLLM started with
+`limit_mm_per_prompt={"image": 6}`. So that the label is true, an image that is not a JPEG (a PNG) is
+re-encoded as JPEG here (quality 95, no chroma subsampling; its key ends in .jpg), in this format only; a row
+with more than 6 images, which that vLLM refuses, is left out (`more_than_6_images`). Its prompts ask for one
+uppercase letter (SINGLE), uppercase letters joined by commas without spaces (MULTI) and just the name of the
+disease or entity (COMPLEX): the answers are written that way. The script appends ". First output ..." to the
+question, so the question is written without the answer instructions. Rows come from the `rl` test split
+(every test item, not only those the teacher solved); rows left out are counted under `skipped` and named,
+with their reason, in `skipped.json`.
+Files: `ophthareason-eval/{name}.json`, `ophthareason-eval/{name}.csv` and `ophthareason-eval/skipped.json`.
 """
 
 from __future__ import annotations
 
 import base64
 import csv
+import io
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,6 +29,7 @@ from retinal_reason_data.export.output import FormatReport, JsonArrayWriter, fre
 from retinal_reason_data.export.prompting import question_with_options
 from retinal_reason_data.export.reader import iter_rows
 from retinal_reason_data.export.shards import file_entry
+from retinal_reason_data.imaging import open_image
 
 NAME = "ophthareason-eval"
 CONFIG = "rl"
@@ -36,11 +41,17 @@ FILES = (
     "multi_choice_test_data_CFP",
     "complex_reason",
 )
+MAX_IMAGES = 6  # eval.py: LLM(..., limit_mm_per_prompt={"image": 6})
+JPEG_QUALITY = 95
+SKIPPED_FILE = "skipped.json"
 
 
 def target_file(row: dict[str, Any]) -> tuple[str | None, str]:
-    """(file name, '') for a row the evaluation reads, or (None, reason) for one it has no file for."""
+    """(file name, '') for a row the evaluation reads, or (None, reason) for one it has no file for or cannot
+    send (more images than its vLLM accepts)."""
     task, kind, modality = row["task"], row["question_type"], row["modality"]
+    if len(row["images"]) > MAX_IMAGES:
+        return None, f"more_than_{MAX_IMAGES}_images"
     if task == "complex":
         return ("complex_reason", "") if kind == "open" else (None, f"complex_{kind}")
     if kind == "single_choice":
@@ -49,6 +60,24 @@ def target_file(row: dict[str, Any]) -> tuple[str | None, str]:
     if kind == "multiple_choice":
         return ("multi_choice_test_data_CFP", "") if modality == "CFP" else (None, f"multiple_choice_{modality}")
     return None, f"basic_{kind}"
+
+
+def is_jpeg(data: bytes) -> bool:
+    return data[:3] == b"\xff\xd8\xff"
+
+
+def jpeg_key(path: str, data: bytes) -> str:
+    """The image's key in the CSV: its content name, ending in .jpg when it is re-encoded."""
+    return path if is_jpeg(data) else Path(path).with_suffix(".jpg").as_posix()
+
+
+def as_jpeg(data: bytes, path: str) -> bytes:
+    """The image as JPEG bytes: a JPEG as it is, anything else decoded (grey or RGB) and re-encoded."""
+    if is_jpeg(data):
+        return data
+    buffer = io.BytesIO()
+    open_image(data, path).save(buffer, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
+    return buffer.getvalue()
 
 
 class _EvalFile:
@@ -65,10 +94,10 @@ class _EvalFile:
     def write(self, row: dict[str, Any]) -> None:
         keys = []
         for cell in row["images"]:
-            key = cell["path"]
+            key = jpeg_key(cell["path"], cell["bytes"])
             if key not in self._keys:
                 self._keys.add(key)
-                self._csv.writerow([key, base64.b64encode(cell["bytes"]).decode("ascii")])
+                self._csv.writerow([key, base64.b64encode(as_jpeg(cell["bytes"], cell["path"])).decode("ascii")])
             keys.append(key)
         conversations = [
             {"from": "human", "value": question_with_options(row)},
@@ -86,18 +115,22 @@ def write_ophthareason_eval(out: Path, splits: dict[str, dict[str, int]]) -> For
     root = fresh_folder(out / NAME)
     report = FormatReport()
     files = {name: _EvalFile(root, name) for name in FILES}
+    skipped = JsonArrayWriter(root / SKIPPED_FILE)
     try:
         if SPLIT in splits.get(CONFIG, {}):
             for row in iter_rows(out, CONFIG, SPLIT):
                 name, reason = target_file(row)
                 if name is None:
                     report.skip(reason)
+                    skipped.write({"id": row["id"], "reason": reason, "images": len(row["images"])})
                 else:
                     files[name].write(row)
     finally:
         for handle in files.values():
             handle.close()
+        skipped.close()
     for name, handle in files.items():
         report.rows[f"{name}.json"] = handle.records.count
         report.files += [file_entry(handle.records.path, out, handle.records.count), file_entry(handle.csv_path, out)]
+    report.files.append(file_entry(skipped.path, out, skipped.count))
     return report

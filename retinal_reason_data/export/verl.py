@@ -1,11 +1,14 @@
 """The `verl` format: the `rl` rows as verl's RLHFDataset reads them.
 
 Followed: verl's examples/data_preprocess/geo3k.py (columns data_source, prompt, images, ability,
-reward_model {style, ground_truth}, extra_info {split, index, ...}) and verl/utils/dataset/rl_dataset.py
-(`prompt` is a list of chat messages whose text is split on `<image>`, one placeholder per entry of `images`;
-images are decoded by `datasets` from the Image feature, or from `{bytes}` cells by process_image). Files:
-`verl/{split}/part-NNNNN-of-NNNNN.parquet`; pass them to `data.train_files` / `data.val_files`, and point
-`custom_reward_function.path` at retinal_reason_data/rewards.py (name `compute_score`).
+reward_model {style, ground_truth}, extra_info {split, index, ...}) and verl/utils/dataset/rl_dataset.py: it
+reads each path of `data.train_files` / `data.val_files` with load_dataset("parquet", data_files=path)["train"]
+and concatenates them (a path must end in .parquet: a folder is refused, so the files are listed, e.g.
+`data.train_files="[$(ls export/verl/train/*.parquet | paste -sd, -)]"`); `prompt` is a list of chat messages
+whose text is split on `<image>`, one placeholder per entry of `images` (decoded by `datasets` from the Image
+feature, or `{bytes}` cells); `reward_model.ground_truth` and `extra_info` reach the reward function. Point
+`custom_reward_function.path` at retinal_reason_data/rewards.py (or `pkg://retinal_reason_data.rewards`), name
+`compute_score`. Files: `verl/{split}/part-NNNNN-of-NNNNN.parquet`.
 """
 
 from __future__ import annotations
