@@ -3,7 +3,9 @@
 Run: `.venv/bin/python benchmarks/reward_speed.py [--repeats 15] [--size 1000000]`
 
 Every family below builds a reply of `--size` characters (1 MB by default) and one just under the reply cap
-(MAX_REPLY_CHARS, 65,536 characters). Three timings per family, each the worst of `--repeats` calls:
+(MAX_REPLY_CHARS, 65,536 characters). Times are CPU time of the calling process (`time.process_time`): on a
+shared machine, wall time adds whatever the scheduler takes away (the `at cap, wall` column, a median, shows
+it). Three CPU timings per family, each the worst of `--repeats` calls:
 - `1 MB`: the reward as trainers call it; over the cap, the reply is refused unread;
 - `at cap`: the longest reply the reward reads (the real worst case of a call);
 - `1 MB read`: `max_reply_chars=None`, the whole 1 MB read anyway, to show that reading is linear (about 15x
@@ -51,24 +53,24 @@ def full_answer(unit: str) -> Callable[[int], str]:
 
 
 FAMILIES: dict[str, Callable[[int], str]] = {
-    "repeated <think>": lambda n: fill("<think>", n),
-    "repeated <think></think>": lambda n: fill("<think></think>", n),
-    "repeated </answer>": lambda n: fill("</answer>", n),
-    "nested <think>": nested,
-    "unclosed <think>": lambda n: fill("a", n, "<think>"),
-    "unclosed <answer>": lambda n: fill("B ", n, "<think>x</think><answer>"),
+    "repeated `<think>`": lambda n: fill("<think>", n),
+    "repeated `<think></think>`": lambda n: fill("<think></think>", n),
+    "repeated `</answer>`": lambda n: fill("</answer>", n),
+    "nested `<think>`": nested,
+    "unclosed `<think>`": lambda n: fill("a", n, "<think>"),
+    "unclosed `<answer>`": lambda n: fill("B ", n, "<think>x</think><answer>"),
     "huge answer": lambda n: fill("A, ", n, "<think>x</think><answer>", "</answer>"),
     "many option letters": letter_soup,
-    "spaced tags": lambda n: fill("<   /   ", n),
-    "'<' flood": lambda n: fill("<", n),
+    "spaced tags `<   /   `": lambda n: fill("<   /   ", n),
+    "`<` flood": lambda n: fill("<", n),
     "whitespace in answer": lambda n: fill(" ", n, "<think>x</think><answer>", "B</answer>"),
     "end-of-turn tokens after answer": lambda n: fill("<|endoftext|>", n, "<think>x</think><answer>B</answer>"),
     "text after answer": lambda n: fill("Actually C. ", n, "<think>x</think><answer>B</answer>"),
     "pre-filled long think": lambda n: fill("look ", n, "", "</think><answer>B</answer>"),
-    "\\boxed{ flood": lambda n: fill("\\boxed{", n, "<think>x</think>"),
+    "`\\boxed{` flood": lambda n: fill("\\boxed{", n, "<think>x</think>"),
     "brace flood in one box": lambda n: fill("{", n, "<think>x</think>\\boxed"),
-    "fullwidth tags": lambda n: fill("＜think＞", n),
-    "cyrillic i in think": lambda n: fill("<thіnk>", n),
+    "fullwidth tags `＜think＞`": lambda n: fill("＜think＞", n),
+    "Cyrillic і in `<thіnk>`": lambda n: fill("<thіnk>", n),
     "zero-width joiners": lambda n: fill("<\u200dthink>\u200b", n),
     "full answer: letters and hedges": full_answer("(C) or D. "),
     "full answer: truth words": full_answer("True or False "),
@@ -78,15 +80,20 @@ FAMILIES: dict[str, Callable[[int], str]] = {
 }
 
 
-def worst_call(reply: str, truth: str, repeats: int, cap: int | None) -> float:
-    """The slowest of `repeats` calls, in seconds."""
-    compute_score("bench", reply, truth, max_reply_chars=cap)  # warm: ground truth cached, ontology loaded
+def call_times(reply: str, truth: str, repeats: int, cap: int | None, clock=time.process_time) -> list[float]:  # type: ignore[no-untyped-def]
+    """Seconds per call, `repeats` calls, after one warm-up call (ground truth cached, ontology loaded)."""
+    compute_score("bench", reply, truth, max_reply_chars=cap)
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         compute_score("bench", reply, truth, max_reply_chars=cap)
-        times.append(time.perf_counter() - start)
-    return max(times)
+        times.append(clock() - start)
+    return times
+
+
+def worst_call(reply: str, truth: str, repeats: int, cap: int | None) -> float:
+    """The slowest of `repeats` calls, CPU seconds."""
+    return max(call_times(reply, truth, repeats, cap))
 
 
 def main() -> None:
@@ -95,9 +102,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1_000_000)
     args = parser.parse_args()
     under_cap = MAX_REPLY_CHARS - 1
-    print(f"| family | {args.size:,} chars | at cap ({under_cap:,} chars) | {args.size:,} chars read |")
-    print("|---|---:|---:|---:|")
-    worst = {"big": 0.0, "cap": 0.0, "read": 0.0}
+    print(f"| family | {args.size:,} chars | at cap ({under_cap:,} chars) | at cap, wall | {args.size:,} chars read |")
+    print("|---|---:|---:|---:|---:|")
+    columns = ("big", "cap", "wall", "read")
+    worst = dict.fromkeys(columns, 0.0)
     for name, build in FAMILIES.items():
         truth = OPEN if name.startswith("open_name") else CHOICE
         big, small = build(args.size), build(under_cap)
@@ -105,15 +113,16 @@ def main() -> None:
         timings = {
             "big": worst_call(big, truth, args.repeats, MAX_REPLY_CHARS),
             "cap": worst_call(small, truth, args.repeats, MAX_REPLY_CHARS),
+            "wall": statistics.median(call_times(small, truth, args.repeats, MAX_REPLY_CHARS, time.perf_counter)),
             "read": worst_call(big, truth, max(3, args.repeats // 5), None),
         }
         for key, value in timings.items():
             worst[key] = max(worst[key], value)
-        print(f"| {name} | " + " | ".join(f"{timings[key] * 1e3:.3f} ms" for key in ("big", "cap", "read")) + " |")
-    print("| **worst** | " + " | ".join(f"**{worst[key] * 1e3:.3f} ms**" for key in ("big", "cap", "read")) + " |")
+        print(f"| {name} | " + " | ".join(f"{timings[key] * 1e3:.3f} ms" for key in columns) + " |")
+    print("| **worst** | " + " | ".join(f"**{worst[key] * 1e3:.3f} ms**" for key in columns) + " |")
     plain = "<think>The disc is pale and the cup is large.</think><answer>B</answer>"
-    typical = [worst_call(plain, CHOICE, 1, MAX_REPLY_CHARS) for _ in range(200)]
-    print(f"\nordinary reply ({len(plain)} chars): median {statistics.median(typical) * 1e6:.1f} us per call")
+    typical = call_times(plain, CHOICE, 2000, MAX_REPLY_CHARS, time.perf_counter)
+    print(f"\nordinary reply ({len(plain)} chars): median {statistics.median(typical) * 1e6:.1f} us per call (wall)")
 
 
 if __name__ == "__main__":
