@@ -47,11 +47,8 @@ SKIPPED_FILE = "skipped.json"
 
 
 def target_file(row: dict[str, Any]) -> tuple[str | None, str]:
-    """(file name, '') for a row the evaluation reads, or (None, reason) for one it has no file for or cannot
-    send (more images than its vLLM accepts)."""
+    """(file name, '') for a row the evaluation reads, or (None, reason) for one it has no file for."""
     task, kind, modality = row["task"], row["question_type"], row["modality"]
-    if len(row["images"]) > MAX_IMAGES:
-        return None, f"more_than_{MAX_IMAGES}_images"
     if task == "complex":
         return ("complex_reason", "") if kind == "open" else (None, f"complex_{kind}")
     if kind == "single_choice":
@@ -60,6 +57,14 @@ def target_file(row: dict[str, Any]) -> tuple[str | None, str]:
     if kind == "multiple_choice":
         return ("multi_choice_test_data_CFP", "") if modality == "CFP" else (None, f"multiple_choice_{modality}")
     return None, f"basic_{kind}"
+
+
+def eval_target(row: dict[str, Any]) -> tuple[str | None, str]:
+    """`target_file`, and (None, 'more_than_6_images') for a row the evaluation's vLLM would refuse."""
+    name, reason = target_file(row)
+    if name is not None and len(row["images"]) > MAX_IMAGES:
+        return None, f"more_than_{MAX_IMAGES}_images"
+    return name, reason
 
 
 def is_jpeg(data: bytes) -> bool:
@@ -119,7 +124,7 @@ def write_ophthareason_eval(out: Path, splits: dict[str, dict[str, int]]) -> For
     try:
         if SPLIT in splits.get(CONFIG, {}):
             for row in iter_rows(out, CONFIG, SPLIT):
-                name, reason = target_file(row)
+                name, reason = eval_target(row)
                 if name is None:
                     report.skip(reason)
                     skipped.write({"id": row["id"], "reason": reason, "images": len(row["images"])})
