@@ -43,9 +43,10 @@ def subfolders(folder: Path) -> list[Path]:
 
 
 def iter_images(folder: Path, recursive: bool = False) -> Iterator[Path]:
-    """Image files in `folder` (and its subfolders when `recursive`), sorted, stray files skipped. Links to
-    image files are included even when they loop or dangle (intake refuses them with the reason); links to
-    folders are followed unless they lead back to a folder being walked (noted, not followed)."""
+    """Image files in `folder` (and its subfolders when `recursive`), sorted, stray files skipped. Whatever is
+    named like an image is included, even a link that loops or dangles, a FIFO or (not `recursive`) a folder:
+    intake refuses those with the reason. Links to folders are followed unless they lead back to a folder being
+    walked (noted, not followed)."""
     if folder.is_dir():
         yield from (folder / name for name in _image_names(folder, recursive))
 
@@ -62,8 +63,9 @@ def _image_names(
         if _stray_name(entry.name):
             continue
         kind = _kind(entry)
-        if kind == "file" or kind == "link":
-            if os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
+        image_name = os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES
+        if kind in ("file", "link", "other") or (kind == "dir" and image_name and not recursive):
+            if image_name:  # a FIFO or a folder named like an image is listed: intake says what it is
                 files.append(entry.name)
         elif kind == "dir" and recursive:
             identity = _identity(entry.path)

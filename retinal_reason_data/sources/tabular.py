@@ -154,7 +154,7 @@ def read_xlsx_rows(
     """Yield (row number as Excel shows it, row) from a worksheet, streamed (openpyxl read-only mode).
 
     The header is the first of the top `scan` rows that names every column in `required` (title rows above it
-    are skipped); ValueError names the file when there is none. With `header_rows` > 1 the names of that many
+    are skipped); LabelTableError names the file when there is none, or when no row follows it. With `header_rows` > 1 the names of that many
     rows are joined with a space, an upper cell carrying over to the columns on its right that it spans
     (merged cells). Cells are stripped text ('3' for 3 and 3.0, '' for empty); unnamed columns are dropped,
     a repeated name keeps its first column, and empty rows are skipped, as in read_csv_rows.
@@ -177,12 +177,15 @@ def read_xlsx_rows(
                 break
         if not header:
             if wanted:
-                raise ValueError(f"{path}: no header row naming {', '.join(required)} in the first {scan} rows")
+                raise LabelTableError(
+                    path, None, "labels_header", f"no header row naming {', '.join(required)} in the first {scan} rows"
+                )
             return
         for _ in range(header_rows - 1):
             number, values = next(rows, (number + 1, ()))
             header.append(values)
         names = _header_names(header)
+        found = 0
         for line, values in rows:
             texts = [_cell_text(value) for value in values]
             if not any(texts):
@@ -191,7 +194,11 @@ def read_xlsx_rows(
             for name, text in zip(names, texts, strict=False):
                 if name and name not in row:
                     row[name] = text
+            found += 1
             yield line, row
+        if not found:
+            columns = ", ".join(repr(name) for name in names if name)
+            raise LabelTableError(path, None, "labels_empty", f"no row under the header (columns: {columns})")
     finally:
         workbook.close()
 
