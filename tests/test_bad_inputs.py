@@ -32,7 +32,9 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
+from typer.testing import CliRunner
 
+from retinal_reason_data.cli import app
 from retinal_reason_data.phantoms.images import fundus_photo
 from retinal_reason_data.phantoms.layouts_pmc import write_pmc_oa
 from retinal_reason_data.schema import Case
@@ -616,11 +618,11 @@ def _semicolon_manifest(folder: Path) -> Path:
 @pytest.mark.parametrize("kind", list(RECIPE_ERRORS))
 def test_recipe_mistakes_stop_with_exit_2_and_the_key(tmp_path: Path, kind: str) -> None:
     make, code, phrases = RECIPE_ERRORS[kind]
-    result = rrd("ingest", str(make(tmp_path)))
-    assert result.returncode == code, result.stdout + result.stderr
+    result = CliRunner().invoke(app, ["ingest", str(make(tmp_path))])
+    assert result.exit_code == code, result.output
     for phrase in phrases:
         assert phrase in result.stderr, result.stderr
-    assert not any(word in result.stderr for word in FORBIDDEN), result.stderr
+    assert not any(word in result.output for word in FORBIDDEN), result.output
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-8-sig", "utf-32"])
@@ -628,8 +630,8 @@ def test_recipes_saved_as_unicode_with_a_byte_order_mark_load(tmp_path: Path, en
     path = _recipe(tmp_path, [_source_recipe(tmp_path)], name="café")
     path.write_bytes(path.read_text(encoding="utf-8").replace("café", "cafe").encode(encoding))
     assert path.read_bytes().startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF8, codecs.BOM_UTF32_LE))
-    result = rrd("ingest", str(path))
-    assert result.returncode == 0 and "2 cases, 0 quarantined" in result.stdout, result.stdout + result.stderr
+    result = CliRunner().invoke(app, ["ingest", str(path)])
+    assert result.exit_code == 0 and "2 cases, 0 quarantined" in result.stdout, result.output
 
 
 # --- teacher replies -------------------------------------------------------------------------------------------

@@ -154,10 +154,11 @@ def read_xlsx_rows(
     """Yield (row number as Excel shows it, row) from a worksheet, streamed (openpyxl read-only mode).
 
     The header is the first of the top `scan` rows that names every column in `required` (title rows above it
-    are skipped); LabelTableError names the file when there is none, or when no row follows it. With `header_rows` > 1 the names of that many
-    rows are joined with a space, an upper cell carrying over to the columns on its right that it spans
-    (merged cells). Cells are stripped text ('3' for 3 and 3.0, '' for empty); unnamed columns are dropped,
-    a repeated name keeps its first column, and empty rows are skipped, as in read_csv_rows.
+    are skipped); LabelTableError names the file when there is none, or when no row follows it. With
+    `header_rows` > 1 the names of that many rows are joined with a space, an upper cell carrying over to the
+    columns on its right that it spans (merged cells). Cells are stripped text ('3' for 3 and 3.0, '' for
+    empty); unnamed columns are dropped, a repeated name keeps its first column, and empty rows are skipped, as
+    in read_csv_rows.
     """
     from openpyxl import load_workbook  # imported here: only the xlsx adapters need it
 
