@@ -256,36 +256,35 @@ def _vetted(record: RawCase | Quarantine, context: SourceContext, scope: Scope, 
                 "detail": _REPR.sub("the data", display(record.detail)),
             }
         )
-    where = _where(display(record.file), record.row)
-    images = []
-    for image in record.images:
+    images, renamed = list(record.images), False
+    for index, image in enumerate(images):
         if scope.outside(image.path):
             return quarantine(
                 context.source, display(record.file), record.row, "outside_root",
-                f"{where}: image {display(image.path)} lies outside the source's root "
-                f"({'; '.join(display(root) for root in scope.roots)}); refused (set allow_outside_root: true on "
-                "the source to read files outside it)",
+                f"{_where(display(record.file), record.row)}: image {display(image.path)} lies outside the source's "
+                f"root ({'; '.join(display(root) for root in scope.roots)}); refused (set allow_outside_root: true "
+                "on the source to read files outside it)",
             )  # fmt: skip
         if not is_text(image.path):
             try:
                 alias = _utf8_alias(image.path, aliases)
-                context.aliases[str(alias)] = display(image.path)
-                image = image.model_copy(update={"path": alias})
             except OSError as exc:
                 return quarantine(
                     context.source, display(record.file), record.row, "name_not_utf8",
-                    f"{where}: image name {display(image.path)} is not UTF-8 and no link to it could be made in "
-                    f"{aliases} ({exc.strerror}); rename the file",
+                    f"{_where(display(record.file), record.row)}: image name {display(image.path)} is not UTF-8 and "
+                    f"no link to it could be made in {aliases} ({exc.strerror}); rename the file",
                 )  # fmt: skip
-        images.append(image)
-    texts = {"local_id": record.local_id, "file": record.file, "raw_patient_id": record.raw_patient_id}
-    changed: dict[str, object] = {name: display(value) for name, value in texts.items() if value and not is_text(value)}
+            context.aliases[str(alias)] = display(image.path)
+            images[index], renamed = image.model_copy(update={"path": alias}), True
+    changed: dict[str, object] = {"images": images} if renamed else {}
+    for name in ("local_id", "file", "raw_patient_id"):
+        value = getattr(record, name)
+        if value and not is_text(value):
+            changed[name] = display(value)
     if isinstance(record.row, str) and not is_text(record.row):
         changed["row"] = display(record.row)
-    if any(not is_text(label) for label in record.labels):
+    if not all(is_text(label) for label in record.labels):
         changed["labels"] = [display(label) for label in record.labels]
-    if images != record.images:
-        changed["images"] = images
     return record.model_copy(update=changed) if changed else record
 
 
@@ -400,10 +399,10 @@ def _stat_images(
 def image_file_stat(path: Path) -> tuple[int, int] | ImageError:
     """(size, mtime_ns) of an image file, or why it cannot be read: missing, a link that dangles or leads to
     itself, a folder, a FIFO or device (reading one would block or never end)."""
-    shown = display(path)
     try:
         found = os.stat(path)
     except OSError as exc:
+        shown = display(path)
         if exc.errno == errno.ELOOP:
             return ImageError("link_loop", f"{shown}: symbolic link that leads back to itself (a loop)")
         if exc.errno == errno.ENOENT and os.path.islink(path):
@@ -413,9 +412,9 @@ def image_file_stat(path: Path) -> tuple[int, int] | ImageError:
             return ImageError("image_missing", f"{shown}: file named by the labels does not exist")
         return ImageError("image_unreadable", f"{shown}: cannot read file: {exc.strerror}")
     if file_mode.S_ISDIR(found.st_mode):
-        return ImageError("image_not_a_file", f"{shown}: is a folder, not an image file")
+        return ImageError("image_not_a_file", f"{display(path)}: is a folder, not an image file")
     if not file_mode.S_ISREG(found.st_mode):
-        return ImageError("image_not_a_file", f"{shown}: not a regular file (a FIFO, socket or device)")
+        return ImageError("image_not_a_file", f"{display(path)}: not a regular file (a FIFO, socket or device)")
     return found.st_size, found.st_mtime_ns
 
 

@@ -78,14 +78,13 @@ def _image_names(
         yield from _image_names(folder / name, True, f"{prefix}{name}/", (above or frozenset()) | {identity})
 
 
-def _entries(folder: Path) -> list[os.DirEntry[str]]:
-    """The entries of `folder`; one that cannot be listed (permissions) is noted and gives none."""
+def _entries(folder: Path) -> Iterator[os.DirEntry[str]]:
+    """The entries of `folder`, streamed; one that cannot be listed (permissions) is noted and gives none."""
     try:
         with os.scandir(folder) as entries:
-            return list(entries)
+            yield from entries
     except OSError as exc:
         note(folder, "folder_unreadable", f"{display(folder)}: cannot list the folder: {exc.strerror}")
-        return []
 
 
 def _kind(entry: os.DirEntry[str]) -> str:

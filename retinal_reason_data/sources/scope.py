@@ -101,9 +101,10 @@ def within(path: Path | str, roots: Iterable[str]) -> bool:
     """True when `path`, made absolute and normalised, lies under one of `roots`; a path with a `..` part must
     also lie under one once its links are resolved (`root/link/../x` is where the link's target is)."""
     roots = list(roots)
-    if not any(_under(_absolute(path), root) for root in roots):
+    absolute = _absolute(path)
+    if not any(_under(absolute, root) for root in roots):
         return False
-    if ".." not in Path(path).parts:
+    if ".." not in os.fspath(path).split(os.sep):
         return True
     real = os.path.realpath(path)
     return any(_under(real, os.path.realpath(root)) for root in roots)
