@@ -111,7 +111,11 @@ def _decode(
 
 
 def _keep_warnings(caught: list[warnings.WarningMessage], shown: str, notes: list[str] | None) -> None:
+    """Pillow's warnings about the data (UserWarning, RuntimeWarning), with the file; a developer's warning
+    (DeprecationWarning) is not about the file and is left out."""
     for warning in caught:
+        if not issubclass(warning.category, UserWarning | RuntimeWarning):
+            continue
         text = f"{warning.category.__name__}: {_plain(warning.message)}"
         if notes is None:
             log.warning("%s: %s", shown, text)

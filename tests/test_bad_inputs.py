@@ -157,7 +157,10 @@ def _manifest_source(root: Path, outside: Path) -> None:
         ",healthy fundus",
         "images/nothere.png,healthy fundus",
         "images/m2.png,zebra stripes",
+        "linked/../outside.png,healthy fundus",  # inside by its letters; through the link, outside
     ]
+    (outside.parent / "elsewhere").mkdir()
+    (root / "linked").symlink_to(outside.parent / "elsewhere")
     (root / "manifest.csv").write_text("image,label\n" + "\n".join(rows) + "\n")
     (root / "images" / "j0.png").write_bytes((root / "images" / "m0.png").read_bytes())
     lines = [
@@ -392,6 +395,7 @@ REFUSALS = {
     "manifest row without an image": Refusal("manifest", "row_incomplete", "manifest.csv", "8", "empty 'image'"),
     "manifest naming a missing image": Refusal("manifest", "image_missing", "manifest.csv", "9", "nothere.png"),
     "manifest label no mapping knows": Refusal("manifest", "unknown_label", "manifest.csv", "10", "zebra"),
+    "manifest climbing out through a link": Refusal("manifest", "outside_root", "manifest.csv", "11", "linked/../"),
     "JSONL line that is not JSON": Refusal("jsonl", "record_invalid", "manifest.jsonl", "2", "not valid JSON"),
     "JSONL line that is a list": Refusal("jsonl", "record_invalid", "manifest.jsonl", "3", "got list"),
     "JSONL naming /etc/passwd": Refusal("jsonl", "outside_root", "manifest.jsonl", "4", "/etc/passwd"),
@@ -484,7 +488,7 @@ def test_every_good_row_of_a_source_with_bad_rows_gets_through(corpus: Corpus) -
 ROWS_READ = {  # what each source holds: every row (or file) is a case or a quarantine record
     "names": 21,
     "folders": 9,  # 6 images, 2 loops, 1 loose image
-    "manifest": 9,
+    "manifest": 10,
     "jsonl": 4,
     "semicolon": 2,
     "tabbed": 2,

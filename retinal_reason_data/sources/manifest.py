@@ -290,7 +290,9 @@ ADAPTER = Adapter(
     "label_separator (text labels); id_column, patient_column, eye_column, age_column, sex_column; modality "
     "(CFP|OCT|FFA|other) or modality_column; split_column (prefixes case ids) and split_values (read only "
     "these splits); preset: flair (,image,atributes,categories with list literals; CFP) or eyeclip "
-    "(labels.csv impath,class). Raw labels map through the source's `labels` and the ontology's names.",
+    "(labels.csv impath,class). Raw labels map through the source's `labels` and the ontology's names. Image "
+    "paths must stay inside the root (or image_root): '..' out of it or an absolute path elsewhere is refused as "
+    "outside_root unless the source sets allow_outside_root: true.",
     licence="as the collection's own licence: set `licence` on the source in the recipe",
     read=read,
     write_phantom=write_manifest,
