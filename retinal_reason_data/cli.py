@@ -73,7 +73,6 @@ def _run(
     except RecipeError as exc:  # e.g. a source's `options` that its adapter cannot use
         typer.echo(f"error: {recipe_path}: {exc}", err=True)
         raise typer.Exit(2) from None
-
     except AnnotationError as exc:  # a verdict file with a bad line: the build stops rather than ignore it
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

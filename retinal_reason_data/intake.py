@@ -262,8 +262,8 @@ def _vetted(record: RawCase | Quarantine, context: SourceContext, scope: Scope, 
             return quarantine(
                 context.source, display(record.file), record.row, "outside_root",
                 f"{_where(display(record.file), record.row)}: image {display(image.path)} lies outside the source's "
-                f"root ({'; '.join(display(root) for root in scope.roots)}); refused (set allow_outside_root: true "
-                "on the source to read files outside it)",
+                f"root {display(scope.roots[0])}; refused (set allow_outside_root: true on the source to read files "
+                "outside it)",
             )  # fmt: skip
         if not is_text(image.path):
             try:
