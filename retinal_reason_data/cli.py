@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
+import duckdb
 import typer
 
 from retinal_reason_data.annotations import AnnotationError
@@ -24,7 +25,8 @@ from retinal_reason_data.pipeline import (
     run_synthesis,
 )
 from retinal_reason_data.recipe import Recipe, RecipeError, load_recipe
-from retinal_reason_data.stats import collect
+from retinal_reason_data.sources import check_adapters
+from retinal_reason_data.stats import collect, export_folder, remember_export_folder
 from retinal_reason_data.teacher.synthesize import SynthesisStopped
 
 app = typer.Typer(
@@ -44,10 +46,15 @@ def _open(recipe_path: Path, out: Path | None, catalog: Path | None) -> tuple[Re
     logging.basicConfig(level=level, format="%(levelname)s %(message)s")
     try:
         recipe = load_recipe(recipe_path, out=out, catalog=catalog)
+        check_adapters(recipe)
     except RecipeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    return recipe, Catalog(recipe.catalog_path)
+    try:
+        return recipe, Catalog(recipe.catalog_path)
+    except (OSError, duckdb.Error) as exc:  # a folder in its place, no permission, another build holds its lock
+        typer.echo(f"error: cannot open the catalog {recipe.catalog_path}: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _run(
@@ -61,6 +68,8 @@ def _run(
     report = BuildReport()
     try:
         stage(recipe, catalog, report)
+        if report.manifest:
+            remember_export_folder(catalog, recipe.export.out)
     except RecipeError as exc:  # e.g. a source's `options` that its adapter cannot use
         typer.echo(f"error: {recipe_path}: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -145,9 +154,12 @@ def stats_command(
     catalog: CatalogOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
-    """Counts of everything the build holds; with --json, the machine-readable contract."""
+    """Counts of everything the build holds; with --json, the machine-readable contract. Rows exported are read
+    from the folder the last export of this catalog went to (or the recipe's `export.out`) unless --out says."""
     loaded, db = _open(recipe, out, catalog)
     try:
+        if out is None:
+            loaded.export.out = export_folder(loaded, db)
         stats = collect(loaded, db, recipe_ontology(loaded))
     except AnnotationError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -434,7 +446,8 @@ def _summary(recipe: Recipe, report: BuildReport, seconds: float) -> None:
                 f"source {part.source}",
                 f"{part.cases} cases, {quarantined} quarantined"
                 + (f" ({detail})" if detail else "")
-                + f"; images {part.images_fingerprinted} new, {part.images_cached} cached",
+                + f"; images {part.images_fingerprinted} new, {part.images_cached} cached"
+                + (f"; {part.image_warnings} image warnings (logged)" if part.image_warnings else ""),
             )
         )
     if report.items:

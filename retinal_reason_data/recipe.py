@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import difflib
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +42,11 @@ class SourceSpec(Section):
         default=None,
         description="Encoding of the source's label files (e.g. cp1252); by default a byte-order mark, UTF-8, "
         "else detected, and the build log says which was used.",
+    )
+    allow_outside_root: bool = Field(
+        default=False,
+        description="Read image files that lie outside `root` (absolute paths or '..' in a manifest, a label table "
+        "or an article); refused by default. Folders the source's options name are inside it anyway.",
     )
 
     @field_validator("encoding")
@@ -393,12 +399,18 @@ def _describe(error: dict[str, Any]) -> str:
 
 
 def load_recipe(path: str | Path, out: Path | None = None, catalog: Path | None = None) -> Recipe:
-    """Read and validate a recipe; relative paths resolve against the recipe's folder."""
+    """Read and validate a recipe; relative paths resolve against the recipe's folder. The file is UTF-8, with or
+    without a byte-order mark, or UTF-16/32 with one; the label mappings of each source must name codes of the
+    ontology (with the recipe's own additions)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(recipe_text(path))
     except FileNotFoundError as exc:
         raise RecipeError(f"{path}: recipe file not found") from exc
+    except IsADirectoryError as exc:
+        raise RecipeError(f"{path}: is a folder, not a recipe file") from exc
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read the recipe: {exc.strerror or exc}") from exc
     except yaml.YAMLError as exc:
         raise RecipeError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
@@ -408,6 +420,7 @@ def load_recipe(path: str | Path, out: Path | None = None, catalog: Path | None 
     except ValidationError as exc:
         details = "\n".join(f"  {_describe(error)}" for error in exc.errors())
         raise RecipeError(f"{path}: invalid recipe\n{details}") from exc
+    _check_labels(recipe, path)
     base = path.resolve().parent
     recipe.path = path.resolve()
     for source in recipe.sources:
@@ -419,3 +432,51 @@ def load_recipe(path: str | Path, out: Path | None = None, catalog: Path | None 
     if images.gate_model is not None:
         images.gate_model = (base / images.gate_model).resolve()
     return recipe
+
+
+_TEXT_BOMS = (  # longest first: the UTF-32 LE mark starts with the UTF-16 LE one
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def recipe_text(path: Path) -> str:
+    """The text of a recipe file: UTF-8, or whatever its byte-order mark says (an editor's "Unicode" is UTF-16);
+    RecipeError with the line and the bytes when it does not decode."""
+    data = path.read_bytes()
+    codec = next((codec for bom, codec in _TEXT_BOMS if data.startswith(bom)), "utf-8")
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        snippet = data[max(0, exc.start - 8) : exc.end + 8]
+        saved = "UTF-8" if codec == "utf-8" else f"{codec} (its byte-order mark says so)"
+        raise RecipeError(
+            f"{path}: line {line}: bytes {snippet!r} do not decode as {saved}; save the recipe as UTF-8"
+        ) from None
+
+
+def _check_labels(recipe: Recipe, path: Path) -> None:
+    """Every `labels` mapping of a source names a code of the ontology (the shipped one with the recipe's
+    `ontology.entries`): a typo would otherwise refuse every row of that label at ingest."""
+    from retinal_reason_data.ontology import Entry, default_ontology  # the ontology loads its data file
+
+    try:
+        ontology = default_ontology().extend(Entry(**entry) for entry in recipe.ontology.entries)
+    except (ValidationError, TypeError) as exc:
+        raise RecipeError(f"{path}: key 'ontology.entries': not a valid entry: {exc}") from None
+    problems = []
+    for index, source in enumerate(recipe.sources):
+        for raw, code in source.labels.items():
+            if code not in ontology.entries:
+                close = difflib.get_close_matches(code, ontology.entries, n=3)
+                hint = f" (did you mean {', '.join(close)}?)" if close else ""
+                problems.append(
+                    f"  key 'sources.{index}.labels': source {source.source_name!r} maps label {raw!r} to {code!r}, "
+                    f"which is not an ontology code{hint}; add it under ontology.entries or map to a known code"
+                )
+    if problems:
+        raise RecipeError(f"{path}: invalid recipe\n" + "\n".join(problems))

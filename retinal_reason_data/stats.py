@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Any
 
 from retinal_reason_data.annotations import review_stats
@@ -94,6 +95,24 @@ def collect(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> dict[str, A
         # who read the case reports' diagnoses (rules; the teacher when it is a model) and how far they agree
         "second_reader": second_reader_stats(recipe, catalog, ontology),
     }
+
+
+EXPORT_FOLDER_KEY = "export_out"  # meta: the folder the last export of this catalog was written to
+
+
+def remember_export_folder(catalog: Catalog, folder: Path) -> None:
+    """Note in the catalog where its export was written (`rrd build/export --out DIR` may differ from the
+    recipe's `export.out`), so that `rrd stats` finds it without being told again."""
+    catalog.set_meta(EXPORT_FOLDER_KEY, str(folder))
+
+
+def export_folder(recipe: Recipe, catalog: Catalog) -> Path:
+    """The export folder `rrd stats` reads when no `--out` is given: where this catalog's last export went if it
+    still holds a manifest, else the recipe's `export.out`."""
+    remembered = catalog.get_meta(EXPORT_FOLDER_KEY)
+    if remembered and (Path(remembered) / "manifest.json").is_file():
+        return Path(remembered)
+    return recipe.export.out
 
 
 def _generation_stats(catalog: Catalog) -> dict[str, Any]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import pkgutil
 
+from retinal_reason_data.recipe import Recipe, RecipeError
 from retinal_reason_data.sources.base import Adapter, RawCase, RawImage
 
 
@@ -23,12 +25,33 @@ def _discover() -> dict[str, Adapter]:
 ADAPTERS: dict[str, Adapter] = _discover()
 
 
+class UnknownAdapter(RecipeError, KeyError):
+    """A recipe names an adapter that does not exist; the message lists the known ones."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
 def get_adapter(name: str) -> Adapter:
     """The adapter registered under `name`, or a clear error listing the known ones."""
     try:
         return ADAPTERS[name]
     except KeyError:
-        raise KeyError(f"unknown adapter {name!r}; known adapters: {', '.join(sorted(ADAPTERS))}") from None
+        close = difflib.get_close_matches(name, ADAPTERS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UnknownAdapter(
+            f"unknown adapter {name!r}{hint}; known adapters: {', '.join(sorted(ADAPTERS))} (`rrd sources` lists "
+            "their layouts)"
+        ) from None
 
 
-__all__ = ["ADAPTERS", "Adapter", "RawCase", "RawImage", "get_adapter"]
+def check_adapters(recipe: Recipe) -> None:
+    """Every source of the recipe names a known adapter (UnknownAdapter naming the recipe and the source)."""
+    for index, spec in enumerate(recipe.sources):
+        try:
+            get_adapter(spec.adapter)
+        except UnknownAdapter as exc:
+            raise UnknownAdapter(f"{recipe.path}: key 'sources.{index}.adapter': {exc}") from None
+
+
+__all__ = ["ADAPTERS", "Adapter", "RawCase", "RawImage", "UnknownAdapter", "check_adapters", "get_adapter"]

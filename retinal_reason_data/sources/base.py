@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from retinal_reason_data.file_names import legacy_key
 from retinal_reason_data.schema import ClinicalContext, Eye, Modality, Quarantine, Sex
 
 
@@ -50,6 +51,9 @@ class SourceOptions(BaseModel):
 
     work_dir: Path
     values: dict[str, Any] = Field(default_factory=dict)
+    allow_outside_root: bool = Field(
+        default=False, description="The recipe lets the source read files outside its root (paths with '..', absolute)."
+    )
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.values.get(key, default)
@@ -101,11 +105,17 @@ def find_image(folder: Path, stem: str, listing: Mapping[str, Path] | None = Non
 
 
 def image_listing(folder: Path) -> dict[str, Path]:
-    """Lower-cased file name -> path for the image files directly in `folder` (stray files skipped)."""
-    if not folder.is_dir():
-        return {}
-    return {
-        entry.name.lower(): entry
-        for entry in folder.iterdir()
-        if entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES and not entry.name.startswith("._")
-    }
+    """Lower-cased file name -> path for the image files directly in `folder` (stray files skipped). Links to image
+    files are listed even when they dangle or loop (intake refuses them with the reason); a name that is not UTF-8
+    is also listed under its Windows-1252 reading (`file_names.legacy_key`)."""
+    from retinal_reason_data.sources.folders import iter_images  # folders imports this module
+
+    found: dict[str, Path] = {}
+    for path in iter_images(folder):
+        if path.name.startswith("._"):
+            continue
+        found.setdefault(path.name.lower(), path)
+        alias = legacy_key(path.name)
+        if alias is not None:
+            found.setdefault(alias, path)
+    return found

@@ -10,7 +10,7 @@ from retinal_reason_data.phantoms.layouts_other import write_chaksu
 from retinal_reason_data.schema import Modality, Quarantine
 from retinal_reason_data.sources.base import Adapter, RawCase, RawImage, SourceOptions, find_image, quarantine
 from retinal_reason_data.sources.folders import listing, subfolders
-from retinal_reason_data.sources.tabular import read_csv_rows
+from retinal_reason_data.sources.tabular import guarded, read_csv_rows
 
 DECISION_COLUMNS = ("Majority Decision", "Glaucoma Decision")  # the Test files of two devices say the latter
 _IMAGE_NAME = re.compile(r"^(.+?\.(?:jpe?g|png|tiff?|bmp))(?:-|$)", re.IGNORECASE)
@@ -35,7 +35,7 @@ def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | 
             )
             continue
         for device_dir in subfolders(images_root):
-            yield from _read_device(source, split_dir.name, device_dir, decisions)
+            yield from guarded(source, _read_device(source, split_dir.name, device_dir, decisions))
 
 
 def _read_device(source: str, split: str, device_dir: Path, decisions: Path) -> Iterator[RawCase | Quarantine]:
@@ -46,7 +46,7 @@ def _read_device(source: str, split: str, device_dir: Path, decisions: Path) -> 
         yield quarantine(source, decisions, None, "labels_missing", f"{decisions}: no {wanted} for the {device} images")
         return
     files = listing(device_dir)
-    for line, row in read_csv_rows(table):
+    for line, row in read_csv_rows(table, required=(DECISION_COLUMNS,)):
         image_cell = row.get("Images") or next(iter(row.values()), "")
         decision = next((row[c] for c in DECISION_COLUMNS if row.get(c)), "")
         if not image_cell or not decision:

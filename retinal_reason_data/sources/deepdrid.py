@@ -21,7 +21,7 @@ from retinal_reason_data.sources.eyepacs import DR_GRADES
 from retinal_reason_data.sources.fields import number_label
 from retinal_reason_data.sources.folders import listing
 from retinal_reason_data.sources.locate import find_files
-from retinal_reason_data.sources.tabular import cell, read_csv_rows
+from retinal_reason_data.sources.tabular import cell, guarded, read_csv_rows
 from retinal_reason_data.sources.text_files import open_text
 
 NAME = "deepdrid"
@@ -44,14 +44,14 @@ def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | 
             yield quarantine(source, table, 1, "labels_unrecognised", detail)
             continue
         found = True
-        yield from _read_table(table, source)
+        yield from guarded(source, _read_table(table, source))
     if not found:
         yield quarantine(source, root, None, "labels_missing", f"{root}: no DeepDRiD regular-fundus label table")
 
 
 def _read_table(table: Path, source: str) -> Iterator[RawCase | Quarantine]:
     split = table.parent.name
-    for line, row in read_csv_rows(table):
+    for line, row in read_csv_rows(table, required=("image_id",)):
         image_id = Path(cell(row, "image_id")).stem
         where = f"{table} line {line}"
         match = _IMAGE_ID.match(image_id)

@@ -16,7 +16,7 @@ from retinal_reason_data.sources.fields import number_label
 from retinal_reason_data.sources.folders import listing
 from retinal_reason_data.sources.locate import first_dir, option_dir
 from retinal_reason_data.sources.options import parse_options
-from retinal_reason_data.sources.tabular import cell, read_csv_rows
+from retinal_reason_data.sources.tabular import cell, guarded, read_csv_rows
 
 NAME = "eyepacs"
 TABLES = (("trainLabels.csv", "train"), ("retinopathy_solution.csv", "test"))
@@ -57,7 +57,7 @@ def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | 
         folder = (
             wanted or first_dir([root / split, root / f"resized_{split}", root / f"{split}_images"]) or root / split
         )
-        yield from _read_table(table, folder, source)
+        yield from guarded(source, _read_table(table, folder, source))
     if not found:
         names = " or ".join(name for name, _ in TABLES)
         yield quarantine(source, root, None, "labels_missing", f"{root}: no EyePACS label file ({names})")
@@ -65,7 +65,7 @@ def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | 
 
 def _read_table(table: Path, folder: Path, source: str) -> Iterator[RawCase | Quarantine]:
     files = listing(folder)
-    for line, row in read_csv_rows(table):
+    for line, row in read_csv_rows(table, required=("image", "level")):
         name, level = cell(row, "image"), number_label(cell(row, "level"))
         where = f"{table} line {line}"
         if not name or not level:

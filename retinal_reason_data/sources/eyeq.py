@@ -19,7 +19,7 @@ from retinal_reason_data.sources.fields import number_label
 from retinal_reason_data.sources.folders import listing
 from retinal_reason_data.sources.locate import first_dir, first_file, option_dir
 from retinal_reason_data.sources.options import parse_options
-from retinal_reason_data.sources.tabular import cell, read_csv_rows
+from retinal_reason_data.sources.tabular import cell, guarded, read_csv_rows
 
 NAME = "eyeq"
 SPLITS = ("train", "test")
@@ -47,7 +47,7 @@ def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | 
         found = True
         wanted = option_dir(root, getattr(chosen, f"{split}_images"))
         folder = wanted or first_dir([root / split, root / "images" / split, root / "images"]) or root / split
-        yield from _read_table(table, folder, source)
+        yield from guarded(source, _read_table(table, folder, source))
     if not found:
         yield quarantine(
             source, root, None, "labels_missing", f"{root}: no Label_EyeQ_train.csv or Label_EyeQ_test.csv"
@@ -56,7 +56,7 @@ def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | 
 
 def _read_table(table: Path, folder: Path, source: str) -> Iterator[RawCase | Quarantine]:
     files = listing(folder)
-    for line, row in read_csv_rows(table):
+    for line, row in read_csv_rows(table, required=("image", "quality")):
         name, quality, grade = (
             cell(row, "image"),
             number_label(cell(row, "quality")),

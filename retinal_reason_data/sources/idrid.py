@@ -16,7 +16,7 @@ from retinal_reason_data.sources.base import Adapter, RawCase, RawImage, SourceO
 from retinal_reason_data.sources.fields import number_label
 from retinal_reason_data.sources.folders import listing
 from retinal_reason_data.sources.locate import find_files, first_dir
-from retinal_reason_data.sources.tabular import cell, read_csv_rows
+from retinal_reason_data.sources.tabular import cell, guarded, read_csv_rows
 
 NAME = "idrid"
 GRADING = "B. Disease Grading"
@@ -32,7 +32,7 @@ def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | 
         for table in find_files(truths, pattern):
             found = True
             folder = base / "1. Original Images" / image_folder
-            yield from _read_table(table, folder, split, source)
+            yield from guarded(source, _read_table(table, folder, split, source))
     if not found:
         yield quarantine(
             source,
@@ -45,7 +45,7 @@ def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | 
 
 def _read_table(table: Path, folder: Path, split: str, source: str) -> Iterator[RawCase | Quarantine]:
     files = listing(folder)
-    for line, row in read_csv_rows(table):
+    for line, row in read_csv_rows(table, required=("Image name", "Retinopathy grade")):
         name = cell(row, "Image name")
         grade = number_label(cell(row, "Retinopathy grade"))
         dme = number_label(cell(row, "Risk of macular edema", "Risk of macular oedema"))

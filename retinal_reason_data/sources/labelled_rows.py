@@ -9,7 +9,7 @@ from pathlib import Path
 from retinal_reason_data.schema import Quarantine
 from retinal_reason_data.sources.base import find_image, quarantine
 from retinal_reason_data.sources.folders import listing
-from retinal_reason_data.sources.tabular import read_csv_rows
+from retinal_reason_data.sources.tabular import guarded, read_csv_rows
 
 
 @dataclass(frozen=True)
@@ -29,16 +29,30 @@ def labelled_rows(
     label_column: str,
     clean_label: Callable[[str], str] = str.strip,
 ) -> Iterator[LabelledRow | Quarantine]:
-    """Each row with its image found whatever the extension's case; a missing label file, an incomplete
-    row or a missing image comes back as a quarantine record naming the file and line."""
+    """Each row with its image found whatever the extension's case; a missing, empty or unreadable label file
+    (a header without the two columns: once, naming the columns found), an incomplete row or a missing image
+    comes back as a quarantine record naming the file and line."""
     if not labels.is_file():
         yield quarantine(source, labels, None, "labels_missing", f"{labels}: {source} label file not found")
         return
+    yield from guarded(source, _rows(source, labels, images, name_column, label_column, clean_label))
+
+
+def _rows(
+    source: str,
+    labels: Path,
+    images: Path,
+    name_column: str,
+    label_column: str,
+    clean_label: Callable[[str], str],
+) -> Iterator[LabelledRow | Quarantine]:
     files = listing(images)
-    for line, row in read_csv_rows(labels):
+    for line, row in read_csv_rows(labels, required=(name_column, label_column)):
+        row = _exact_names(row, (name_column, label_column))
         name, label = row.get(name_column, ""), clean_label(row.get(label_column, ""))
         if not name or not label:
-            detail = f"{labels} line {line}: empty {name_column} or {label_column}"
+            empty = " and ".join(column for column, value in ((name_column, name), (label_column, label)) if not value)
+            detail = f"{labels} line {line}: empty {empty}"
             yield quarantine(source, labels, line, "row_incomplete", detail)
             continue
         path = find_image(images, name, files)
@@ -46,3 +60,10 @@ def labelled_rows(
             yield quarantine(source, labels, line, "image_missing", f"{labels} line {line}: {name} not in {images}")
             continue
         yield LabelledRow(line, row, name, label, path)
+
+
+def _exact_names(row: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:
+    """`row` with each of `names` present under its own spelling when the header wrote it in another case."""
+    folded = {key.casefold(): key for key in row}
+    renamed = {name: row[folded[name.casefold()]] for name in names if name not in row and name.casefold() in folded}
+    return {**row, **renamed}

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from retinal_reason_data.sources.folders import is_stray
+from retinal_reason_data.sources.scope import trust
 
 
 def first_dir(candidates: Iterable[Path]) -> Path | None:
@@ -33,5 +34,10 @@ def find_files(root: Path, pattern: str) -> list[Path]:
 
 
 def option_dir(root: Path, value: str | None) -> Path | None:
-    """A folder named by a recipe option, relative to the collection root unless absolute."""
-    return None if not value else (Path(value) if Path(value).is_absolute() else root / value)
+    """A folder named by a recipe option, relative to the collection root unless absolute. The recipe named it,
+    so files under it are inside the source (`scope.trust`) wherever it is."""
+    if not value:
+        return None
+    folder = Path(value) if Path(value).is_absolute() else root / value
+    trust(folder)
+    return folder

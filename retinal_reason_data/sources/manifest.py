@@ -21,8 +21,10 @@ from retinal_reason_data.sources.base import Adapter, RawCase, RawImage, SourceO
 from retinal_reason_data.sources.fields import parse_age, parse_eye, parse_sex
 from retinal_reason_data.sources.folders import listing
 from retinal_reason_data.sources.image_folder import modality_value
+from retinal_reason_data.sources.locate import option_dir
 from retinal_reason_data.sources.options import SourceOptionsError, parse_options
-from retinal_reason_data.sources.tabular import read_csv_rows
+from retinal_reason_data.sources.scope import current_scope, within
+from retinal_reason_data.sources.tabular import LabelTableError, read_csv_rows
 from retinal_reason_data.sources.text_files import open_text
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -106,7 +108,7 @@ def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | 
     kind = settings.format or ("jsonl" if path.suffix.lower() in (".jsonl", ".ndjson") else "csv")
     if kind == "csv":
         _check_columns(settings, path, source)
-    image_root = root / settings.image_root if settings.image_root else root
+    image_root = option_dir(root, settings.image_root) or root
     folders: dict[Path, Mapping[str, Path]] = {}
     for line, row in _rows(path, kind, settings.delimiter):
         if isinstance(row, str):
@@ -114,7 +116,7 @@ def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | 
             continue
         if settings.split_values is not None and _text(row.get(settings.split_column)) not in settings.split_values:
             continue  # a split the recipe leaves out
-        yield _case(row, line, path, image_root, folders, settings, source)
+        yield _case(row, line, path, image_root, folders, settings, source, options.allow_outside_root)
 
 
 def _rows(path: Path, kind: str, delimiter: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
@@ -140,15 +142,24 @@ def _rows(path: Path, kind: str, delimiter: str) -> Iterator[tuple[int, dict[str
 def _check_columns(settings: ManifestOptions, path: Path, source: str) -> None:
     """Every column an option names must be in the CSV header: a wrong name is an options error."""
     with open_text(path) as handle:
-        header = {name.strip() for name in next(csv.reader(handle, delimiter=settings.delimiter), [])}
+        first = next((line for line in handle if line.strip()), "")
+    if not first:
+        raise LabelTableError(path, None, "labels_empty", "the manifest is empty: expected a header naming its columns")
+    header = {name.strip() for name in next(csv.reader([first], delimiter=settings.delimiter), [])}
     wrong = [(option, getattr(settings, option)) for option in _COLUMN_OPTIONS if getattr(settings, option)]
     wrong += [("label_columns", column) for column in settings.label_columns]
     wrong = [(option, column) for option, column in wrong if column not in header]
     if wrong:
         problems = "\n".join(f"  option '{option}': no column {column!r} in {path}" for option, column in wrong)
         columns = ", ".join(sorted(name for name in header if name))
+        hint = ""
+        for other, shown in ((";", "';'"), ("\t", "'\\t'"), ("|", "'|'"), (",", "','")):
+            cells = {name.strip() for name in next(csv.reader([first], delimiter=other), [])}
+            if other != settings.delimiter and len(cells) > len(header) and all(c in cells for _, c in wrong):
+                hint = f"\n  the file's columns are separated by {shown}: set `delimiter: {shown}` in the options"
+                break
         raise SourceOptionsError(
-            f"source {source!r} (adapter manifest): invalid options\n{problems}\n  columns: {columns}"
+            f"source {source!r} (adapter manifest): invalid options\n{problems}\n  columns: {columns}{hint}"
         )
 
 
@@ -160,6 +171,7 @@ def _case(
     folders: dict[Path, Mapping[str, Path]],
     settings: ManifestOptions,
     source: str,
+    allow_outside_root: bool = False,
 ) -> RawCase | Quarantine:
     where = f"{path} line {line}"
     cell = _text(row.get(settings.image_column))
@@ -169,6 +181,12 @@ def _case(
         return quarantine(source, path, line, "row_incomplete", f"{where}: empty {settings.image_column!r}")
     images, missing = [], []
     for name in names:
+        if not allow_outside_root and _leaves(image_root, name):
+            return quarantine(
+                source, path, line, "outside_root",
+                f"{where}: {settings.image_column!r} names {name!r}, outside the folder the images are read from "
+                f"({image_root}); refused (set allow_outside_root: true on the source to read files outside it)",
+            )  # fmt: skip
         found = _resolve(image_root, name, folders)
         if found is None:
             missing.append(name)
@@ -207,6 +225,14 @@ def _case(
         file=str(path),
         row=line,
     )
+
+
+def _leaves(image_root: Path, name: str) -> bool:
+    """True when a name is absolute (`/etc/passwd`) or climbs with '..' out of the folders the source reads
+    (its root, its work folder, folders its options name; `image_root` when no source scope is set)."""
+    scope = current_scope()
+    roots = scope.roots if scope is not None else [str(image_root)]
+    return not within(image_root / name.replace("\\", "/"), roots)
 
 
 def _resolve(image_root: Path, name: str, folders: dict[Path, Mapping[str, Path]]) -> Path | None:
@@ -264,7 +290,9 @@ ADAPTER = Adapter(
     "label_separator (text labels); id_column, patient_column, eye_column, age_column, sex_column; modality "
     "(CFP|OCT|FFA|other) or modality_column; split_column (prefixes case ids) and split_values (read only "
     "these splits); preset: flair (,image,atributes,categories with list literals; CFP) or eyeclip "
-    "(labels.csv impath,class). Raw labels map through the source's `labels` and the ontology's names.",
+    "(labels.csv impath,class). Raw labels map through the source's `labels` and the ontology's names. Image "
+    "paths must stay inside the root (or image_root): '..' out of it or an absolute path elsewhere is refused as "
+    "outside_root unless the source sets allow_outside_root: true.",
     licence="as the collection's own licence: set `licence` on the source in the recipe",
     read=read,
     write_phantom=write_manifest,

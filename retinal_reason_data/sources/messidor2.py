@@ -53,7 +53,7 @@ def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | 
         [table.parent / "IMAGES", table.parent / "images", table.parent / "messidor-2" / "IMAGES", table.parent]
     )
     files = listing(folder) if folder else {}
-    rows = list(read_csv_rows(table))
+    rows = list(read_csv_rows(table, required=("image_id", "adjudicated_dr_grade")))
     patients = exam_patients([cell(row, "image_id") for _, row in rows if cell(row, "image_id")])
     for line, row in rows:
         image_id = cell(row, "image_id")

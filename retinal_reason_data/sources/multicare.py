@@ -28,6 +28,7 @@ from retinal_reason_data.phantoms.layouts_pmc import write_multicare
 from retinal_reason_data.schema import Modality, Quarantine
 from retinal_reason_data.sources.base import Adapter, RawCase, SourceOptions, find_image, image_listing, quarantine
 from retinal_reason_data.sources.fields import parse_age, parse_sex
+from retinal_reason_data.sources.locate import option_dir
 from retinal_reason_data.sources.options import parse_options
 from retinal_reason_data.sources.tabular import read_csv_rows
 
@@ -78,7 +79,7 @@ def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | 
     if absent:
         yield quarantine(source, root, None, "labels_missing", f"{root}: MultiCaRe files not found: {absent}")
         return
-    images_root = root / settings.images if settings.images else root
+    images_root = option_dir(root, settings.images) or root
     wanted = set(settings.modalities)
     by_case: dict[str, list[tuple[int, dict[str, str], Modality]]] = defaultdict(list)
     labels_path = needed["captions_and_labels.csv"]

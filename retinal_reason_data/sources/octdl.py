@@ -39,7 +39,7 @@ def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | 
         for class_dir in subfolders(folder):
             class_dirs.setdefault(class_dir.name.lower(), class_dir)
     listings: dict[str, Mapping[str, Path]] = {}
-    for line, row in read_csv_rows(labels):
+    for line, row in read_csv_rows(labels, required=("file_name", "disease")):
         name, disease = row.get("file_name", ""), row.get("disease", "")
         if not name or not disease:
             yield quarantine(

@@ -29,7 +29,7 @@ from retinal_reason_data.sources.fields import number_label, parse_age, parse_se
 from retinal_reason_data.sources.folders import listing
 from retinal_reason_data.sources.locate import first_dir, first_file, option_dir
 from retinal_reason_data.sources.options import parse_options
-from retinal_reason_data.sources.tabular import cell, read_csv_rows, read_xlsx_rows
+from retinal_reason_data.sources.tabular import LabelTableError, cell, read_csv_rows, read_xlsx_rows
 
 NAME = "odir5k"
 WORKBOOKS = ("data.xlsx", "ODIR-5K_Training_Annotations(Updated)_V2.xlsx")
@@ -163,6 +163,8 @@ def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | 
         )
         try:
             yield from _read_workbook(workbook, folder, source)
+        except LabelTableError as exc:
+            yield quarantine(source, workbook, exc.line, exc.reason, str(exc))
         except (OSError, zipfile.BadZipFile, KeyError, ValueError) as exc:
             yield quarantine(
                 source, workbook, None, "labels_unreadable", f"{workbook}: cannot read the workbook: {exc}"

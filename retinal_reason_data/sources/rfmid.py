@@ -20,7 +20,7 @@ from retinal_reason_data.sources.base import Adapter, RawCase, RawImage, SourceO
 from retinal_reason_data.sources.fields import number_label
 from retinal_reason_data.sources.folders import listing
 from retinal_reason_data.sources.locate import find_files, first_dir
-from retinal_reason_data.sources.tabular import cell, read_csv_rows
+from retinal_reason_data.sources.tabular import cell, guarded, read_csv_rows
 
 NAME = "rfmid"
 NORMAL = "NORMAL"
@@ -93,14 +93,14 @@ def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | 
                     table.parent / kaggle_folder,
                 ]
             )
-            yield from _read_table(table, folder, split, source)
+            yield from guarded(source, _read_table(table, folder, split, source))
     if not found:
         yield quarantine(source, root, None, "labels_missing", f"{root}: no RFMiD_*_Labels.csv found")
 
 
 def _read_table(table: Path, folder: Path | None, split: str, source: str) -> Iterator[RawCase | Quarantine]:
     files = listing(folder) if folder else {}
-    for line, row in read_csv_rows(table):
+    for line, row in read_csv_rows(table, required=("ID",)):
         where = f"{table} line {line}"
         missing = [column for column in COLUMNS if column not in row]
         if missing:
