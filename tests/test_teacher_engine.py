@@ -373,6 +373,18 @@ def test_a_slow_server_that_answers_gets_a_warning_and_keeps_its_calls() -> None
     assert "it answers GET /models, so it is up but slow" in warning
 
 
+def test_the_attempts_of_an_item_are_sent_with_distinct_seeds() -> None:
+    with FakeOpenAI() as server:
+        run = run_engine(teacher(base_url=server.base_url, temperature=0.7, seed=100), 4, attempts=3)
+        by_item: dict[str, set[str]] = {}
+        for request, request_id in zip(server.requests, server.request_ids(), strict=True):
+            by_item.setdefault(request_id, set()).add(json.dumps(request, sort_keys=True))
+        seeds = sorted(request["seed"] for request in server.requests)
+    assert len(run.replies) == 12 and len(server.requests) == 12
+    assert {request_id: len(bodies) for request_id, bodies in by_item.items()} == {f"fp-00{i}": 3 for i in range(4)}
+    assert seeds == sorted([100, 101, 102] * 4)
+
+
 def test_weights_hold_while_every_endpoint_is_full() -> None:
     """3:1 weights, the same concurrency and latency on both: a free slot of the light endpoint waits for the
     heavy one rather than tipping the share."""
