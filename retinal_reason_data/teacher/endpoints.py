@@ -151,12 +151,13 @@ class Endpoint:
         self.last_failure = "rate_limited"
         return self.paused_until
 
-    def failed(self, kind: str, now: float, started: float) -> None:
+    def failed(self, kind: str, now: float, started: float) -> bool:
         """A 5xx, timeout or dropped connection of a call sent at `started`; enough in a row (or a failed
-        probe) rests the endpoint. Calls sent before the last rest began are already counted by it."""
+        probe) rests the endpoint (returns True when this one did). Calls sent before the last rest began are
+        already counted by it."""
         self.last_failure = kind
         if started < self.rested_at:
-            return
+            return False
         self.failures_in_row += 1
         if self.probing or self.failures_in_row >= self.teacher.max_consecutive_failures:
             self.rests += 1
@@ -164,6 +165,8 @@ class Endpoint:
             self.failures_in_row = 0
             self.rested_at = now
             self.resting_until = now + self.teacher.endpoint_rest_s * 2 ** (self.rests - 1)
+            return True
+        return False
 
     def kill(self, reason: str) -> None:
         self.dead = reason

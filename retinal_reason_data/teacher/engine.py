@@ -386,8 +386,15 @@ class Engine:
             if until - now > 60:
                 log.warning("teacher endpoint %s asks to wait %.0f s (rate limited)", endpoint.name, until - now)
         elif kind in TRANSIENT:
-            if kind in UNHEALTHY:
-                endpoint.failed(kind, now, started)
+            if kind in UNHEALTHY and endpoint.failed(kind, now, started) and not endpoint.out_for_run():
+                in_row = "its probe failed" if endpoint.rests > 1 else f"{endpoint.failures} failed calls"
+                log.warning(
+                    "teacher endpoint %s: %s (%s); resting it %.0f s, then one probe",
+                    endpoint.name,
+                    endpoint.last_error,
+                    in_row,
+                    endpoint.resting_until - now,
+                )
             wait = retry_after_s(failure.headers)
             if wait is None:
                 wait = backoff_s(job.tries, self.teacher.backoff_s, self.teacher.backoff_max_s, self.rng)
@@ -418,12 +425,15 @@ class Engine:
             if quiet < stall:
                 next_warning = stall
             waiting = self._open > 0
-            suspects = []
+            due = waiting and quiet >= next_warning
+            suspects = []  # endpoints whose calls waited long enough (any with calls in flight when a warning is due)
             for endpoint in self.endpoints:
                 since = self._quiet_since(endpoint)
-                if since is not None and now - since >= stall and checked.get(endpoint.name, -math.inf) < since:
+                if since is None or checked.get(endpoint.name, -math.inf) >= since:
+                    continue
+                if due or now - since >= stall:
                     suspects.append(endpoint)
-            if not suspects and not (waiting and quiet >= next_warning):
+            if not suspects and not due:
                 continue
             verdicts = await asyncio.gather(
                 *(answers_at_all(endpoint.spec, min(CHECK_TIMEOUT_S, stall)) for endpoint in suspects),
@@ -434,7 +444,7 @@ class Engine:
             for endpoint, verdict in zip(suspects, verdicts, strict=True):
                 checked[endpoint.name] = now
                 notes[endpoint.name] = self._judge_stall(endpoint, verdict, now)
-            if waiting and quiet >= next_warning:
+            if due:
                 lines = [
                     f"  {endpoint.name}: {notes[endpoint.name]}"
                     if endpoint.name in notes

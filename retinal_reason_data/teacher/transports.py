@@ -103,6 +103,20 @@ def _timeout_or_connection(exc: BaseException) -> str:
     return "timeout"
 
 
+def server_message(body: object) -> str | None:
+    """The `error.message` of an OpenAI-style error body (bytes, or the client's parsed object)."""
+    if isinstance(body, bytes):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return None
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        message = error.get("message") if isinstance(error, dict) else error
+        return message if isinstance(message, str) and message.strip() else None
+    return None
+
+
 def connection_cause(exc: BaseException | None) -> str | None:
     """What a failed connection was, from the exception and its causes: 'refused', 'no_host' (the name
     does not resolve), 'closed' (dropped without a reply), 'tls'; None when none of these."""
@@ -204,7 +218,10 @@ class OpenAITransport:
             completion = raw.parse()
         except openai.APIStatusError as exc:
             raise TransportError(
-                status_kind(exc.status_code), self._detail(exc), exc.status_code, exc.response.headers
+                status_kind(exc.status_code),
+                self._detail(server_message(exc.body) or exc),
+                exc.status_code,
+                exc.response.headers,
             ) from None
         except openai.APITimeoutError as exc:
             # the aiohttp backend reports refused and dropped connections as timeouts: look at the cause
@@ -235,8 +252,9 @@ class OpenAITransport:
             raw.headers,
         )
 
-    def _detail(self, exc: BaseException) -> str:
-        return redact(f"{type(exc).__name__}: {exc}"[:300], [self._key])
+    def _detail(self, exc: BaseException | str) -> str:
+        text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+        return redact(text[:300], [self._key])
 
     async def close(self) -> None:
         await self._client.close()
@@ -317,7 +335,7 @@ class AiohttpTransport:
         except (aiohttp.ClientError, OSError) as exc:
             raise TransportError("connection_error", self._detail(exc), cause=connection_cause(exc)) from None
         if status >= 400:
-            detail = self._detail(body.decode(errors="replace"))
+            detail = self._detail(server_message(body) or body.decode(errors="replace"))
             raise TransportError(status_kind(status), detail, status, response_headers)
         try:
             data = json.loads(body)
