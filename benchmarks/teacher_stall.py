@@ -104,7 +104,7 @@ def final_line(output: str, base_url: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenarios", nargs="+", default=["silent", "refused", "unauthorized"])
+    parser.add_argument("--scenarios", nargs="*", default=["silent", "refused", "unauthorized"])
     parser.add_argument("--without-checks", action="store_true", help="Also: silent with stall_warning_s: null.")
     args = parser.parse_args()
     scenarios = [(name, "") for name in args.scenarios]

@@ -224,10 +224,12 @@ def test_retries_run_out_and_the_failure_class_is_delivered() -> None:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_a_run_keeps_going_when_one_endpoint_is_down(transport: str) -> None:
+def test_a_run_keeps_going_when_one_endpoint_is_down(transport: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("WARNING")
+    down_url = closed_port_url()
     with FakeOpenAI() as server:
         endpoints = [
-            {"name": "down", "base_url": closed_port_url(), "concurrency": 2},
+            {"name": "down", "base_url": down_url, "concurrency": 2},
             {"name": "up", "base_url": server.base_url, "concurrency": 2},
         ]
         spec = teacher(endpoints=endpoints, max_consecutive_failures=3, endpoint_rest_s=30)
@@ -239,6 +241,9 @@ def test_a_run_keeps_going_when_one_endpoint_is_down(transport: str) -> None:
     assert down.resting_until > 0 and set(run.event_kinds()) == {"connection_error"}
     # three failures in a row rest it; at most one more was already in flight (its concurrency is 2)
     assert 3 <= run.event_kinds()["connection_error"] <= 4
+    assert f"teacher endpoint down: connection refused at {down_url}: is the server running" in caplog.text
+    assert "resting it 30 s, then one probe" in caplog.text
+    assert run.reconciles()
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -346,6 +351,44 @@ def test_a_server_that_accepts_and_never_answers_is_named_and_given_up(
     name = run.endpoints[0].name
     assert {event["detail"] for event in run.events} == {f"given up: {name} accepts connections but does not answer"}
     assert run.undelivered == 3, "the requests taken are handed back, to be asked again on the next run"
+
+
+def test_a_second_stop_cancels_the_calls_in_flight_and_logs_each_with_the_reason() -> None:
+    events: list[dict[str, Any]] = []
+    handed_back: list[str] = []
+
+    def deliver(request: Request, reply: Reply | None, new_events: list[dict[str, Any]]) -> None:
+        assert reply is None, "no call was answered"
+        handed_back.append(request.fingerprint)
+        events.extend(new_events)
+
+    async def source():  # noqa: ANN202 - an async generator
+        for i in range(20):
+            yield make_request(i)
+
+    async def main(server: FakeOpenAI) -> Engine:
+        spec = teacher(base_url=server.base_url, concurrency=4, timeout_s=30, stall_warning_s=None)
+        [endpoint_spec] = spec.endpoint_specs()
+        endpoint = Endpoint(spec=endpoint_spec, transport=make_transport("openai", endpoint_spec), teacher=spec, now=0)
+        engine = Engine(spec, [endpoint], deliver)
+        running = asyncio.get_running_loop().create_task(engine.run(source()))
+        for _ in range(200):  # until the four calls reached the server (at most 10 s)
+            if len(server.requests) == 4:
+                break
+            await asyncio.sleep(0.05)
+        engine.stop()
+        engine.stop("stopped at once: test")
+        await running
+        await endpoint.transport.close()
+        return engine
+
+    with FakeOpenAI() as server:
+        server.fault_rule = lambda request, headers: fake.hang()
+        engine = asyncio.run(main(server))
+        assert len(server.requests) == 4
+    assert engine.stats.calls == 4 and engine.stats.failed_calls == {"cancelled": 4}
+    assert [(event["kind"], event["detail"]) for event in events] == [("cancelled", "stopped at once: test")] * 4
+    assert sorted(handed_back) == sorted(event["fingerprint"] for event in events)
 
 
 def test_a_silent_endpoints_calls_go_to_the_other_one() -> None:
