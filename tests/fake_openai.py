@@ -202,7 +202,8 @@ class FakeOpenAI:
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 if not await self._route(method, path, headers, body, writer):
                     break
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, asyncio.CancelledError):
+            # (cancelled: the server is stopping; ending quietly spares asyncio's "exception never retrieved")
             pass
         finally:
             self._connections.discard(writer)

@@ -83,10 +83,16 @@ def teacher(**overrides: Any) -> TeacherSpec:
 
 
 def run_engine(
-    spec: TeacherSpec, n: int, transport: str = "openai", allow_stop: bool = False, attempts: int = 1
+    spec: TeacherSpec,
+    n: int,
+    transport: str = "openai",
+    allow_stop: bool = False,
+    attempts: int = 1,
+    check_timeout_s: float = 5.0,
 ) -> Run:
     """Send n requests (x `attempts`) through the engine; collect every delivered reply and failed-call event.
-    `allow_stop`: a run that stops because every endpoint failed returns with `stopped` set."""
+    `allow_stop`: a run that stops because every endpoint failed returns with `stopped` set; `check_timeout_s`:
+    how long the GET /models check of a stalled endpoint waits."""
     result = Run()
 
     def deliver(request: Request, reply: Reply | None, events: list[dict[str, Any]]) -> None:
@@ -110,7 +116,7 @@ def run_engine(
             Endpoint(spec=e, transport=make_transport(transport, e), teacher=spec, now=now)
             for e in spec.endpoint_specs()
         ]
-        result.engine = Engine(spec, result.endpoints, deliver, rng=random.Random(0))
+        result.engine = Engine(spec, result.endpoints, deliver, rng=random.Random(0), check_timeout_s=check_timeout_s)
         try:
             await result.engine.run(source())
         finally:
@@ -338,11 +344,11 @@ def test_a_server_that_accepts_and_never_answers_is_named_and_given_up(
     caplog.set_level("WARNING")
     with SilentServer() as silent:
         spec = teacher(base_url=silent.base_url, concurrency=3, timeout_s=60, stall_warning_s=0.4)
-        run = run_engine(spec, 10, transport, allow_stop=True)
+        run = run_engine(spec, 10, transport, allow_stop=True, check_timeout_s=1.0)
         assert silent.connections >= 1
     assert run.stopped is not None and run.engine is not None
     words = f"{silent.base_url} accepts connections but does not answer: no reply to 3 calls within"
-    assert words in run.stopped and "no answer to GET /models within 0.4 s either" in run.stopped
+    assert words in run.stopped and "no answer to GET /models within 1 s either" in run.stopped
     assert "out of this run" in run.stopped
     [(_, warning)] = run.engine.stats.warnings
     assert warning.startswith("teacher: no reply for") and words in warning, warning
@@ -397,7 +403,7 @@ def test_a_silent_endpoints_calls_go_to_the_other_one() -> None:
             {"name": "silent", "base_url": silent.base_url, "concurrency": 4, "weight": 10},
             {"name": "up", "base_url": server.base_url, "concurrency": 2},
         ]
-        run = run_engine(teacher(endpoints=endpoints, timeout_s=60, stall_warning_s=0.4), 12)
+        run = run_engine(teacher(endpoints=endpoints, timeout_s=60, stall_warning_s=0.4), 12, check_timeout_s=1.0)
         assert len(server.requests) == 12
     assert len(run.replies) == 12 and {reply.endpoint for reply in run.replies.values()} == {"up"}
     assert run.event_kinds() == {"cancelled": 4} and run.reconciles()

@@ -46,6 +46,7 @@ class Endpoint:
     share: float = 0.0
     heard_any: bool = False
     last_heard: float = -math.inf
+    latency_s: float = 0.0  # moving mean of the latency of its replies
     requests: TokenBucket | None = None
     tokens: TokenBucket | None = None
     url: str = ""
@@ -120,10 +121,17 @@ class Endpoint:
         if self.tokens is not None:
             self.tokens.take(tokens, now)
 
-    def heard(self, now: float) -> None:
-        """Something came back from the server (a reply or an HTTP error)."""
+    def heard(self, now: float, latency_s: float | None = None) -> None:
+        """Something came back from the server (a reply, with its latency, or an HTTP error)."""
         self.heard_any = True
         self.last_heard = now
+        if latency_s is not None:
+            self.latency_s = latency_s if not self.latency_s else self.latency_s * 0.9 + latency_s * 0.1
+
+    def answering(self, now: float) -> bool:
+        """It has answered, and recently enough for its concurrency and latency: worth waiting for one of its
+        slots. One that has gone quiet (a stalled server) is not waited for."""
+        return self.heard_any and now - self.last_heard <= 2 * self.latency_s + 1.0
 
     def note(self, failure: TransportError) -> None:
         """Remember a failed call, in words, for warnings and the message when the run stops."""

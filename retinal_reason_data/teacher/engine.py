@@ -11,9 +11,10 @@ finish and are delivered); a second `stop()` cancels them.
 
 Weights: each endpoint has a share, requests sent / weight. A request goes to the endpoint with room whose
 share after it would be the smallest; when an endpoint that is at its concurrency would have the smaller
-share, the request waits for one of its slots instead of taking another endpoint's: the weights hold while
-every endpoint is full. An endpoint that was away (resting, paused, held by its limits) comes back at the
-share of the others, without credit for the time it was away, so nobody idles while it catches up.
+share, the request waits for one of its slots instead of taking another endpoint's (as long as that endpoint
+keeps answering): the weights hold while every endpoint is full. An endpoint that was away (resting, paused,
+held by its limits) comes back at the share of the others, without credit for the time it was away, so
+nobody idles while it catches up.
 
 Stalls: after `stall_warning_s` without a reply a warning names each endpoint and its last error. An
 endpoint whose calls have waited that long is asked GET /models; when that gets no answer either, the
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 Deliver = Callable[[Request, Reply | None, list[dict[str, Any]]], None]
 
 EXHAUSTED_GRACE_S = 2.0  # calls in flight when every endpoint is out may still land (a 401 does at once)
-CHECK_TIMEOUT_S = 5.0  # GET /models of an endpoint whose calls stalled (at most stall_warning_s)
+CHECK_TIMEOUT_S = 5.0  # GET /models of an endpoint whose calls stalled
 
 
 class EndpointsExhausted(RuntimeError):
@@ -91,8 +92,10 @@ class Engine:
         deliver: Deliver,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        check_timeout_s: float = CHECK_TIMEOUT_S,
     ) -> None:
         self.teacher = teacher
+        self.check_timeout_s = check_timeout_s
         self.endpoints = endpoints
         self.deliver = deliver
         self.clock = clock
@@ -254,7 +257,8 @@ class Engine:
             share = endpoint.share + 1.0 / endpoint.spec.weight
             if wait > 0:
                 soonest = min(soonest, wait)
-                if math.isinf(wait) and endpoint.name not in self._away and endpoint.name != job.avoid:
+                waited_for = endpoint.name not in self._away and endpoint.name != job.avoid and endpoint.answering(now)
+                if math.isinf(wait) and waited_for:
                     full_share = min(full_share, share)
                 continue
             key = (endpoint.name == job.avoid, share)
@@ -314,7 +318,7 @@ class Engine:
             self._failed(job, endpoint, failure, started, now)
             return
         used = completion.prompt_tokens + completion.completion_tokens
-        endpoint.heard(now)
+        endpoint.heard(now, now - started)
         endpoint.succeeded(job.tokens, used or job.tokens, completion.headers, now)
         self._learn(completion.prompt_tokens, completion.completion_tokens)
         self._last_reply = now
@@ -436,7 +440,7 @@ class Engine:
             if not suspects and not due:
                 continue
             verdicts = await asyncio.gather(
-                *(answers_at_all(endpoint.spec, min(CHECK_TIMEOUT_S, stall)) for endpoint in suspects),
+                *(answers_at_all(endpoint.spec, self.check_timeout_s) for endpoint in suspects),
                 return_exceptions=True,
             )
             now = self.clock()
