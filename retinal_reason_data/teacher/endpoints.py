@@ -129,9 +129,12 @@ class Endpoint:
             self.latency_s = latency_s if not self.latency_s else self.latency_s * 0.9 + latency_s * 0.1
 
     def answering(self, now: float) -> bool:
-        """It has answered, and recently enough for its concurrency and latency: worth waiting for one of its
-        slots. One that has gone quiet (a stalled server) is not waited for."""
-        return self.heard_any and now - self.last_heard <= 2 * self.latency_s + 1.0
+        """It has answered, and recently enough for its latency: worth waiting for one of its slots. One
+        that has gone quiet (a stalled server) is not waited for."""
+        return self.heard_any and now <= self.answering_until()
+
+    def answering_until(self) -> float:
+        return self.last_heard + 2 * self.latency_s + 1.0
 
     def note(self, failure: TransportError) -> None:
         """Remember a failed call, in words, for warnings and the message when the run stops."""

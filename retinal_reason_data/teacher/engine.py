@@ -246,6 +246,7 @@ class Engine:
         best: Endpoint | None = None
         best_key: tuple[bool, float] | None = None
         full_share = math.inf  # the smallest share after one more request among endpoints at their concurrency
+        recheck = math.inf  # when the endpoint waited for would stop counting as answering
         soonest = math.inf
         usable = False
         self._lift(now)
@@ -257,15 +258,17 @@ class Engine:
             share = endpoint.share + 1.0 / endpoint.spec.weight
             if wait > 0:
                 soonest = min(soonest, wait)
-                waited_for = endpoint.name not in self._away and endpoint.name != job.avoid and endpoint.answering(now)
-                if math.isinf(wait) and waited_for:
-                    full_share = min(full_share, share)
+                waited_for = endpoint.name not in self._away and endpoint.name != job.avoid
+                if math.isinf(wait) and waited_for and endpoint.answering(now) and share < full_share:
+                    full_share, recheck = share, endpoint.answering_until() - now
                 continue
             key = (endpoint.name == job.avoid, share)
             if best_key is None or key < best_key:
                 best, best_key = endpoint, key
-        if best is not None and best_key is not None and best_key[1] <= full_share:
-            return best, 0.0
+        if best is not None and best_key is not None:
+            if best_key[1] <= full_share:
+                return best, 0.0
+            soonest = min(soonest, max(recheck, 0.001))  # a slot of `best` stays free: look again then
         return None, (soonest if usable else None)
 
     def _lift(self, now: float) -> None:
