@@ -105,41 +105,54 @@ class PriceSpec(Section):
 
 
 class EndpointSpec(Section):
-    """One OpenAI-compatible endpoint; unset limits fall back to the teacher's own keys."""
+    """One OpenAI-compatible endpoint; what it does not set it takes from the teacher (key variable, model,
+    concurrency, rpm, tpm, timeout, retries)."""
 
     name: str | None = Field(default=None, description="Label in reports and logs; defaults to host:port.")
     base_url: str
-    api_key_env: str | None = Field(default=None, description="Name of the environment variable with the key.")
+    api_key_env: str | None = Field(
+        default=None,
+        description="Name of the environment variable with the key; unset: the teacher's api_key_env; "
+        "null or '': send no key.",
+    )
     api_key_header: str | None = Field(
         default=None, description="Send the key in this header (e.g. 'api-key' for Azure) instead of Bearer."
     )
     query: dict[str, str] = Field(default_factory=dict, description="Query parameters, e.g. {api-version: ...}.")
     model: str | None = Field(default=None, description="The name this endpoint serves teacher.model under.")
     concurrency: int | None = Field(default=None, ge=1)
-    weight: float = Field(default=1.0, gt=0.0, description="Share of requests while several have room.")
+    weight: float = Field(
+        default=1.0, gt=0.0, description="Share of the requests, also while every endpoint is at its concurrency."
+    )
     rpm: int | None = Field(default=None, ge=1, description="Requests per minute.")
     tpm: int | None = Field(default=None, ge=1, description="Tokens (prompt + completion) per minute.")
+    timeout_s: float | None = Field(default=None, gt=0.0, description="Per call; unset: the teacher's timeout_s.")
+    max_retries: int | None = Field(
+        default=None, ge=0, description="Retries of a request whose last call failed here; unset: the teacher's."
+    )
 
 
 class TeacherSpec(Section):
     kind: Literal["offline", "openai"] = "offline"
     base_url: str | None = None
     model: str = "offline-drafter"
-    api_key_env: str | None = Field(default=None, description="Name of the environment variable with the key.")
+    api_key_env: str | None = Field(
+        default=None, description="Name of the environment variable with the key (endpoints inherit it)."
+    )
     concurrency: int = Field(default=8, ge=1)
     endpoints: list[EndpointSpec] = Field(
-        default_factory=list, description="Several endpoints instead of base_url; each may set its own limits."
+        default_factory=list,
+        description="Several endpoints instead of base_url; each inherits the teacher's key variable, model and "
+        "limits unless it sets its own.",
     )
     rpm: int | None = Field(default=None, ge=1, description="Requests per minute (per endpoint).")
     tpm: int | None = Field(default=None, ge=1, description="Tokens per minute (per endpoint).")
     transport: Literal["openai", "aiohttp"] = Field(
-        default="openai",
-        description="'openai': the official client; 'aiohttp': a lean client of the same protocol (faster).",
+        default="aiohttp",
+        description="'aiohttp' (default): a lean client of the chat-completions protocol, about 4x less CPU per "
+        "request; 'openai': the official client.",
     )
     prices: dict[str, PriceSpec] = Field(default_factory=dict, description="Model name -> price per 1M tokens.")
-    guided_attempts: int = Field(
-        default=0, ge=0, le=8, description="Attempts that are told the answer, for items no blind attempt solved."
-    )
     max_retries: int = Field(default=6, ge=0, description="Retries of one request after a transient failure.")
     backoff_s: float = Field(default=1.0, gt=0.0, description="First retry delay; doubles per retry, with jitter.")
     backoff_max_s: float = Field(default=60.0, gt=0.0)
@@ -147,6 +160,13 @@ class TeacherSpec(Section):
         default=10, ge=1, description="Failures in a row (5xx, timeouts, dropped connections) that rest an endpoint."
     )
     endpoint_rest_s: float = Field(default=30.0, gt=0.0, description="Rest of an endpoint taken out before a probe.")
+    stall_warning_s: float | None = Field(
+        default=30.0,
+        gt=0.0,
+        description="Warn after this long without a reply, naming each endpoint and its last error; an endpoint "
+        "whose calls got no reply this long and that does not answer GET /models either is rested and its calls "
+        "sent elsewhere (null: off).",
+    )
     image_tokens: int | None = Field(
         default=None, ge=1, description="Prompt tokens one image costs, for estimates; default from image_max_side."
     )
@@ -156,8 +176,24 @@ class TeacherSpec(Section):
     seed: int | None = None
     timeout_s: float = Field(default=120.0, gt=0.0)
     attempts: int = Field(default=1, ge=1, le=16, description="Blind attempts per item (k of pass@k).")
+    guided_attempts: int = Field(
+        default=0, ge=0, le=8, description="Attempts that are told the answer, for items no blind attempt solved."
+    )
     image_max_side: int = Field(default=768, ge=64)
     offline_error_rate: float = Field(default=0.1, ge=0.0, le=1.0, description="Offline drafter only.")
+
+    @field_validator("attempts", "guided_attempts")
+    @classmethod
+    def _several_attempts_need_sampling(cls, value: int, info: Any) -> int:  # a ValidationInfo
+        """k attempts at temperature 0 are k paid copies of one greedy reply (a seed does not change greedy
+        decoding), so a model teacher refuses them; the offline drafter has no temperature."""
+        if value > 1 and info.data.get("kind") == "openai" and info.data.get("temperature") == 0:
+            raise ValueError(
+                f"{value} {info.field_name} at temperature 0 would be {value} paid copies of one greedy reply "
+                "(a seed does not change greedy decoding): set teacher.temperature (e.g. 0.7) or "
+                f"{info.field_name}: 1"
+            )
+        return value
 
     @model_validator(mode="after")
     def _openai_needs_endpoint(self) -> TeacherSpec:
@@ -168,17 +204,23 @@ class TeacherSpec(Section):
         return self
 
     def endpoint_specs(self) -> list[EndpointSpec]:
-        """Every endpoint with its limits resolved (the single-endpoint form becomes a list of one)."""
-        listed = self.endpoints or (
-            [EndpointSpec(base_url=self.base_url, api_key_env=self.api_key_env)] if self.base_url else []
-        )
+        """Every endpoint with what it does not set taken from the teacher: the key variable (an endpoint's
+        `api_key_env: null` or '' sends no key), model, concurrency, rpm, tpm, timeout and retries. The
+        single-endpoint form becomes a list of one."""
+        listed = self.endpoints or ([EndpointSpec(base_url=self.base_url)] if self.base_url else [])
         return [
             endpoint.model_copy(
                 update={
+                    "api_key_env": (
+                        endpoint.api_key_env if "api_key_env" in endpoint.model_fields_set else self.api_key_env
+                    )
+                    or None,
                     "concurrency": endpoint.concurrency or self.concurrency,
                     "rpm": endpoint.rpm or self.rpm,
                     "tpm": endpoint.tpm or self.tpm,
                     "model": endpoint.model or self.model,
+                    "timeout_s": endpoint.timeout_s or self.timeout_s,
+                    "max_retries": self.max_retries if endpoint.max_retries is None else endpoint.max_retries,
                 }
             )
             for endpoint in listed

@@ -3,9 +3,11 @@
 Real HTTP/1.1 with keep-alive on an asyncio event loop (thousands of concurrent connections, no thread per
 connection), so the real `openai` client and any other OpenAI-compatible client can be pointed at it.
 Faults can be injected in arrival order (`inject`) or by rule (`fault_rule`): HTTP errors with and
-without `Retry-After`, dropped connections, slow responses, invalid JSON, empty choices, refusals and
-arbitrary assistant text. Run it alone (benchmarks) with
-`python tests/fake_openai.py --latency 0.2`: it prints `PORT <n>` and serves until stdin closes.
+without `Retry-After`, dropped connections, slow responses, requests never answered (`hang`), invalid
+JSON, empty choices, refusals and arbitrary assistant text. `SilentServer` is a server that accepts
+connections and never answers anything (a hung process, a dead backend behind a proxy). Run it alone
+(benchmarks) with `python tests/fake_openai.py --latency 0.2`: it prints `PORT <n>` and serves until stdin
+closes (`--silent`: the silent server).
 """
 
 from __future__ import annotations
@@ -57,6 +59,11 @@ def drop() -> Fault:
 def slow(delay_s: float) -> Fault:
     """Answer normally, but only after `delay_s` seconds (beyond a client's timeout)."""
     return Fault("slow", delay_s=delay_s)
+
+
+def hang() -> Fault:
+    """Read the request and never answer it (the connection stays open until the client gives up)."""
+    return Fault("hang")
 
 
 def invalid_json() -> Fault:
@@ -195,7 +202,8 @@ class FakeOpenAI:
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 if not await self._route(method, path, headers, body, writer):
                     break
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, asyncio.CancelledError):
+            # (cancelled: the server is stopping; ending quietly spares asyncio's "exception never retrieved")
             pass
         finally:
             self._connections.discard(writer)
@@ -209,6 +217,10 @@ class FakeOpenAI:
             with self._lock:
                 counts = {"requests": len(self.requests), "served": len(self.served), "arrivals": self.arrivals[since:]}
             await self._send(writer, 200, json.dumps(counts).encode())
+            return True
+        if method == "GET" and path.split("?")[0].endswith("/models"):
+            models = {"object": "list", "data": [{"id": "fake-vlm", "object": "model", "owned_by": "fake"}]}
+            await self._send(writer, 200, json.dumps(models).encode())
             return True
         if method != "POST" or not path.endswith("/chat/completions"):
             await self._send(writer, 404, b'{"error": {"message": "not found"}}')
@@ -240,6 +252,8 @@ class FakeOpenAI:
         kind = fault.kind if fault else "ok"
         if kind == "drop":
             return False
+        if kind == "hang":
+            await asyncio.Event().wait()  # until the client closes the connection or the server stops
         if kind == "status":
             assert fault is not None
             extra = dict(fault.headers)
@@ -305,6 +319,49 @@ class FakeOpenAI:
         await writer.drain()
 
 
+class SilentServer:
+    """Accepts every connection on 127.0.0.1 and never sends a byte: the TCP handshake succeeds, the request is
+    read, no answer ever comes (to chat requests and GET /models alike). `connections` counts accepted ones."""
+
+    def __init__(self, port: int = 0) -> None:
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", port))
+        self._sock.listen(4096)
+        self._sock.settimeout(0.1)
+        self.port = self._sock.getsockname()[1]
+        self._held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self.connections = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._held.append(connection)
+            self.connections += 1
+
+    def __enter__(self) -> SilentServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for connection in self._held:
+            connection.close()
+        self._sock.close()
+
+
 async def _serve_until_stdin_closes(server: FakeOpenAI) -> None:
     await server.start()
     print(f"PORT {server._port}", flush=True)
@@ -316,7 +373,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.2, help="Seconds before each reply.")
+    parser.add_argument("--silent", action="store_true", help="Accept connections and never answer.")
     args = parser.parse_args()
+    if args.silent:
+        with SilentServer(args.port) as silent:
+            print(f"PORT {silent.port}", flush=True)
+            sys.stdin.read()
+        return
     asyncio.run(_serve_until_stdin_closes(FakeOpenAI(latency_s=args.latency, port=args.port)))
 
 

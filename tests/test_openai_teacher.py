@@ -41,6 +41,7 @@ def test_openai_teacher_stores_every_response_and_resumes_without_requests(tmp_p
                 "base_url": server.base_url,
                 "model": "fake-vlm",
                 "api_key_env": "TEST_TEACHER_KEY",
+                "transport": "openai",  # the project's rule: the teacher is tested through the real `openai` client
                 "concurrency": 4,
                 "attempts": 1,
                 "max_tokens": 256,

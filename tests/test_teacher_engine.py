@@ -1,5 +1,5 @@
 """The request engine through real clients (the official `openai` client and the lean aiohttp one) against
-the OpenAI-compatible server on 127.0.0.1, with injected faults."""
+the OpenAI-compatible server on 127.0.0.1, with injected faults, and a server that never answers."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from retinal_reason_data.teacher.requests import Reply, Request
 from retinal_reason_data.teacher.synthesize import judge
 from retinal_reason_data.teacher.transports import encode_payload, make_transport
 from tests import fake_openai as fake
-from tests.fake_openai import FakeOpenAI
+from tests.fake_openai import FakeOpenAI, SilentServer
 
 TRANSPORTS = ["openai", "aiohttp"]
 
@@ -52,9 +52,19 @@ class Run:
     events: list[dict[str, Any]] = field(default_factory=list)
     endpoints: list[Endpoint] = field(default_factory=list)
     seconds: float = 0.0
+    engine: Engine | None = None
+    stopped: str | None = None  # the EndpointsExhausted message, when the run stopped (allow_stop=True)
+    undelivered: int = 0  # requests handed back without a reply (asked again on the next run)
 
     def event_kinds(self) -> Counter[str]:
         return Counter(event["kind"] for event in self.events)
+
+    def reconciles(self) -> bool:
+        """Every call the engine made is a reply or exactly one logged event."""
+        assert self.engine is not None
+        stats = self.engine.stats
+        ok_replies = sum(reply.error is None for reply in self.replies.values())
+        return stats.calls == ok_replies + len(self.events) == stats.replies + sum(stats.failed_calls.values())
 
 
 def teacher(**overrides: Any) -> TeacherSpec:
@@ -72,29 +82,43 @@ def teacher(**overrides: Any) -> TeacherSpec:
     return TeacherSpec.model_validate(values)
 
 
-def run_engine(spec: TeacherSpec, n: int, transport: str = "openai") -> Run:
-    """Send n requests through the engine; collect every delivered reply and failed-call event."""
+def run_engine(
+    spec: TeacherSpec,
+    n: int,
+    transport: str = "openai",
+    allow_stop: bool = False,
+    attempts: int = 1,
+    check_timeout_s: float = 5.0,
+) -> Run:
+    """Send n requests (x `attempts`) through the engine; collect every delivered reply and failed-call event.
+    `allow_stop`: a run that stops because every endpoint failed returns with `stopped` set; `check_timeout_s`:
+    how long the GET /models check of a stalled endpoint waits."""
     result = Run()
 
     def deliver(request: Request, reply: Reply | None, events: list[dict[str, Any]]) -> None:
+        key = request.fingerprint if request.attempt == 1 else f"{request.fingerprint}/{request.attempt}"
         if reply is not None:
-            assert request.fingerprint not in result.replies, "a reply was delivered twice"
-            result.replies[request.fingerprint] = reply
+            assert key not in result.replies, "a reply was delivered twice"
+            result.replies[key] = reply
+        else:
+            result.undelivered += 1
         result.events.extend(events)
 
     async def source():  # noqa: ANN202 - an async generator
         for i in range(n):
-            yield make_request(i)
+            for attempt in range(1, attempts + 1):
+                request = make_request(i)
+                yield Request(request.fingerprint, request.item, attempt, request.messages, False, 84)
 
     async def main() -> None:
         now = time.monotonic()
         result.endpoints = [
-            Endpoint(spec=e, transport=make_transport(transport, e, spec.timeout_s), teacher=spec, now=now)
+            Endpoint(spec=e, transport=make_transport(transport, e), teacher=spec, now=now)
             for e in spec.endpoint_specs()
         ]
-        engine = Engine(spec, result.endpoints, deliver, rng=random.Random(0))
+        result.engine = Engine(spec, result.endpoints, deliver, rng=random.Random(0), check_timeout_s=check_timeout_s)
         try:
-            await engine.run(source())
+            await result.engine.run(source())
         finally:
             for endpoint in result.endpoints:
                 await endpoint.transport.close()
@@ -102,6 +126,10 @@ def run_engine(spec: TeacherSpec, n: int, transport: str = "openai") -> Run:
     started = time.perf_counter()
     try:
         asyncio.run(main())
+    except EndpointsExhausted as exc:
+        if not allow_stop:
+            raise
+        result.stopped = str(exc)
     finally:
         result.seconds = time.perf_counter() - started
     return result
@@ -202,10 +230,12 @@ def test_retries_run_out_and_the_failure_class_is_delivered() -> None:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_a_run_keeps_going_when_one_endpoint_is_down(transport: str) -> None:
+def test_a_run_keeps_going_when_one_endpoint_is_down(transport: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("WARNING")
+    down_url = closed_port_url()
     with FakeOpenAI() as server:
         endpoints = [
-            {"name": "down", "base_url": closed_port_url(), "concurrency": 2},
+            {"name": "down", "base_url": down_url, "concurrency": 2},
             {"name": "up", "base_url": server.base_url, "concurrency": 2},
         ]
         spec = teacher(endpoints=endpoints, max_consecutive_failures=3, endpoint_rest_s=30)
@@ -217,6 +247,9 @@ def test_a_run_keeps_going_when_one_endpoint_is_down(transport: str) -> None:
     assert down.resting_until > 0 and set(run.event_kinds()) == {"connection_error"}
     # three failures in a row rest it; at most one more was already in flight (its concurrency is 2)
     assert 3 <= run.event_kinds()["connection_error"] <= 4
+    assert f"teacher endpoint down: connection refused at {down_url}: is the server running" in caplog.text
+    assert "resting it 30 s, then one probe" in caplog.text
+    assert run.reconciles()
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -228,7 +261,8 @@ def test_a_run_stops_with_a_clear_message_when_every_endpoint_fails(transport: s
         run_engine(spec, 50, transport)
     message = str(raised.value)
     assert "every teacher endpoint failed" in message
-    assert "first: connection_error" in message and "second: connection_error" in message
+    for name, url in zip(["first", "second"], [e["base_url"] for e in endpoints], strict=True):
+        assert f"{name}: connection refused at {url}: is the server running" in message, message
     assert time.perf_counter() - started < 60, "it did not stop"
 
 
@@ -242,10 +276,12 @@ def test_a_wrong_key_takes_its_endpoint_out_and_never_shows_up(monkeypatch: pyte
         ]
         run = run_engine(teacher(endpoints=endpoints), 8)
     assert len(run.replies) == 8 and {reply.endpoint for reply in run.replies.values()} == {"good"}
-    assert run.endpoints[0].dead is not None and "auth_error" in run.endpoints[0].dead
+    dead = run.endpoints[0].dead
+    assert dead is not None and dead.startswith(f"401 Unauthorized from {server.base_url}: check BAD_KEY")
     assert all(reply.tries == 1 for reply in run.replies.values()), "an endpoint's fault is not the request's"
-    assert "sk-bad-secret-999" not in repr(run.events) + run.endpoints[0].dead
-    assert "Incorrect API key" in run.endpoints[0].dead
+    assert "sk-bad-secret-999" not in repr(run.events) + dead
+    assert "Incorrect API key" in dead
+    assert run.reconciles()
 
 
 @pytest.mark.parametrize(("limit", "per_request"), [({"rpm": 1200}, 1), ({"tpm": 120_000}, 100)])
@@ -258,6 +294,158 @@ def test_rate_limits_space_the_requests(limit: dict[str, int], per_request: int)
     # 20 at once, then 20 per second: 1 s of sending (less the first connection's setup); unlimited, the
     # 40 requests go out in a few milliseconds
     assert arrivals[-1] - arrivals[0] >= 0.75
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_endpoints_without_a_key_of_their_own_send_the_teachers(
+    monkeypatch: pytest.MonkeyPatch, transport: str
+) -> None:
+    """The teacher's api_key_env reaches every endpoint that names none; `api_key_env: null` sends no key."""
+    monkeypatch.setenv("TEACHER_API_KEY", "sk-teacher-secret-42")
+    with FakeOpenAI(expected_key="sk-teacher-secret-42") as first, FakeOpenAI() as keyless:
+        endpoints = [
+            {"name": "first", "base_url": first.base_url, "concurrency": 2},
+            {"name": "local", "base_url": keyless.base_url, "api_key_env": None, "concurrency": 2},
+        ]
+        run = run_engine(teacher(api_key_env="TEACHER_API_KEY", endpoints=endpoints), 12, transport)
+        assert first.requests and keyless.requests
+        assert {h.get("authorization") for h in first.headers} == {"Bearer sk-teacher-secret-42"}
+        assert all("sk-teacher-secret-42" not in h.get("authorization", "") for h in keyless.headers)
+    assert len(run.replies) == 12 and not run.events and run.reconciles()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_when_every_endpoint_fails_every_call_sent_is_logged(monkeypatch: pytest.MonkeyPatch, transport: str) -> None:
+    """Two endpoints with a wrong key and 8 calls in flight each: the run stops, and every call the engine
+    made is a logged event (the 401s that came back, and the rest as `cancelled` with the reason)."""
+    monkeypatch.setenv("WRONG_KEY", "sk-wrong-secret-000")
+    with FakeOpenAI(expected_key="sk-right", latency_s=0.05) as one, FakeOpenAI(expected_key="sk-right") as two:
+        endpoints = [{"name": "one", "base_url": one.base_url}, {"name": "two", "base_url": two.base_url}]
+        spec = teacher(api_key_env="WRONG_KEY", endpoints=endpoints, concurrency=8)
+        run = run_engine(spec, 50, transport, allow_stop=True)
+        sent = len(one.requests) + len(two.requests)
+    assert run.stopped is not None and run.engine is not None
+    assert f"one: 401 Unauthorized from {one.base_url}: check WRONG_KEY" in run.stopped
+    assert f"two: 401 Unauthorized from {two.base_url}: check WRONG_KEY" in run.stopped
+    assert not run.replies and run.reconciles()
+    assert run.engine.stats.calls >= sent >= 2 and len(run.events) == run.engine.stats.calls
+    assert set(run.event_kinds()) <= {"auth_error", "cancelled"}
+    assert run.event_kinds()["auth_error"] >= 2
+    cancelled = [event["detail"] for event in run.events if event["kind"] == "cancelled"]
+    assert all(detail == "stopped: every teacher endpoint is out" for detail in cancelled)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_server_that_accepts_and_never_answers_is_named_and_given_up(
+    transport: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A silent server: the warning after stall_warning_s names it and says it does not answer GET /models
+    either; its calls are cancelled and logged, and the run stops with the cause in words."""
+    caplog.set_level("WARNING")
+    with SilentServer() as silent:
+        spec = teacher(base_url=silent.base_url, concurrency=3, timeout_s=60, stall_warning_s=0.4)
+        run = run_engine(spec, 10, transport, allow_stop=True, check_timeout_s=1.0)
+        assert silent.connections >= 1
+    assert run.stopped is not None and run.engine is not None
+    words = f"{silent.base_url} accepts connections but does not answer: no reply to 3 calls within"
+    assert words in run.stopped and "no answer to GET /models within 1 s either" in run.stopped
+    assert "out of this run" in run.stopped
+    [(_, warning)] = run.engine.stats.warnings
+    assert warning.startswith("teacher: no reply for") and words in warning, warning
+    assert words in caplog.text
+    assert run.event_kinds() == {"cancelled": 3} and run.engine.stats.calls == 3 and run.reconciles()
+    name = run.endpoints[0].name
+    assert {event["detail"] for event in run.events} == {f"given up: {name} accepts connections but does not answer"}
+    assert run.undelivered == 3, "the requests taken are handed back, to be asked again on the next run"
+
+
+def test_a_second_stop_cancels_the_calls_in_flight_and_logs_each_with_the_reason() -> None:
+    events: list[dict[str, Any]] = []
+    handed_back: list[str] = []
+
+    def deliver(request: Request, reply: Reply | None, new_events: list[dict[str, Any]]) -> None:
+        assert reply is None, "no call was answered"
+        handed_back.append(request.fingerprint)
+        events.extend(new_events)
+
+    async def source():  # noqa: ANN202 - an async generator
+        for i in range(20):
+            yield make_request(i)
+
+    async def main(server: FakeOpenAI) -> Engine:
+        spec = teacher(base_url=server.base_url, concurrency=4, timeout_s=30, stall_warning_s=None)
+        [endpoint_spec] = spec.endpoint_specs()
+        endpoint = Endpoint(spec=endpoint_spec, transport=make_transport("openai", endpoint_spec), teacher=spec, now=0)
+        engine = Engine(spec, [endpoint], deliver)
+        running = asyncio.get_running_loop().create_task(engine.run(source()))
+        for _ in range(200):  # until the four calls reached the server (at most 10 s)
+            if len(server.requests) == 4:
+                break
+            await asyncio.sleep(0.05)
+        engine.stop()
+        engine.stop("stopped at once: test")
+        await running
+        await endpoint.transport.close()
+        return engine
+
+    with FakeOpenAI() as server:
+        server.fault_rule = lambda request, headers: fake.hang()
+        engine = asyncio.run(main(server))
+        assert len(server.requests) == 4
+    assert engine.stats.calls == 4 and engine.stats.failed_calls == {"cancelled": 4}
+    assert [(event["kind"], event["detail"]) for event in events] == [("cancelled", "stopped at once: test")] * 4
+    assert sorted(handed_back) == sorted(event["fingerprint"] for event in events)
+
+
+def test_a_silent_endpoints_calls_go_to_the_other_one() -> None:
+    with SilentServer() as silent, FakeOpenAI(latency_s=0.05) as server:
+        endpoints = [
+            {"name": "silent", "base_url": silent.base_url, "concurrency": 4, "weight": 10},
+            {"name": "up", "base_url": server.base_url, "concurrency": 2},
+        ]
+        run = run_engine(teacher(endpoints=endpoints, timeout_s=60, stall_warning_s=0.4), 12, check_timeout_s=1.0)
+        assert len(server.requests) == 12
+    assert len(run.replies) == 12 and {reply.endpoint for reply in run.replies.values()} == {"up"}
+    assert run.event_kinds() == {"cancelled": 4} and run.reconciles()
+    assert all(event["endpoint"] == "silent" for event in run.events)
+    assert run.endpoints[0].dead is not None and "accepts connections but does not answer" in run.endpoints[0].dead
+
+
+def test_a_slow_server_that_answers_gets_a_warning_and_keeps_its_calls() -> None:
+    with FakeOpenAI() as server:
+        server.inject(*[fake.slow(1.5)] * 2)
+        run = run_engine(teacher(base_url=server.base_url, concurrency=2, timeout_s=20, stall_warning_s=0.4), 4)
+    assert len(run.replies) == 4 and not run.events and run.reconciles()
+    assert run.engine is not None and run.engine.stats.warnings
+    _, warning = run.engine.stats.warnings[0]
+    assert "2 calls waiting" in warning and f"at {server.base_url}" in warning
+    assert "it answers GET /models, so it is up but slow" in warning
+
+
+def test_the_attempts_of_an_item_are_sent_with_distinct_seeds() -> None:
+    with FakeOpenAI() as server:
+        run = run_engine(teacher(base_url=server.base_url, temperature=0.7, seed=100), 4, attempts=3)
+        by_item: dict[str, set[str]] = {}
+        for request, request_id in zip(server.requests, server.request_ids(), strict=True):
+            by_item.setdefault(request_id, set()).add(json.dumps(request, sort_keys=True))
+        seeds = sorted(request["seed"] for request in server.requests)
+    assert len(run.replies) == 12 and len(server.requests) == 12
+    assert {request_id: len(bodies) for request_id, bodies in by_item.items()} == {f"fp-00{i}": 3 for i in range(4)}
+    assert seeds == sorted([100, 101, 102] * 4)
+
+
+def test_weights_hold_while_every_endpoint_is_full() -> None:
+    """3:1 weights, the same concurrency and latency on both: a free slot of the light endpoint waits for the
+    heavy one rather than tipping the share."""
+    with FakeOpenAI(latency_s=0.03) as heavy, FakeOpenAI(latency_s=0.03) as light:
+        endpoints = [
+            {"name": "heavy", "base_url": heavy.base_url, "concurrency": 4, "weight": 3},
+            {"name": "light", "base_url": light.base_url, "concurrency": 4, "weight": 1},
+        ]
+        run = run_engine(teacher(endpoints=endpoints, timeout_s=20), 200, "aiohttp")
+    served = Counter(reply.endpoint for reply in run.replies.values())
+    assert served["heavy"] + served["light"] == 200 and not run.events
+    assert 2.7 <= served["heavy"] / served["light"] <= 3.3, served
 
 
 def test_weights_share_the_requests_while_both_endpoints_have_room() -> None:

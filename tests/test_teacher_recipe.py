@@ -27,13 +27,56 @@ def test_endpoints_inherit_what_they_do_not_set() -> None:
     spec = TeacherSpec(
         kind="openai",
         model="m",
+        api_key_env="TEACHER_API_KEY",
         concurrency=5,
         rpm=100,
-        endpoints=[{"base_url": "http://a/v1", "concurrency": 64, "model": "served-name"}, {"base_url": "http://b/v1"}],
+        timeout_s=40,
+        max_retries=3,
+        endpoints=[
+            {"base_url": "http://a/v1", "concurrency": 64, "model": "served-name", "api_key_env": "OWN_KEY"},
+            {"base_url": "http://b/v1"},
+            {"base_url": "http://c/v1", "api_key_env": None, "timeout_s": 300, "max_retries": 0},
+            {"base_url": "http://d/v1", "api_key_env": ""},
+        ],
     )
-    first, second = spec.endpoint_specs()
-    assert (first.concurrency, first.rpm, first.model) == (64, 100, "served-name")
+    first, second, keyless, empty = spec.endpoint_specs()
+    assert (first.concurrency, first.rpm, first.model, first.api_key_env) == (64, 100, "served-name", "OWN_KEY")
     assert (second.concurrency, second.rpm, second.model, second.weight) == (5, 100, "m", 1.0)
+    assert (second.api_key_env, second.timeout_s, second.max_retries) == ("TEACHER_API_KEY", 40, 3)
+    assert (keyless.api_key_env, keyless.timeout_s, keyless.max_retries) == (None, 300, 0)
+    assert empty.api_key_env is None
+
+
+def test_the_lean_transport_is_the_default_and_the_official_client_can_be_named() -> None:
+    assert TeacherSpec(kind="openai", base_url="http://a/v1").transport == "aiohttp"
+    assert TeacherSpec(kind="openai", base_url="http://a/v1", transport="openai").transport == "openai"
+
+
+@pytest.mark.parametrize(
+    "teacher",
+    [
+        {"attempts": 4},
+        {"attempts": 4, "seed": 7},
+        {"attempts": 1, "guided_attempts": 2, "temperature": 0},
+    ],
+)
+def test_several_attempts_at_temperature_0_are_refused_at_load(tmp_path: Path, teacher: dict) -> None:
+    """Greedy decoding gives one reply k times, whatever the seed: the recipe is refused, naming the key."""
+    spec = {"kind": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m", **teacher}
+    with pytest.raises(RecipeError) as raised:
+        load_recipe(write_recipe(tmp_path, teacher=spec))
+    message = str(raised.value)
+    key = "guided_attempts" if "guided_attempts" in teacher else "attempts"
+    assert f"key 'teacher.{key}'" in message and "at temperature 0 would be" in message
+    assert "set teacher.temperature (e.g. 0.7)" in message
+
+
+@pytest.mark.parametrize(
+    "teacher", [{"kind": "openai", "temperature": 0.7, "attempts": 4}, {"kind": "offline", "attempts": 4}]
+)
+def test_several_attempts_with_sampling_or_offline_are_fine(tmp_path: Path, teacher: dict) -> None:
+    spec = {"base_url": "http://127.0.0.1:9/v1"} if teacher["kind"] == "openai" else {}
+    assert load_recipe(write_recipe(tmp_path, teacher={**spec, **teacher})).teacher.attempts == 4
 
 
 @pytest.mark.parametrize(

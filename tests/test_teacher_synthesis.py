@@ -44,7 +44,14 @@ def teacher_recipe(folder: Path, ingested: Path, base_url: str | None, **teacher
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(ingested / "small.duckdb", folder / "small.duckdb")
     source = {**SMALL_SOURCES[0], "root": str(ingested / SMALL_SOURCES[0]["root"])}
-    spec = {"kind": "openai", "model": "fake-vlm", "concurrency": 4, "attempts": 2, "max_tokens": 64}
+    spec = {
+        "kind": "openai",
+        "model": "fake-vlm",
+        "concurrency": 4,
+        "attempts": 2,
+        "max_tokens": 64,
+        "temperature": 0.7,
+    }
     if base_url:
         spec["base_url"] = base_url
     spec |= {"timeout_s": 2.0, "backoff_s": 0.02, "backoff_max_s": 0.2}
@@ -187,14 +194,87 @@ def test_dry_run_estimates_requests_tokens_and_cost_and_sends_nothing(tmp_path: 
         assert estimate["seconds_at_least"] == pytest.approx(24.0)  # 60 requests per minute
         text = rrd("synthesize", str(recipe), "--dry-run")
         assert "nothing is sent" in text and "24 to send" in text
+        assert f"{server.base_url}, model fake-vlm, key from $UNSET_DRY_RUN_KEY (NOT SET" in text
+        [endpoint] = estimate["endpoints"]
+        assert (endpoint["api_key_env"], endpoint["key_set"], endpoint["rpm"]) == ("UNSET_DRY_RUN_KEY", False, 60)
         # the key is needed to send, and its absence is said before anything is sent
         missing = runner.invoke(app, ["synthesize", str(recipe)])
         assert missing.exit_code == 2 and "UNSET_DRY_RUN_KEY is not set" in missing.output
         assert not server.requests
 
 
+def test_dry_run_says_which_key_variable_each_endpoint_uses_and_never_the_key(
+    tmp_path: Path, ingested: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "sk-dry-run-secret-0123456789"
+    monkeypatch.setenv("TEACHER_API_KEY", secret)
+    monkeypatch.delenv("OTHER_KEY", raising=False)
+    endpoints = [
+        {"name": "inherits", "base_url": "http://127.0.0.1:9/v1"},
+        {"name": "own", "base_url": "http://127.0.0.1:9/v2", "api_key_env": "OTHER_KEY", "concurrency": 2},
+        {"name": "local", "base_url": "http://127.0.0.1:9/v3", "api_key_env": None, "timeout_s": 600},
+    ]
+    recipe = teacher_recipe(tmp_path, ingested, None, endpoints=endpoints, api_key_env="TEACHER_API_KEY")
+    text = rrd("synthesize", str(recipe), "--dry-run")
+    assert "endpoint inherits  http://127.0.0.1:9/v1, model fake-vlm, key from $TEACHER_API_KEY, concurrency 4" in text
+    assert "endpoint own  http://127.0.0.1:9/v2, model fake-vlm, key from $OTHER_KEY (NOT SET" in text
+    assert "endpoint local  http://127.0.0.1:9/v3, model fake-vlm, no key, concurrency 4" in text
+    assert "timeout 600 s" in text and "timeout 2 s" in text
+    as_json = rrd("synthesize", str(recipe), "--dry-run", "--json")
+    keys = [(e["name"], e["api_key_env"], e["key_set"]) for e in json.loads(as_json)["endpoints"]]
+    assert keys == [("inherits", "TEACHER_API_KEY", True), ("own", "OTHER_KEY", False), ("local", None, False)]
+    assert secret not in text + as_json and secret[8:] not in text + as_json
+
+
+@pytest.mark.parametrize("transport", ["openai", "aiohttp"])
+def test_endpoints_send_the_teachers_key_when_they_name_none(
+    tmp_path: Path, ingested: Path, monkeypatch: pytest.MonkeyPatch, transport: str
+) -> None:
+    monkeypatch.setenv("TEACHER_API_KEY", "sk-shared-secret-777")
+    with FakeOpenAI(expected_key="sk-shared-secret-777") as one, FakeOpenAI(expected_key="sk-shared-secret-777") as two:
+        endpoints = [{"name": "one", "base_url": one.base_url}, {"name": "two", "base_url": two.base_url}]
+        recipe = teacher_recipe(
+            tmp_path, ingested, None, endpoints=endpoints, api_key_env="TEACHER_API_KEY", transport=transport
+        )
+        rrd("synthesize", str(recipe))
+        assert len(one.served) + len(two.served) == 24 and one.served and two.served
+    generations = stats(recipe)["generations"]
+    assert generations["requests"] == 24 and generations["failed_calls_by_reason"] == {}
+
+
+@pytest.mark.parametrize("transport", ["openai", "aiohttp"])
+def test_a_wrong_key_on_every_endpoint_stops_the_run_with_every_call_logged(
+    tmp_path: Path, ingested: Path, monkeypatch: pytest.MonkeyPatch, transport: str
+) -> None:
+    """Two endpoints with 8 calls in flight each, all refused with 401: the run stops, says why in words,
+    and the catalog holds one event for every call sent (those cut short as `cancelled`)."""
+    monkeypatch.setenv("TEACHER_API_KEY", "sk-expired-secret-555")
+    with FakeOpenAI(expected_key="sk-valid") as one, FakeOpenAI(expected_key="sk-valid") as two:
+        endpoints = [{"name": "one", "base_url": one.base_url}, {"name": "two", "base_url": two.base_url}]
+        recipe = teacher_recipe(
+            tmp_path,
+            ingested,
+            None,
+            endpoints=endpoints,
+            api_key_env="TEACHER_API_KEY",
+            concurrency=8,
+            transport=transport,
+        )
+        result = runner.invoke(app, ["synthesize", str(recipe)])
+        sent = len(one.requests) + len(two.requests)
+    assert result.exit_code == 1, result.output
+    assert f"one: 401 Unauthorized from {one.base_url}: check TEACHER_API_KEY" in result.output
+    assert f"two: 401 Unauthorized from {two.base_url}: check TEACHER_API_KEY" in result.output
+    assert "sk-expired-secret-555" not in result.output
+    generations = stats(recipe)["generations"]
+    logged = generations["failed_calls_by_reason"]
+    assert set(logged) <= {"auth_error", "cancelled"} and logged["auth_error"] >= 2
+    assert sum(logged.values()) == generations["last_run"]["calls"] >= sent >= 2
+
+
+@pytest.mark.parametrize("transport", ["openai", "aiohttp"])
 def test_the_api_key_is_never_logged_or_stored(
-    tmp_path: Path, ingested: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, ingested: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, transport: str
 ) -> None:
     secret = "sk-test-secret-key-0123456789"
     monkeypatch.setenv("TEACHER_KEY_GOOD", secret)
@@ -203,12 +283,12 @@ def test_the_api_key_is_never_logged_or_stored(
     with FakeOpenAI(expected_key=secret) as server:
         good = {"name": "good", "base_url": server.base_url, "api_key_env": "TEACHER_KEY_GOOD"}
         bad = {"name": "bad", "base_url": server.base_url, "api_key_env": "TEACHER_KEY_BAD", "weight": 10}
-        recipe = teacher_recipe(tmp_path, ingested, None, endpoints=[good, bad], attempts=1)
+        recipe = teacher_recipe(tmp_path, ingested, None, endpoints=[good, bad], attempts=1, transport=transport)
         output = rrd("synthesize", str(recipe)) + rrd("export", str(recipe))
         assert server.headers[0]["authorization"].startswith("Bearer sk-")
         assert len(server.served) == 12
     logs = caplog.text
-    assert "DEBUG" in logs and "out of this run: auth_error" in logs
+    assert "DEBUG" in logs and "out of this run: 401 Unauthorized from" in logs and "check TEACHER_KEY_BAD" in logs
     stored = [tmp_path / "small.duckdb", *(p for p in (tmp_path / "export").rglob("*") if p.is_file())]
     for text in [output, logs, *(path.read_bytes().decode("latin-1") for path in stored)]:
         assert secret not in text and secret[8:] not in text
@@ -255,7 +335,8 @@ def test_a_run_whose_endpoints_all_fail_stops_with_a_clear_message_and_keeps_wha
         recipe = teacher_recipe(tmp_path, ingested, server.base_url, **spec)
         result = runner.invoke(app, ["synthesize", str(recipe)])
     assert result.exit_code == 1, result.output
-    assert "every teacher endpoint failed" in result.output and "connection_error" in result.output
+    assert "every teacher endpoint failed" in result.output
+    assert f"{server.base_url} closed the connection without a reply" in result.output
     assert "rerun the same command to resume" in result.output
     generations = stats(recipe)["generations"]
     assert generations["attempts"] == 5 and generations["failed_calls_by_reason"]["connection_error"] >= 2

@@ -1,8 +1,10 @@
-"""`rrd synthesize RECIPE --dry-run`: requests, tokens, cost and time before anything is spent."""
+"""`rrd synthesize RECIPE --dry-run`: requests, tokens, cost and time before anything is spent, and the
+endpoints as they will be used (each with the name of the variable its key is read from, never the key)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import os
+from dataclasses import asdict, dataclass, field
 
 from retinal_reason_data.catalog import Catalog
 from retinal_reason_data.recipe import Recipe
@@ -28,6 +30,7 @@ class Estimate:
     price_note: str
     seconds_at_least: float | None
     time_basis: str
+    endpoints: list[dict[str, object]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -54,7 +57,49 @@ class Estimate:
             f"at most {self.completion_tokens_at_most:,}",
             f"  cost               {cost}",
             f"  time               {time}",
+            *(_endpoint_line(endpoint) for endpoint in self.endpoints),
         ]
+
+
+def _endpoint_line(endpoint: dict[str, object]) -> str:
+    if endpoint["api_key_env"]:
+        key = f"key from ${endpoint['api_key_env']}" + (
+            "" if endpoint["key_set"] else " (NOT SET: set it before sending)"
+        )
+    else:
+        key = "no key"
+    limits = ", ".join(
+        f"{name} {endpoint[name]:,}" for name in ("concurrency", "rpm", "tpm") if endpoint[name] is not None
+    )
+    return (
+        f"  endpoint {endpoint['name']}  {endpoint['base_url']}, model {endpoint['model']}, {key}, {limits}, "
+        f"weight {endpoint['weight']:g}, timeout {endpoint['timeout_s']:g} s, {endpoint['max_retries']} retries"
+    )
+
+
+def endpoint_plan(recipe: Recipe) -> list[dict[str, object]]:
+    """Each endpoint as the run will use it: what it sets and what it takes from the teacher, and the name of
+    the environment variable its key comes from (whether it is set; the key itself is never read out)."""
+    from retinal_reason_data.teacher.transports import endpoint_name, plain_base_url
+
+    if recipe.teacher.kind == "offline":
+        return []
+    return [
+        {
+            "name": endpoint_name(endpoint),
+            "base_url": plain_base_url(endpoint),
+            "model": endpoint.model,
+            "api_key_env": endpoint.api_key_env,
+            "key_set": bool(endpoint.api_key_env and os.environ.get(endpoint.api_key_env)),
+            "concurrency": endpoint.concurrency,
+            "rpm": endpoint.rpm,
+            "tpm": endpoint.tpm,
+            "weight": endpoint.weight,
+            "timeout_s": endpoint.timeout_s,
+            "max_retries": endpoint.max_retries,
+        }
+        for endpoint in recipe.teacher.endpoint_specs()
+    ]
 
 
 def estimate(recipe: Recipe, catalog: Catalog) -> Estimate:
@@ -108,6 +153,7 @@ def estimate(recipe: Recipe, catalog: Catalog) -> Estimate:
         price_note=note,
         seconds_at_least=seconds,
         time_basis=time_basis,
+        endpoints=endpoint_plan(recipe),
     )
 
 

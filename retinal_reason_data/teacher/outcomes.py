@@ -3,9 +3,11 @@
 Transport failures (no reply came back; the request is retried, and asked again on a rerun):
 `rate_limited`, `server_error`, `timeout`, `connection_error`, `malformed_response`, `bad_request`,
 and the endpoint-level `auth_error` and `not_found` (a wrong key, URL or model name: the endpoint is
-taken out of the run). Reply failures (the teacher answered and was paid; the attempt counts and is not
-asked again): `empty`, `refusal`, `missing_tags` (`truncated` when the reply hit max_tokens first),
-`wrong_answer`, and `reveals_guidance` for a guided trace that says it was told the answer.
+taken out of the run); `cancelled` is a call abandoned in flight (the run stopped, or its endpoint stopped
+answering), logged with the reason. Reply failures (the teacher answered and was paid; the attempt counts
+and is not asked again): `empty`, `refusal`, `missing_tags` (`truncated` when the reply hit max_tokens
+first), `wrong_answer`, and `reveals_guidance` for a guided trace that says it was told the answer.
+`in_words` says a failed call the way a user can act on it.
 """
 
 from __future__ import annotations
@@ -19,16 +21,64 @@ UNHEALTHY = frozenset({"server_error", "timeout", "connection_error"})
 
 
 class TransportError(Exception):
-    """A request that got no usable reply; `kind` is its failure class."""
+    """A request that got no usable reply; `kind` is its failure class, `cause` what a connection error
+    was when it is known ('refused', 'no_host', 'closed', 'tls')."""
 
     def __init__(
-        self, kind: str, detail: str = "", status: int | None = None, headers: Mapping[str, str] | None = None
+        self,
+        kind: str,
+        detail: str = "",
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        cause: str | None = None,
     ) -> None:
         super().__init__(f"{kind}: {detail}" if detail else kind)
         self.kind = kind
         self.detail = detail
         self.status = status
         self.headers = headers
+        self.cause = cause
+
+
+_STATUS_NAMES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 408: "Request Timeout"}
+_STATUS_NAMES |= {429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway"}
+_STATUS_NAMES |= {503: "Service Unavailable", 504: "Gateway Timeout"}
+
+
+def in_words(
+    failure: TransportError, url: str, key_env: str | None = None, model: str | None = None, timeout_s: float = 0
+) -> str:
+    """A failed call as a user can act on it: 'connection refused at URL', 'no reply within 120 s (timeout)
+    from URL', '401 Unauthorized from URL: check TEACHER_API_KEY'."""
+    kind, status = failure.kind, failure.status
+    code = f"{status} {_STATUS_NAMES.get(status, 'error')}" if status else None
+    detail = failure.detail.strip()
+    if kind == "auth_error":
+        hint = f"check {key_env}" if key_env else "it wants a key: set api_key_env to the variable that holds it"
+        return f"{code} from {url}: {hint}"
+    if kind == "not_found":
+        return f"{code} from {url}: check base_url (it usually ends in /v1) and the model name {model!r}"
+    if kind == "timeout" and status is None:
+        return f"no reply within {timeout_s:g} s (timeout) from {url}"
+    if kind == "connection_error":
+        if failure.cause == "refused":
+            return f"connection refused at {url}: is the server running, on that port?"
+        if failure.cause == "no_host":
+            return f"host not found: {url}"
+        if failure.cause == "closed":
+            return f"{url} closed the connection without a reply"
+        if failure.cause == "tls":
+            return f"TLS handshake failed with {url}: {detail[:160]}"
+        return f"cannot connect to {url}: {detail[:160]}"
+    if kind == "rate_limited":
+        return f"{code} from {url}: lower its concurrency, rpm or tpm"
+    if kind == "malformed_response":
+        return f"{url} answered with something that is not a chat completion ({detail[:160]})"
+    if kind == "unresponsive":
+        return f"{url} accepts connections but does not answer: {detail}"
+    if kind == "cancelled":
+        return f"call to {url} cancelled: {detail}"
+    return f"{code or kind} from {url}" + (f": {detail[:160]}" if detail else "")
 
 
 def status_kind(status: int) -> str:

@@ -314,7 +314,7 @@ async def _remote_main(recipe: Recipe, catalog: Catalog, report: SynthesisReport
     loop = asyncio.get_running_loop()
     now = time.monotonic()
     endpoints = [
-        Endpoint(spec=e, transport=make_transport(spec.transport, e, spec.timeout_s), teacher=spec, now=now)
+        Endpoint(spec=e, transport=make_transport(spec.transport, e), teacher=spec, now=now)
         for e in spec.endpoint_specs()
     ]
     writer = ReplyWriter(catalog)
@@ -327,7 +327,7 @@ async def _remote_main(recipe: Recipe, catalog: Catalog, report: SynthesisReport
         writer.add(generation, events)
 
     engine = Engine(spec, endpoints, deliver)
-    writer.on_error = lambda _exc: (engine.stop(), engine.stop())
+    writer.on_error = lambda _exc: (engine.stop(), engine.stop("stopped: the catalog writer failed"))
     signals = _install_signals(loop, engine)
     pool = ThreadPoolExecutor(2, thread_name_prefix="rrd-requests")
     writer.start()

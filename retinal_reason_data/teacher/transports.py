@@ -1,16 +1,19 @@
 """Two clients of the OpenAI chat-completions protocol behind one small interface.
 
-`openai`: the official `openai` client (its aiohttp transport when `aiohttp` is installed), the default.
-`aiohttp`: a lean client of the same protocol on a bare `aiohttp` session, for self-hosted endpoints at
-high concurrency, where the official client's own work per request (several ms of CPU) caps a run.
+`aiohttp` (the default): a lean client of the protocol on a bare `aiohttp` session, about a quarter of the
+official client's CPU per request, which caps a run at high concurrency. `openai`: the official `openai`
+client (its aiohttp backend when `aiohttp` is installed).
 Both raise `TransportError` with a failure class, never retry on their own (the engine does), and read
 the API key once from the environment variable the recipe names; the key is held by the client only.
+`answers_at_all` asks an endpoint for GET /models: whether anything answers there at all.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -71,7 +74,7 @@ def _auth_headers(spec: EndpointSpec, key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def _base_url(spec: EndpointSpec) -> str:
+def plain_base_url(spec: EndpointSpec) -> str:
     """The base URL without a trailing slash and without user:password (sent as a header instead)."""
     parts = urlsplit(spec.base_url.rstrip("/"))
     netloc = parts.netloc.rsplit("@", 1)[-1]
@@ -100,11 +103,76 @@ def _timeout_or_connection(exc: BaseException) -> str:
     return "timeout"
 
 
-def make_transport(kind: str, spec: EndpointSpec, timeout_s: float) -> Transport:
+def server_message(body: object) -> str | None:
+    """The `error.message` of an OpenAI-style error body (bytes, or the client's parsed object)."""
+    if isinstance(body, bytes):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return None
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        message = error.get("message") if isinstance(error, dict) else error
+        return message if isinstance(message, str) and message.strip() else None
+    return None
+
+
+def connection_cause(exc: BaseException | None) -> str | None:
+    """What a failed connection was, from the exception and its causes: 'refused', 'no_host' (the name
+    does not resolve), 'closed' (dropped without a reply), 'tls'; None when none of these."""
+    import socket
+
+    import aiohttp
+
+    seen = 0
+    while exc is not None and seen < 8:
+        seen += 1
+        if isinstance(exc, aiohttp.ClientConnectorDNSError | socket.gaierror):
+            return "no_host"
+        if isinstance(exc, ssl.SSLError | aiohttp.ClientSSLError):
+            return "tls"
+        if isinstance(exc, ConnectionRefusedError) or getattr(exc, "errno", None) == errno.ECONNREFUSED:
+            return "refused"
+        os_error = getattr(exc, "os_error", None)
+        if isinstance(os_error, ConnectionRefusedError):
+            return "refused"
+        if isinstance(exc, aiohttp.ServerDisconnectedError | ConnectionResetError | BrokenPipeError):
+            return "closed"
+        name = type(exc).__name__
+        if name in ("RemoteProtocolError", "ServerDisconnectedError"):  # httpx's and others' dropped connections
+            return "closed"
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+async def answers_at_all(spec: EndpointSpec, timeout_s: float) -> str | None:
+    """None when GET {base_url}/models gets any HTTP answer within `timeout_s` (a 401 or 404 too: something
+    answers); otherwise what happened instead ('no answer within 5 s', 'connection refused')."""
+    import aiohttp
+
+    headers = _auth_headers(spec, read_key(spec))
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session,
+            session.get(plain_base_url(spec) + "/models", headers=headers, params=spec.query or None) as response,
+        ):
+            await response.read()
+            return None
+    except TimeoutError:
+        return f"no answer to GET /models within {timeout_s:g} s either"
+    except (aiohttp.ClientError, OSError) as exc:
+        cause = connection_cause(exc)
+        return {"refused": "connection refused", "closed": "connection closed without a reply"}.get(
+            cause or "", f"GET /models failed: {type(exc).__name__}"
+        )
+
+
+def make_transport(kind: str, spec: EndpointSpec, timeout_s: float | None = None) -> Transport:
     """A client for one endpoint; `kind` is the recipe's `teacher.transport`. The engine holds every call to
-    `timeout_s`; the client's own timeout is a looser backstop, so that a timeout always reads the same."""
+    the endpoint's timeout (`timeout_s`, else the spec's); the client's own timeout is a looser backstop, so
+    that a timeout always reads the same."""
     key = read_key(spec)
-    timeout_s = timeout_s * 1.5 + 1.0
+    timeout_s = (timeout_s or spec.timeout_s or 120.0) * 1.5 + 1.0
     if kind == "aiohttp":
         return AiohttpTransport(spec, key, timeout_s)
     return OpenAITransport(spec, key, timeout_s)
@@ -125,7 +193,7 @@ class OpenAITransport:
             http_client = None
         extra_headers = _auth_headers(spec, key) if spec.api_key_header else {}
         self._client = openai.AsyncOpenAI(
-            base_url=_base_url(spec),
+            base_url=plain_base_url(spec),
             api_key=key if key and not spec.api_key_header else "not-needed",
             timeout=timeout_s,
             max_retries=0,
@@ -150,13 +218,19 @@ class OpenAITransport:
             completion = raw.parse()
         except openai.APIStatusError as exc:
             raise TransportError(
-                status_kind(exc.status_code), self._detail(exc), exc.status_code, exc.response.headers
+                status_kind(exc.status_code),
+                self._detail(server_message(exc.body) or exc),
+                exc.status_code,
+                exc.response.headers,
             ) from None
         except openai.APITimeoutError as exc:
             # the aiohttp backend reports refused and dropped connections as timeouts: look at the cause
-            raise TransportError(_timeout_or_connection(exc), self._detail(exc.__cause__ or exc)) from None
+            kind = _timeout_or_connection(exc)
+            cause = connection_cause(exc.__cause__) if kind == "connection_error" else None
+            raise TransportError(kind, self._detail(exc.__cause__ or exc), cause=cause) from None
         except openai.APIConnectionError as exc:
-            raise TransportError("connection_error", self._detail(exc.__cause__ or exc)) from None
+            detail = self._detail(exc.__cause__ or exc)
+            raise TransportError("connection_error", detail, cause=connection_cause(exc.__cause__)) from None
         except (openai.APIResponseValidationError, ValueError, TypeError) as exc:
             raise TransportError("malformed_response", self._detail(exc)) from None
         choices = getattr(completion, "choices", None)
@@ -178,8 +252,9 @@ class OpenAITransport:
             raw.headers,
         )
 
-    def _detail(self, exc: BaseException) -> str:
-        return redact(f"{type(exc).__name__}: {exc}"[:300], [self._key])
+    def _detail(self, exc: BaseException | str) -> str:
+        text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+        return redact(text[:300], [self._key])
 
     async def close(self) -> None:
         await self._client.close()
@@ -237,7 +312,7 @@ class AiohttpTransport:
 
         self._aiohttp = aiohttp
         self._key = key
-        self._url = _base_url(spec) + "/chat/completions"
+        self._url = plain_base_url(spec) + "/chat/completions"
         self._query = spec.query or None
         self._headers = {"Content-Type": "application/json", **_auth_headers(spec, key)}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -258,9 +333,9 @@ class AiohttpTransport:
         except TimeoutError:
             raise TransportError("timeout") from None
         except (aiohttp.ClientError, OSError) as exc:
-            raise TransportError("connection_error", self._detail(exc)) from None
+            raise TransportError("connection_error", self._detail(exc), cause=connection_cause(exc)) from None
         if status >= 400:
-            detail = self._detail(body.decode(errors="replace"))
+            detail = self._detail(server_message(body) or body.decode(errors="replace"))
             raise TransportError(status_kind(status), detail, status, response_headers)
         try:
             data = json.loads(body)
