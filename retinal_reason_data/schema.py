@@ -217,7 +217,8 @@ class Generation(Strict):
     )
     failure: str | None = Field(
         default=None,
-        description="Why a reply does not count: empty, refusal, missing_tags, wrong_answer, reveals_guidance.",
+        description="Why a reply does not count: empty, refusal, missing_tags, truncated, malformed_tags, "
+        "wrong_answer, reveals_guidance.",
     )
     guided: bool = Field(default=False, description="The teacher was told the answer (guided fallback).")
     finish_reason: str | None = None

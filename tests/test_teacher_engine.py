@@ -208,11 +208,14 @@ def test_replies_that_came_back_are_classified_and_not_retried(transport: str) -
             fake.text("<think>Exudates are seen near the fovea.</think><answer>B</answer>"),
             fake.truncated("<think>Step 1: a colour fundus photograph. Step 2: the exudates"),
             fake.reasoning("<answer>A</answer>", "Hard exudates ring the fovea; option A fits."),
+            fake.text("<think>Exudates ring the fovea.</think><answer>A</answer> Actually, the answer is C."),
+            fake.text("<think>Exudates ring the fovea.</think> \\boxed{A}"),
         )
-        run = run_engine(teacher(base_url=server.base_url, concurrency=1), 9, transport)
-        assert len(server.requests) == 9
-    reasons = [judge(make_request(i), "fake-vlm", run.replies[f"fp-{i:03d}"]).failure for i in range(9)]
-    expected = ["empty", "refusal", "refusal", "missing_tags", "refusal", "wrong_answer", "truncated", None, None]
+        run = run_engine(teacher(base_url=server.base_url, concurrency=1), 11, transport)
+        assert len(server.requests) == 11
+    reasons = [judge(make_request(i), "fake-vlm", run.replies[f"fp-{i:03d}"]).failure for i in range(11)]
+    expected = ["empty", "refusal", "refusal", "missing_tags", "refusal", "wrong_answer", "truncated", None]
+    expected += ["malformed_tags", "malformed_tags", None]  # text after </answer>; a bare \boxed{}; the default reply
     assert reasons == expected
     # a reasoning server's separate reasoning comes back inside <think>
     assert run.replies["fp-007"].text.startswith("<think>\nHard exudates ring the fovea")

@@ -6,7 +6,8 @@ and the endpoint-level `auth_error` and `not_found` (a wrong key, URL or model n
 taken out of the run); `cancelled` is a call abandoned in flight (the run stopped, or its endpoint stopped
 answering), logged with the reason. Reply failures (the teacher answered and was paid; the attempt counts
 and is not asked again): `empty`, `refusal`, `missing_tags` (`truncated` when the reply hit max_tokens
-first), `wrong_answer`, and `reveals_guidance` for a guided trace that says it was told the answer.
+first), `malformed_tags` (an answer, but not in the <think>/<answer> layout: text after `</answer>`, a bare
+`\boxed{}`), `wrong_answer`, and `reveals_guidance` for a guided trace that says it was told the answer.
 `in_words` says a failed call the way a user can act on it.
 """
 

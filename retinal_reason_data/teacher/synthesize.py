@@ -158,6 +158,8 @@ def judge(attempt: Attempt | Request, model: str, reply: Reply) -> Generation:
             extracted = verdict.extracted
             if extracted is None:
                 failure = "truncated" if reply.finish_reason == "length" else "missing_tags"
+            elif not verdict.well_formed:  # an answer, but text after </answer>, a bare \boxed{}, stray tags
+                failure = "malformed_tags"
             elif not verdict.correct:
                 failure = "wrong_answer"
             elif attempt.guided and reveals_guidance(text):
