@@ -64,10 +64,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_token(token: str) -> str:
-    if not TOKEN.match(token):
-        raise SetupError(TOKEN_RULE)
-    return token
+def server_token(host: str, token: str | None) -> str | None:
+    """The token a server on `host` requires: `token` once checked; else one generated when `host` is not the
+    loopback; else none."""
+    if token is not None:
+        if not TOKEN.match(token):
+            raise SetupError(TOKEN_RULE)
+        return token
+    return None if is_loopback(host) else secrets.token_urlsafe(24)
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -99,10 +103,7 @@ class ReviewServer:
     ) -> None:
         if annotator is not None and not re.match(ANNOTATOR_PATTERN, annotator):
             raise SetupError(f"--annotator: {ANNOTATOR_RULE}")
-        if token is not None:
-            check_token(token)
-        elif not is_loopback(host):
-            token = secrets.token_urlsafe(24)
+        token = server_token(host, token)
         self.host, self.token, self.limits = host, token, limits
         self.socket = _listen(host, port)
         self.port = self.socket.getsockname()[1]
