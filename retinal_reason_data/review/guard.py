@@ -54,6 +54,7 @@ SECURITY_HEADERS = [
     ("Cross-Origin-Opener-Policy", "same-origin"),
 ]
 METHODS = ("GET", "HEAD", "POST")
+MAX_HEADER = 16 * 1024  # bytes of header fields (h11 caps a header that arrives in pieces; this, one in one piece)
 PAGE_PATHS = ("/", "/index.html")  # where a browser without a session gets one (loopback, no token)
 OPEN_PATHS = ("/favicon.ico",)  # served without a session
 REQUEST_HEADER = "x-rrd-request"  # must be "1" on a POST: a header no form and no no-cors fetch can set
@@ -178,6 +179,9 @@ class Guard:
         method, path, headers = scope["method"], scope["path"], _headers(scope)
         if method not in METHODS:
             raise Refused(HTTPStatus.NOT_IMPLEMENTED, "method", f"method {method} is not supported here")
+        if sum(len(name) + len(value) for name, value in scope["headers"]) > MAX_HEADER:
+            too_large = HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
+            raise Refused(too_large, "header", f"request headers are at most {MAX_HEADER} bytes")
         allowed = self.policy.allowed_hosts
         if allowed is not None and headers.get("host", "") not in allowed:
             raise Refused(HTTPStatus.BAD_REQUEST, "host", "unexpected Host header")
