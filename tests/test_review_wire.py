@@ -59,7 +59,8 @@ def read_to_close(sock: socket.socket) -> bytes:
 
 
 def statuses(data: bytes) -> list[int]:
-    return [int(code) for code in re.findall(rb"^HTTP/1\.1 (\d{3}) ", data, flags=re.MULTILINE)]
+    """The status of every answer in what a connection received (an answer may follow a body without a newline)."""
+    return [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) [A-Z]", data)]
 
 
 def smuggled(server: ReviewServer, page: Visitor, item: str, generation: str) -> bytes:
@@ -110,8 +111,8 @@ def test_a_request_smuggled_inside_a_refused_request_is_never_parsed(server: Rev
     assert statuses(exchange(server, carrier + follow_up)) == [204, 204]
     assert written(server) == 0
 
-    answer = exchange(server, inner)  # the same request on its own is accepted: the framing alone kept it out
-    assert statuses(answer) == [200] and written(server) == 1
+    answer = exchange(server, inner + follow_up)  # on its own the same request is accepted: framing kept it out
+    assert statuses(answer) == [200, 204] and written(server) == 1
 
 
 def test_malformed_requests_get_400_with_the_security_headers(server: ReviewServer) -> None:
