@@ -484,7 +484,12 @@ def _summary(recipe: Recipe, report: BuildReport, seconds: float) -> None:
                 "review",
                 f"{v.traces} traces reviewed: {v.accepted} accepted, {v.edited} edited, {v.rejected} rejected"
                 f" ({v.items_rejected} items); {v.left_out} left out of this export"
-                + (f"; {v.stale} verdicts on traces no longer built" if v.stale else ""),
+                + (f"; {v.stale} verdicts on traces no longer built" if v.stale else "")
+                + (
+                    f"; {v.ignored_adjudications} adjudications ignored (given by an annotator who took part)"
+                    if v.ignored_adjudications
+                    else ""
+                ),
             )
         )
     if report.manifest:
