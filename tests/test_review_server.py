@@ -214,6 +214,8 @@ def test_a_token_admits_a_browser_once(built: Path, tmp_path: Path) -> None:
         assert status == 401 and "content-security-policy" in headers
         status, headers, _ = call(running, "GET", f"/?token={token}&x=1")
         assert status == 303 and headers["location"] == "/?x=1"
+        status, headers, _ = call(running, "GET", f"//elsewhere.example/?token={token}")
+        assert status == 303 and headers["location"] == "/elsewhere.example/"  # stays on this server
         cookie = headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
         status, _, body = call(running, "GET", "/api/session", headers={"Cookie": cookie.split(";")[0]})

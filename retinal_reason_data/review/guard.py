@@ -195,7 +195,8 @@ class Guard:
                 secret, session = self.sessions.create()
                 set_cookie.append(self._cookie(secret))
             rest = urlencode({name: value for name, value in query.items() if name != "token"})
-            raise Redirect(quote(path, safe="/") + (f"?{rest}" if rest else ""))
+            here = "/" + quote(path.lstrip("/"), safe="/")  # one leading slash: never `//elsewhere`
+            raise Redirect(here + (f"?{rest}" if rest else ""))
         if session is None:
             session = self._new_session(method, path, headers, set_cookie)
         if method == "POST":
