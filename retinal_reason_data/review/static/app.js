@@ -544,8 +544,8 @@ async function nameAnnotator() {
   paintAnnotator();
   input.blur();
   cache.clear();
+  await loadQueue(); // "unreviewed" is by annotator: the queue is theirs now
   say(`Verdicts are saved as ${state.annotator}`, "ok");
-  loadQueue();
 }
 
 async function decide(fields) {
