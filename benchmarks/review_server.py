@@ -1,5 +1,6 @@
-"""The review page's speed: snapshot time and memory of the review server, API latencies, the browser's time
-from a key press to the next trace on screen, verdict appends, and a build applying 10k verdicts.
+"""The review page's speed: snapshot time and memory of the review server, API latencies (each request on a new
+connection, as before; and with 50 stalled half-header connections open), the browser's time from a key press to
+the next trace on screen, verdict appends, and a build applying 10k verdicts.
 
 Run: `.venv/bin/python benchmarks/review_server.py` (needs Debian's chromium for the browser figure).
 The demo recipe is built in a temporary folder; a second catalog repeats its traces under new ids until it
@@ -12,6 +13,7 @@ import http.client
 import json
 import resource
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -73,19 +75,42 @@ def scaled_copy(recipe_path: Path, folder: Path, target: int) -> Path:
     return path
 
 
-def _get(port: int, path: str, body: dict | None = None) -> tuple[float, Any]:
-    connection = http.client.HTTPConnection("127.0.0.1", port)
-    started = time.perf_counter()
-    if body is None:
-        connection.request("GET", path)
-    else:
-        connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
-    response = connection.getresponse()
-    data = json.loads(response.read())
-    seconds = time.perf_counter() - started
-    connection.close()
-    assert response.status == 200, data
-    return seconds, data
+class Client:
+    """A browser session as the server sees it: the cookie from the page, the CSRF token, the page's origin."""
+
+    def __init__(self, port: int, annotator: str) -> None:
+        self.port = port
+        connection = http.client.HTTPConnection("127.0.0.1", port)
+        connection.request("GET", "/")
+        response = connection.getresponse()
+        response.read()
+        connection.close()
+        self.headers = {"Cookie": response.getheader("Set-Cookie", "").split(";")[0]}
+        csrf = self.get("/api/session")[1]["csrf"]
+        self.post_headers = self.headers | {
+            "Content-Type": "application/json",
+            "Origin": f"http://127.0.0.1:{port}",
+            "X-RRD-Request": "1",
+            "X-RRD-CSRF": csrf,
+        }
+        self.post("/api/annotator", {"annotator": annotator})
+
+    def get(self, path: str) -> tuple[float, Any]:
+        return self._request("GET", path, None, self.headers)
+
+    def post(self, path: str, body: dict) -> tuple[float, Any]:
+        return self._request("POST", path, json.dumps(body), self.post_headers)
+
+    def _request(self, method: str, path: str, body: str | None, headers: dict[str, str]) -> tuple[float, Any]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port)
+        started = time.perf_counter()
+        connection.request(method, path, body, headers)
+        response = connection.getresponse()
+        data = json.loads(response.read())
+        seconds = time.perf_counter() - started
+        connection.close()
+        assert response.status == 200, data
+        return seconds, data
 
 
 def _ms(values: list[float]) -> str:
@@ -104,18 +129,24 @@ def measure_server(recipe_path: str) -> dict[str, Any]:
     server = ReviewServer(recipe, port=0)
     snapshot_s = time.perf_counter() - started
     server.start()
+    stalled: list[socket.socket] = []
     try:
-        port = server.port
-        queue_times, (_, queue) = [], _get(port, "/api/queue?queue=unreviewed&annotator=bench")
+        client = Client(server.port, "bench")
+        queue_times, (_, queue) = [], client.get("/api/queue?queue=unreviewed")
         for _ in range(10):
-            queue_times.append(_get(port, "/api/queue?queue=unreviewed&annotator=bench")[0])
+            queue_times.append(client.get("/api/queue?queue=unreviewed")[0])
         keys = queue["keys"]
         step = max(1, len(keys) // 200)
-        item_times = [_get(port, f"/api/item?item={i}&generation={g}")[0] for i, g in keys[::step][:200]]
+        item_times = [client.get(f"/api/item?item={i}&generation={g}")[0] for i, g in keys[::step][:200]]
         verdict_times = []
         for item, generation in keys[:100]:
-            body = {"item_id": item, "generation_id": generation, "annotator": "bench", "decision": "accept"}
-            verdict_times.append(_get(port, "/api/verdict", body)[0])
+            body = {"item_id": item, "generation_id": generation, "decision": "accept"}
+            verdict_times.append(client.post("/api/verdict", body)[0])
+        for _ in range(50):  # half a header each: held until the header timeout (10 s), which outlasts this
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            sock.sendall(f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nX-Slow: ".encode())
+            stalled.append(sock)
+        stalled_times = [client.get(f"/api/item?item={i}&generation={g}")[0] for i, g in keys[::step][:50]]
         rss_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
         return {
             "traces": queue["counts"]["all"],
@@ -124,8 +155,11 @@ def measure_server(recipe_path: str) -> dict[str, Any]:
             "queue_ms": _ms(queue_times),
             "item_ms": _ms(item_times),
             "verdict_ms": _ms(verdict_times),
+            "item_ms_50_stalled": _ms(stalled_times),
         }
     finally:
+        for sock in stalled:
+            sock.close()
         server.close()
 
 

@@ -194,8 +194,10 @@ def read_verdicts(folder: Path) -> VerdictLog:
 class TraceReview:
     """The verdicts on one trace, oldest first, and what they come to.
 
-    Each annotator's latest verdict counts. An adjudication overrides everything; without one, any reject
-    wins (with a reason about the item first), then the latest edit, then accept."""
+    Each annotator's latest verdict counts. An adjudication overrides everything, if it comes from an annotator
+    who took no part (gave no verdict of their own on the trace; one who did is ignored and counted in
+    `ignored_adjudications`); without one, any reject wins (with a reason about the item first), then the latest
+    edit, then accept."""
 
     item_id: str
     generation_id: str
@@ -207,8 +209,20 @@ class TraceReview:
         return {v.annotator: v for v in self.verdicts if not v.adjudication}
 
     @cached_property
+    def participants(self) -> frozenset[str]:
+        """Annotators who gave a verdict of their own (not an adjudication) on the trace."""
+        return frozenset(self.latest)
+
+    @cached_property
+    def ignored_adjudications(self) -> list[Verdict]:
+        """Adjudications by an annotator who took part: they settle nothing."""
+        return [v for v in self.verdicts if v.adjudication and v.annotator in self.participants]
+
+    @cached_property
     def adjudication(self) -> Verdict | None:
-        return next((v for v in reversed(self.verdicts) if v.adjudication), None)
+        """The latest adjudication by an annotator who took no part, if any."""
+        settling = (v for v in reversed(self.verdicts) if v.adjudication and v.annotator not in self.participants)
+        return next(settling, None)
 
     @cached_property
     def final(self) -> Verdict:
@@ -226,9 +240,14 @@ class TraceReview:
         return self.final.decision
 
     @property
+    def contested(self) -> bool:
+        """Annotators' latest decisions differ (settled or not)."""
+        return len({v.decision for v in self.latest.values()}) > 1
+
+    @property
     def disagreement(self) -> bool:
         """Annotators' latest decisions differ and no adjudication settled it."""
-        return self.adjudication is None and len({v.decision for v in self.latest.values()}) > 1
+        return self.adjudication is None and self.contested
 
     @property
     def item_rejected(self) -> bool:
@@ -288,6 +307,7 @@ class ReviewPlan:
     unverified_edits: dict[str, TraceReview] = field(default_factory=dict)
     rejected_items: dict[str, TraceReview] = field(default_factory=dict)  # item_id -> review
     stale: set[Key] = field(default_factory=set)  # traces no longer in the catalog
+    ignored_adjudications: int = 0  # given by an annotator who took part in the disagreement
     context: dict[str, tuple[str, str]] = field(default_factory=dict)  # item_id -> (source, task)
 
     def counts(self) -> Counter[str]:
@@ -304,6 +324,7 @@ class ReviewReport:
     items_rejected: int = 0
     unverified_edits: int = 0
     stale: int = 0
+    ignored_adjudications: int = 0  # given by an annotator who took part in the disagreement: not counted
     left_out: int = 0  # assignments changed: traces taken out of sft, items taken out of the release
 
 
@@ -311,6 +332,7 @@ def plan_review(recipe: Recipe, catalog: Catalog) -> ReviewPlan:
     """Resolve every verdict of the recipe against the catalog (reads only)."""
     log = read_verdicts(verdict_folder(recipe))
     plan = ReviewPlan(verdicts=log.count, reviews=log.reviews())
+    plan.ignored_adjudications = sum(len(review.ignored_adjudications) for review in plan.reviews.values())
     if not plan.reviews:
         return plan
     keys = pa.table(
@@ -383,6 +405,7 @@ def apply_verdicts(recipe: Recipe, catalog: Catalog) -> ReviewReport:
         items_rejected=len(plan.rejected_items),
         unverified_edits=len(plan.unverified_edits),
         stale=len(plan.stale),
+        ignored_adjudications=plan.ignored_adjudications,
     )
     taken_out = {**plan.rejected_traces, **plan.unverified_edits}
     assigned = dict(catalog.query("SELECT fingerprint, item_id FROM assignments WHERE fingerprint IS NOT NULL"))
@@ -496,6 +519,7 @@ def review_stats(recipe: Recipe, catalog: Catalog) -> dict[str, Any]:
         "double_reviewed": sum(len(r.latest) >= 2 for r in live.values()),
         "disagreements": sum(r.disagreement for r in live.values()),
         "adjudicated": sum(r.adjudication is not None for r in live.values()),
+        "adjudications_ignored": plan.ignored_adjudications,  # by an annotator who took part in the disagreement
         "stale_traces": len(plan.stale),
         "kappa_by_source_task": {source: dict(cells) for source, cells in sorted(kappa.items())},
         "digest": digest,

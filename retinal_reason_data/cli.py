@@ -266,24 +266,32 @@ def review_command(
     host: Annotated[str, typer.Option(help="Address to bind; any but the loopback needs a token.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8321,
     annotator: Annotated[
-        str | None, typer.Option(help="Your name: verdicts go to <annotations>/<recipe>/<name>.jsonl.")
+        str | None,
+        typer.Option(
+            help="Your name, given to the first browser that opens the page (verdicts go to "
+            "<annotations>/<recipe>/<name>.jsonl); every other browser names its annotator on the page."
+        ),
     ] = None,
     token: Annotated[
         str | None,
-        typer.Option(envvar="RRD_REVIEW_TOKEN", help="Token required of every visitor (generated off loopback)."),
+        typer.Option(
+            envvar="RRD_REVIEW_TOKEN",
+            help="Token that admits a browser, at least 16 letters, digits, '.', '_', '~' or '-' "
+            "(generated and printed when the address is not the loopback).",
+        ),
     ] = None,
     out: OutOpt = None,
     catalog: CatalogOpt = None,
 ) -> None:
     """Serve the review page over the current build: accept, reject or edit each trace; every build honours
     the verdicts."""
-    from retinal_reason_data.review.server import serve
+    from retinal_reason_data.review.server import SetupError, serve
     from retinal_reason_data.review.snapshot import SnapshotError
 
     loaded = _recipe(recipe, out, catalog)
     try:
         serve(loaded, typer.echo, host=host, port=port, annotator=annotator, token=token)
-    except (SnapshotError, AnnotationError, OSError) as exc:
+    except (SnapshotError, AnnotationError, SetupError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 
@@ -489,7 +497,12 @@ def _summary(recipe: Recipe, report: BuildReport, seconds: float) -> None:
                 "review",
                 f"{v.traces} traces reviewed: {v.accepted} accepted, {v.edited} edited, {v.rejected} rejected"
                 f" ({v.items_rejected} items); {v.left_out} left out of this export"
-                + (f"; {v.stale} verdicts on traces no longer built" if v.stale else ""),
+                + (f"; {v.stale} verdicts on traces no longer built" if v.stale else "")
+                + (
+                    f"; {v.ignored_adjudications} adjudications ignored (given by an annotator who took part)"
+                    if v.ignored_adjudications
+                    else ""
+                ),
             )
         )
     if report.manifest:

@@ -278,9 +278,18 @@ class Verdict(Strict):
         default=None, max_length=2000, description="Decision 'edit': the corrected final answer."
     )
     adjudication: bool = Field(
-        default=False, description="Given to settle a disagreement: it overrides every other verdict on the trace."
+        default=False,
+        strict=True,
+        description="Given to settle a disagreement: it overrides every other verdict on the trace, if its annotator "
+        "gave no verdict of their own on it (an adjudication by one who did is ignored, and counted).",
     )
     time: datetime = Field(description="When the verdict was given (ISO 8601 with time zone).")
+    session: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{16}$",
+        description="The review page's session that gave it (a public id, not the browser's cookie); absent in "
+        "verdicts written before sessions, or imported.",
+    )
 
     @model_validator(mode="after")
     def _fields_fit_the_decision(self) -> Verdict:

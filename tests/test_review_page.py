@@ -1,5 +1,6 @@
 """The review page in headless Chromium (Debian's, driven by Playwright): keyboard review of several traces,
-an edit, two annotators at once, adjudication, and a trace that tries to run script."""
+an edit, two annotators at once, adjudication, the annotator bound to the browser's session, and a trace that
+tries to run script."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from retinal_reason_data.annotations import read_verdicts
 from retinal_reason_data.catalog import Catalog
+from retinal_reason_data.review.bodies import QueueQuery
 from retinal_reason_data.review.server import ReviewServer
 from retinal_reason_data.verify import split_response
 from tests.test_annotations import build_review_recipe, exported_traces
-from tests.test_review_server import call, get_json, recipe_over
+from tests.test_review_server import recipe_over, visitor
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -32,17 +34,21 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
+def chromium() -> Iterator[Browser]:
+    """Debian's headless Chromium under Playwright (each context a fresh profile: its own cookies)."""
     if not CHROMIUM.exists():
         pytest.fail(
             "Debian's chromium is needed at /usr/bin/chromium: `make test` installs it (apt-get install chromium)"
         )
     with sync_playwright() as playwright:
-        # every context starts from a fresh profile (Playwright gives launch() a new user-data-dir)
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         yield launched
         launched.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    yield from chromium()
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +64,18 @@ def open_page(browser: Browser, url: str, errors: list[str]) -> Page:
     return page
 
 
+def name_yourself(page: Page, name: str) -> None:
+    page.locator("#annotator").fill(name)
+    page.locator("#annotator").press("Enter")
+    expect(page.locator("#status")).to_have_text(f"Verdicts are saved as {name}")
+
+
+def session_id(page: Page) -> str:
+    return page.evaluate("fetch('/api/session').then((r) => r.json()).then((s) => s.session)")
+
+
 def lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def test_keyboard_review_of_several_traces_with_an_edit(browser: Browser, built: Path, tmp_path: Path) -> None:
@@ -68,9 +84,12 @@ def test_keyboard_review_of_several_traces_with_an_edit(browser: Browser, built:
     server.start()
     errors: list[str] = []
     try:
-        keys = get_json(server, "/api/queue?queue=unreviewed&annotator=alice&limit=100")["keys"]
+        keys = server.state.queue(QueueQuery(queue="unreviewed", limit=100), "alice")["keys"]
         total = len(keys)
-        page = open_page(browser, server.url + "#queue=unreviewed", errors)
+        page = open_page(browser, server.url + "#queue=unreviewed", errors)  # the first session: alice's
+        expect(page.locator("#annotator")).to_have_value("alice")
+        expect(page.locator("#annotator")).not_to_be_editable()
+        expect(page.locator("#switch-annotator")).to_be_visible()
         position = page.locator("#position")
         expect(position).to_have_text(f"1 / {total}")
         expect(page.locator("#queues [data-queue=unreviewed] .count")).to_have_text(str(total))
@@ -128,6 +147,7 @@ def test_keyboard_review_of_several_traces_with_an_edit(browser: Browser, built:
         assert written[2]["edited_think"] == corrected.strip() and "edited_answer" not in written[2]
         assert written[3]["reason"] == "other" and written[3]["note"] == "the disc is cut off"
         assert all(v["annotator"] == "alice" and v["time"].endswith("Z") for v in written)
+        assert {v["session"] for v in written} == {session_id(page)}
         assert errors == []
     finally:
         server.close()
@@ -143,10 +163,8 @@ def test_two_annotators_at_once_and_adjudication(browser: Browser, built: Path, 
         alice = open_page(browser, first.url + "#queue=all", errors)
         bob = open_page(browser, second.url + "#queue=all", errors)
         for page, name in ((alice, "alice"), (bob, "bob")):
-            page.locator("#annotator").fill(name)
-            page.keyboard.press("Enter")
-            expect(page.locator("#status")).to_have_text(f"Verdicts are saved as {name}")
-        total = len(get_json(first, "/api/queue?queue=all")["keys"])
+            name_yourself(page, name)
+        total = len(first.state.snapshot.entries)
         for n in range(5):  # both press at the same moment; bob rejects the third trace
             alice.keyboard.press("a")
             bob.keyboard.press("r" if n == 2 else "a")
@@ -156,11 +174,11 @@ def test_two_annotators_at_once_and_adjudication(browser: Browser, built: Path, 
                 expect(page.locator("#position")).to_have_text(f"{n + 2} / {total}")
 
         def burst(server: ReviewServer, start: int) -> None:
-            keys = get_json(server, "/api/queue?queue=all")["keys"]
+            dana = visitor(server, "dana")
+            keys = dana.get("/api/queue?queue=all")["keys"]
             for n in range(start, start + 20):
                 item, generation = keys[n % len(keys)]
-                body = {"item_id": item, "generation_id": generation, "annotator": "dana", "decision": "accept"}
-                assert call(server, "POST", "/api/verdict", body)[0] == 200
+                assert dana.verdict(item_id=item, generation_id=generation, decision="accept")[0] == 200
 
         threads = [threading.Thread(target=burst, args=(s, k * 20)) for k, s in enumerate((first, second))]
         for thread in threads:
@@ -172,9 +190,15 @@ def test_two_annotators_at_once_and_adjudication(browser: Browser, built: Path, 
         assert len(lines(folder / "dana.jsonl")) == 40
         disputed = lines(folder / "bob.jsonl")[2]
 
+        alice.keyboard.press("Alt+4")  # the disagreements queue: a party to the disagreement cannot settle it
+        expect(alice.locator("#position")).to_have_text("1 / 1")
+        expect(alice.locator("#banner")).to_contain_text("You took part: ")
+        alice.keyboard.press("a")  # her own verdict again, not an adjudication
+        expect(alice.locator("#status")).to_have_text("Saved: accepted")
+        assert [v.get("adjudication") for v in lines(folder / "alice.jsonl")][-1] is False
+
         carol = open_page(browser, first.url + "#queue=disagreements", errors)
-        carol.locator("#annotator").fill("carol")
-        carol.keyboard.press("Enter")
+        name_yourself(carol, "carol")
         expect(carol.locator("#position")).to_have_text("1 / 1")
         expect(carol.locator("#banner")).to_contain_text("Adjudicating")
         expect(carol.locator("#verdicts")).to_contain_text("Annotators disagree")
@@ -240,6 +264,61 @@ def test_a_trace_cannot_run_script_in_the_page(browser: Browser, built: Path, tm
         # and were the page ever to insert markup, the policy forbids inline script
         response = page.request.get(server.url)
         assert "script-src 'self'" in response.headers["content-security-policy"]
+        assert errors == []
+    finally:
+        server.close()
+
+
+def test_the_annotator_belongs_to_the_browser_session(browser: Browser, built: Path, tmp_path: Path) -> None:
+    server = ReviewServer(recipe_over(built, tmp_path), port=0, annotator="alice")  # --annotator alice
+    server.start()
+    errors: list[str] = []
+    folder = server.state.folder
+    try:
+        alice = open_page(browser, server.url + "#queue=all", errors)
+        expect(alice.locator("#annotator")).to_have_value("alice")
+        bob = open_page(browser, server.url + "#queue=all", errors)  # another browser: nobody yet
+        who = bob.locator("#annotator")
+        expect(who).to_have_value("")
+        expect(who).to_be_editable()
+        expect(who).to_have_class("missing")
+        bob.locator("body").click()
+        bob.keyboard.press("a")  # no name, no verdict
+        expect(bob.locator("#status")).to_contain_text("Type your name first")
+        name_yourself(bob, "bob")
+        expect(who).not_to_be_editable()
+
+        bob.reload()  # the server keeps the name for this browser's session: bob stays bob
+        bob.wait_for_selector("#steps p")
+        expect(who).to_have_value("bob")
+        expect(who).not_to_be_editable()
+        who.click()
+        bob.keyboard.type("alice")  # typing into the name does nothing: it changes only by "Switch"
+        expect(who).to_have_value("bob")
+        bob.keyboard.press("Escape")
+        bob.keyboard.press("a")
+        expect(bob.locator("#status")).to_have_text("Saved: accepted")
+        assert [v["annotator"] for v in lines(folder / "bob.jsonl")] == ["bob"]
+        assert lines(folder / "alice.jsonl") == []
+
+        bob.locator("#switch-annotator").click()  # Esc keeps the name
+        expect(who).to_be_focused()
+        bob.keyboard.type("zed")
+        bob.keyboard.press("Escape")
+        expect(who).to_have_value("bob")
+        bob.locator("#switch-annotator").click()
+        bob.keyboard.type("carol")
+        bob.keyboard.press("Enter")
+        expect(bob.locator("#status")).to_have_text("Verdicts are saved as carol")
+        bob.keyboard.press("a")
+        expect(bob.locator("#status")).to_have_text("Saved: accepted")
+        carol = lines(folder / "carol.jsonl")
+        assert len(carol) == 1 and carol[0]["session"] == lines(folder / "bob.jsonl")[0]["session"] == session_id(bob)
+
+        alice.keyboard.press("a")  # alice's browser is still alice's
+        expect(alice.locator("#status")).to_have_text("Saved: accepted")
+        assert [v["session"] for v in lines(folder / "alice.jsonl")] == [session_id(alice)]
+        assert session_id(alice) != session_id(bob)
         assert errors == []
     finally:
         server.close()

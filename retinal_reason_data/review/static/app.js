@@ -15,7 +15,8 @@ const PREFETCH = 3;
 const $ = (id) => document.getElementById(id);
 const state = {
   session: null,
-  annotator: "",
+  annotator: "", // the session's annotator, kept by the server; changed only by "Switch"
+  csrf: "", // the session's CSRF token, sent with every POST
   queue: "unreviewed",
   filters: { source: "", modality: "", task: "", question_type: "" },
   sample: null, // {n, seed}
@@ -52,30 +53,32 @@ function keyOf(pair) {
 }
 
 // --- talking to the server ---------------------------------------------------------------------------
-async function getJSON(path, params = {}) {
-  const query = new URLSearchParams(params).toString();
-  const response = await fetch(query ? `${path}?${query}` : path, { credentials: "same-origin" });
+async function answer(response) {
   const body = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
   if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
   return body;
 }
 
+async function getJSON(path, params = {}) {
+  const query = new URLSearchParams(params).toString();
+  return answer(await fetch(query ? `${path}?${query}` : path, { credentials: "same-origin" }));
+}
+
 async function postJSON(path, value) {
+  // JSON, the page's own origin, a custom header and the session's CSRF token: the server takes nothing less
   const response = await fetch(path, {
     method: "POST",
     credentials: "same-origin",
-    headers: { "Content-Type": "application/json" },
+    headers: { "Content-Type": "application/json", "X-RRD-Request": "1", "X-RRD-CSRF": state.csrf },
     body: JSON.stringify(value),
   });
-  const body = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
-  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
-  return body;
+  return answer(response);
 }
 
 function fetchItem(pair) {
   const key = keyOf(pair);
   if (!cache.has(key)) {
-    const promise = getJSON("/api/item", { item: pair[0], generation: pair[1], annotator: state.annotator });
+    const promise = getJSON("/api/item", { item: pair[0], generation: pair[1] });
     promise.catch(() => cache.delete(key));
     cache.set(key, promise);
   }
@@ -258,7 +261,10 @@ function render(detail) {
   banner.hidden = state.queue !== "disagreements";
   const latest = new Map(detail.review.verdicts.filter((v) => !v.adjudication).map((v) => [v.annotator, v]));
   const said = [...latest.values()].map((v) => `${v.annotator} ${v.decision}${v.reason ? ` (${v.reason})` : ""}`);
-  banner.textContent = `Adjudicating: ${said.join(", ") || "no verdicts"}. Your verdict settles this trace.`;
+  banner.textContent = detail.review.can_adjudicate
+    ? `Adjudicating: ${said.join(", ") || "no verdicts"}. Your verdict settles this trace.`
+    : `You took part: ${said.join(", ") || "no verdicts"}. Your verdict replaces yours; ` +
+      "an annotator who took no part settles the trace.";
   $("panel").scrollTop = 0;
 }
 
@@ -493,11 +499,53 @@ function cycleSolo() {
 // --- verdicts -----------------------------------------------------------------------------------------
 function needAnnotator() {
   if (ANNOTATOR.test(state.annotator)) return false;
-  const input = $("annotator");
-  input.classList.add("missing");
-  input.focus();
+  startNaming();
   say("Type your name first (letters, digits, . _ -): it names your verdict file.", "error");
   return true;
+}
+
+// the annotator belongs to the browser's session on the server: named once, changed only by "Switch"
+function paintAnnotator() {
+  const input = $("annotator");
+  input.value = state.annotator;
+  input.readOnly = Boolean(state.annotator);
+  input.classList.toggle("missing", !state.annotator);
+  $("switch-annotator").hidden = !state.annotator;
+}
+
+function startNaming() {
+  const input = $("annotator");
+  input.readOnly = false;
+  input.classList.add("missing");
+  $("switch-annotator").hidden = true;
+  input.focus();
+  input.select();
+}
+
+async function nameAnnotator() {
+  const input = $("annotator");
+  const name = input.value.trim();
+  if (name === state.annotator && name) {
+    paintAnnotator();
+    input.blur();
+    return;
+  }
+  if (!ANNOTATOR.test(name)) {
+    input.classList.add("missing");
+    say("A name of letters, digits, '.', '_' or '-'", "error");
+    return;
+  }
+  try {
+    state.annotator = (await postJSON("/api/annotator", { annotator: name })).annotator;
+  } catch (error) {
+    say(error.message, "error");
+    return;
+  }
+  paintAnnotator();
+  input.blur();
+  cache.clear();
+  await loadQueue(); // "unreviewed" is by annotator: the queue is theirs now
+  say(`Verdicts are saved as ${state.annotator}`, "ok");
 }
 
 async function decide(fields) {
@@ -508,8 +556,7 @@ async function decide(fields) {
     const review = await postJSON("/api/verdict", {
       item_id: detail.item_id,
       generation_id: detail.generation_id,
-      annotator: state.annotator,
-      adjudication: state.queue === "disagreements",
+      adjudication: state.queue === "disagreements" && detail.review.can_adjudicate,
       ...fields,
     });
     detail.review = review;
@@ -528,7 +575,7 @@ async function decide(fields) {
 }
 
 function queueParams() {
-  const params = { queue: state.queue, annotator: state.annotator, ...state.filters };
+  const params = { queue: state.queue, ...state.filters };
   if (state.sample) Object.assign(params, { sample: state.sample.n, seed: state.sample.seed });
   return params;
 }
@@ -740,22 +787,21 @@ function wire() {
     if (event.target === $("reasons")) closeReasons();
   };
   const who = $("annotator");
-  who.onchange = () => {
-    const name = who.value.trim();
-    if (!ANNOTATOR.test(name)) {
-      who.classList.add("missing");
-      say("A name of letters, digits, '.', '_' or '-'", "error");
-      return;
-    }
-    who.classList.remove("missing");
-    state.annotator = name;
-    localStorage.setItem("rrd-review-annotator", name);
-    cache.clear();
-    say(`Verdicts are saved as ${name}`, "ok");
-    loadQueue();
-  };
   who.onkeydown = (event) => {
-    if (event.key === "Enter") who.blur();
+    if (who.readOnly) return;
+    if (event.key === "Enter") {
+      event.preventDefault();
+      nameAnnotator();
+    } else if (event.key === "Escape" && state.annotator) {
+      event.preventDefault();
+      paintAnnotator();
+      who.blur();
+      say("");
+    }
+  };
+  $("switch-annotator").onclick = () => {
+    startNaming();
+    say("Type the name to review as, then Enter (Esc keeps the current one)");
   };
   $("sample-form").onsubmit = (event) => {
     event.preventDefault();
@@ -784,8 +830,9 @@ async function start() {
     say(error.message, "error");
     return;
   }
-  state.annotator = state.session.annotator || localStorage.getItem("rrd-review-annotator") || "";
-  $("annotator").value = state.annotator;
+  state.annotator = state.session.annotator || "";
+  state.csrf = state.session.csrf;
+  paintAnnotator();
   buildBar();
   if (state.session.build_note) say(state.session.build_note, "error");
   else if (!state.annotator) needAnnotator();
