@@ -11,7 +11,7 @@ from retinal_reason_data.filters import item_problem
 from retinal_reason_data.ontology import Entry, Ontology, Scale, default_ontology
 from retinal_reason_data.recipe import BasicTasks, FiltersSpec
 from retinal_reason_data.schema import Case, Finding, ImageRef, Item, Modality, Provenance, QuestionType, TaskKind
-from retinal_reason_data.tasks.basic import basic_items, facets
+from retinal_reason_data.tasks.basic import FINDING_CATEGORIES, basic_items, facets
 from retinal_reason_data.tasks.options import LETTERS, nested_names
 from retinal_reason_data.teacher.offline import draft
 
@@ -84,6 +84,8 @@ def check_findings(item: Item, codes: set[str], present: set[str]) -> None:
     """A question about findings that are not grades: no scale named, no grade offered, the answer's kind first."""
     assert _scales_named(item.question) == set(), item.question
     assert item_problem(item, FiltersSpec()) is None, f"the question states its answer: {item.question}"
+    if len(codes) == 1 and ONTOLOGY.entry(next(iter(codes))).category in FINDING_CATEGORIES:
+        assert "diagnosis" not in item.question, f"a sign asked as a diagnosis: {item.question}"
     if item.question_type in (QuestionType.SINGLE_CHOICE, QuestionType.MULTIPLE_CHOICE):
         _check_choice_layout(item)
         correct = _correct(item)

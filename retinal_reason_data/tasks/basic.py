@@ -31,6 +31,22 @@ MODALITY_NOUN = {
 Built = tuple[str, list[str], Answer]  # question, options, answer
 
 FINDING_NOUN = {Modality.CFP: "finding", Modality.OCT: "finding", Modality.FFA: "angiographic finding"}
+# Categories of signs and lesions, not diagnoses: one of them alone is asked as a finding ("Which angiographic
+# finding is seen ...?"), never as "the most likely diagnosis" (a leakage pattern is not a diagnosis).
+FINDING_CATEGORIES = frozenset({"ffa_pattern", "oct_biomarker", "dr_lesion"})
+
+
+def _one_stem(entry_category: str, modality: Modality, open_question: bool) -> str:
+    """The stem of a question about a case's one label: a diagnosis, or a finding when the label is a sign."""
+    noun = MODALITY_NOUN[modality]
+    if entry_category in FINDING_CATEGORIES:
+        finding = FINDING_NOUN.get(modality, "finding")
+        return (
+            f"Name the main {finding} visible in this {noun}."
+            if open_question
+            else (f"Which {finding} is seen in this {noun}?")
+        )
+    return f"What is the most likely diagnosis for this {noun}?"
 
 
 @dataclass(frozen=True)
@@ -208,7 +224,7 @@ def _single_choice(
     if len(facet.codes) > 1:
         question = f"Which of the following {FINDING_NOUN.get(modality, 'finding')}s is present in this {noun}?"
     else:
-        question = f"What is the most likely diagnosis for this {noun}?"
+        question = _one_stem(ontology.entry(code).category, modality, open_question=False)
     return question, options, Answer(text=letters, code=code)
 
 
@@ -233,7 +249,7 @@ def _open(ontology: Ontology, facet: Facet, modality: Modality, n_options: int, 
     noun = MODALITY_NOUN[modality]
     if len(facet.codes) == 1:
         entry = ontology.entry(facet.codes[0])
-        question = f"What is the most likely diagnosis for this {noun}?"
+        question = _one_stem(entry.category, modality, open_question=True)
         return question, [], Answer(text=entry.name, aliases=list(entry.aliases), code=entry.code)
     primary = ontology.entry(facet.codes[0])
     aliases = [*primary.aliases]
