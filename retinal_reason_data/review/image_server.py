@@ -162,10 +162,10 @@ class ImageServer:
         self._thread.start()
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        if self._thread is not None:
+        if self._thread is not None:  # shutdown() waits for serve_forever(), which only a started server runs
+            self.httpd.shutdown()
             self._thread.join(timeout=5)
+        self.httpd.server_close()
 
     def image_bytes(self, name: str) -> tuple[bytes, str]:
         """The bytes of a served image, checked against its sha256."""
