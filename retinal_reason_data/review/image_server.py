@@ -190,6 +190,9 @@ def _handler(server: ImageServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)
             pass
 
+        def version_string(self) -> str:
+            return self.server_version
+
         def _origin_headers(self) -> dict[str, str]:
             origin = self.headers.get("Origin")
             if origin and origin.rstrip("/") in server.origins:
