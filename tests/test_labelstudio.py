@@ -11,6 +11,7 @@ import re
 import threading
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from retinal_reason_data.annotations import append_verdict, read_verdicts, verdi
 from retinal_reason_data.catalog import Catalog
 from retinal_reason_data.cli import app
 from retinal_reason_data.recipe import Recipe, load_recipe
-from retinal_reason_data.review.image_server import ImageServer, read_manifest, serve_images
+from retinal_reason_data.review.image_server import ImageServer, ServedImage, read_manifest, serve_images
 from retinal_reason_data.review.labelstudio import CONTROLS, JSON_MIN_KEYS, label_config
 from retinal_reason_data.review.labelstudio_import import annotator_for, annotator_for_email
 from tests.conftest import write_recipe
@@ -124,9 +125,16 @@ def get(port: int, path: str, headers: dict[str, str] | None = None, method: str
     return result
 
 
+@dataclass
+class Served:
+    tasks: Path
+    port: int
+    images: dict[str, ServedImage]
+
+
 @pytest.fixture
-def served(built: Path, tmp_path: Path) -> Iterator[tuple[Path, ImageServer]]:
-    """Step 1: export the tasks; step 2: serve their images (on a free port, with the tasks pointing there)."""
+def served(built: Path, tmp_path: Path) -> Iterator[Served]:
+    """Step 1: export the tasks (naming a free port); step 2: `serve-images` them until the test ends."""
     recipe = recipe_over(built, tmp_path)
     tasks_path = tmp_path / "ls" / "tasks.json"
     probe = ImageServer({}, port=0)  # a free port
@@ -142,27 +150,23 @@ def served(built: Path, tmp_path: Path) -> Iterator[tuple[Path, ImageServer]]:
             break
         stop.wait(0.1)
     assert lines and f"at http://127.0.0.1:{port}/" in lines[0], lines
-    server = ImageServer(read_manifest(tasks_path)[1], port=0)  # only for its lookups: not started
-    server.port = port
-    yield tasks_path, server
+    yield Served(tasks_path, port, read_manifest(tasks_path)[1])
     stop.set()
     thread.join(timeout=10)
-    server.httpd.server_close()
 
 
-def test_serve_images_answers_exactly_the_tasks_images(served: tuple[Path, ImageServer]) -> None:
-    tasks_path, server = served
-    port = server.port
-    tasks = json.loads(tasks_path.read_text())
+def test_serve_images_answers_exactly_the_tasks_images(served: Served) -> None:
+    port, images = served.port, served.images
+    tasks = json.loads(served.tasks.read_text())
     urls = {task["data"][key] for task in tasks for key in task["data"] if key.startswith("image_")} - {""}
-    assert len(urls) == len(server.images) == 19
+    assert len(urls) == len(images) == 19
     for url in sorted(urls):
         name = url.rsplit("/", 1)[1]
         status, headers, body = get(port, f"/{name}", {"Origin": LABEL_STUDIO})
         assert status == 200 and headers["access-control-allow-origin"] == LABEL_STUDIO
-        assert hashlib.sha256(body).hexdigest() == server.images[name].sha256  # the very file, unchanged
+        assert hashlib.sha256(body).hexdigest() == images[name].sha256  # the very file, unchanged
         assert headers["content-type"] in ("image/jpeg", "image/png") and headers["x-content-type-options"] == "nosniff"
-    name = next(iter(server.images))
+    name = next(iter(images))
     status, headers, _ = get(port, f"/{name}", {"Origin": "http://attacker.example"})
     assert status == 200 and "access-control-allow-origin" not in headers  # another site's script cannot read it
     assert headers["cross-origin-resource-policy"] == "same-origin"  # nor embed it with a plain <img>
@@ -174,17 +178,16 @@ def test_serve_images_answers_exactly_the_tasks_images(served: tuple[Path, Image
     assert status == 204 and headers["access-control-allow-origin"] == LABEL_STUDIO
 
 
-def test_an_image_changed_after_the_export_is_not_served(served: tuple[Path, ImageServer]) -> None:
-    _, server = served
-    name, image = next(iter(server.images.items()))
+def test_an_image_changed_after_the_export_is_not_served(served: Served) -> None:
+    name, image = next(iter(served.images.items()))
     original = image.path.read_bytes()
     try:
         image.path.write_bytes(original[:-10] + b"\0" * 10)
-        status, _, body = get(server.port, f"/{name}")
+        status, _, body = get(served.port, f"/{name}")
     finally:
         image.path.write_bytes(original)
     assert status == 410 and b"changed since the tasks were exported" in body
-    assert get(server.port, f"/{name}")[0] == 200
+    assert get(served.port, f"/{name}")[0] == 200
 
 
 def test_serve_images_needs_the_list_export_wrote(tmp_path: Path) -> None:
@@ -193,20 +196,15 @@ def test_serve_images_needs_the_list_export_wrote(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "tasks.images.json: not found" in result.output
 
 
-def test_label_studio_in_a_browser_reads_the_images_only_from_its_own_origin(
-    served: tuple[Path, ImageServer], tmp_path: Path
-) -> None:
-    """As Label Studio's page does (XMLHttpRequest, then a blob URL), from an allowed origin and from another."""
+def test_label_studio_in_a_browser_reads_the_images_only_from_its_own_origin(served: Served) -> None:
+    """As Label Studio's page does (XMLHttpRequest, then a blob URL), from an allowed origin and from another;
+    a plain <img> of another site gets nothing either."""
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is needed at /usr/bin/chromium: `make test` installs it")
-    _, server = served
-    name = next(iter(server.images))
-    page_html = b"<!doctype html><title>label studio</title>"
-    pages = {}
-    for label in ("allowed", "other"):
-        pages[label] = _page_server(page_html)
+    name = next(iter(served.images))
+    pages = {label: _page_server(b"<!doctype html><title>a site</title>") for label in ("allowed", "other")}
     allowed_origin = f"http://127.0.0.1:{pages['allowed'].server_address[1]}"
-    relisten = ImageServer(server.images, port=0, origins=[allowed_origin])  # Label Studio's origin is that page's
+    relisten = ImageServer(served.images, port=0, origins=[allowed_origin])  # Label Studio's origin is that page's
     relisten.start()
     script = """async (url) => await new Promise((done) => {
         const request = new XMLHttpRequest();
@@ -214,6 +212,11 @@ def test_label_studio_in_a_browser_reads_the_images_only_from_its_own_origin(
         request.onload = () => done(request.status + " " + request.response.size);
         request.onerror = () => done("blocked");
         request.send();
+    })"""
+    embed = """async (url) => await new Promise((done) => {
+        const image = new Image();
+        image.onload = () => done("shown"); image.onerror = () => done("blocked");
+        image.src = url;
     })"""
     try:
         with sync_playwright() as playwright:
@@ -224,6 +227,7 @@ def test_label_studio_in_a_browser_reads_the_images_only_from_its_own_origin(
                     page = browser.new_page()
                     page.goto(f"http://127.0.0.1:{httpd.server_address[1]}/")
                     results[label] = page.evaluate(script, f"{relisten.url}/{name}")
+                    results[f"{label} <img>"] = page.evaluate(embed, f"{relisten.url}/{name}")
             finally:
                 browser.close()
     finally:
@@ -231,8 +235,13 @@ def test_label_studio_in_a_browser_reads_the_images_only_from_its_own_origin(
         for httpd in pages.values():
             httpd.shutdown()
             httpd.server_close()
-    size = len(server.image_bytes(name)[0])
-    assert results == {"allowed": f"200 {size}", "other": "blocked"}
+    size = len(relisten.image_bytes(name)[0])
+    assert results == {
+        "allowed": f"200 {size}",
+        "other": "blocked",
+        "allowed <img>": "blocked",
+        "other <img>": "blocked",
+    }
 
 
 def _page_server(body: bytes) -> Any:
@@ -340,14 +349,17 @@ def test_a_file_that_is_not_an_export_of_rrd_tasks_is_refused_whole(built: Path,
     args = ["annotations", "import-labelstudio", str(recipe.path)]
     path = tmp_path / "export.json"
     for content, message in [
-        ("{not json", "cannot read a Label Studio export"),
-        ('{"tasks": []}', "expected Label Studio's JSON or JSON_MIN export"),
+        ("{not json", "cannot read a Label Studio export: expected JSON or JSON_MIN, a list"),
+        ('{"tasks": []}', "cannot read a Label Studio export: expected JSON or JSON_MIN, a list"),
+        ((FIXTURES / "export-json-emails.json").read_text()[:-300], "cannot read a Label Studio export (not JSON"),
+        ("[1]", "object 1: expected an object, got int"),
         ('[{"data": {"image": "x.png"}, "annotations": []}]', "no item_id and generation_id"),
         ('[{"something": 1}]', "neither a task"),
     ]:
         path.write_text(content)
         result = runner.invoke(app, [*args, str(path)])
-        assert result.exit_code == 2 and message in result.output, (content, result.output)
+        assert result.exit_code == 2 and message in result.output, (content[:40], result.output)
+        assert read_verdicts(verdict_folder(recipe)).count == 0  # checked whole before anything is written
     tasks = json.loads((FIXTURES / "export-json-emails.json").read_text())
     tasks[0]["data"]["item_id"] = "not-an-item"
     path.write_text(json.dumps(tasks))

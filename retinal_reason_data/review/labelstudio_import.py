@@ -18,14 +18,15 @@ answer with its tags intact; an edit that does not is not imported, and the repo
 from __future__ import annotations
 
 import hashlib
-import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import ijson
 import pyarrow as pa
 from pydantic import ValidationError
 
@@ -140,16 +141,27 @@ def _key(where: str, data: dict[str, Any]) -> tuple[str, str]:
 CONTROL_NAMES = ("decision", "reason", "edited_think", "edited_answer", "note")
 
 
+def _records(path: Path) -> Iterator[Any]:
+    """The objects of a JSON list, one at a time (an export can be larger than memory would like)."""
+    try:
+        with path.open("rb") as handle:
+            start = handle.read(4096).lstrip()
+            if not start.startswith(b"["):
+                raise AnnotationError(f"{path}: cannot read a Label Studio export: expected JSON or JSON_MIN, a list")
+            handle.seek(0)
+            yield from ijson.items(handle, "item", use_float=True)
+    except OSError as exc:
+        raise AnnotationError(f"{path}: cannot read a Label Studio export ({exc})") from None
+    except ijson.JSONError as exc:
+        raise AnnotationError(f"{path}: cannot read a Label Studio export (not JSON: {exc})") from None
+
+
 def read_export(path: Path) -> list[Annotation]:
     """Every annotation of a Label Studio export (JSON or JSON_MIN), in file order."""
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise AnnotationError(f"{path}: cannot read a Label Studio export ({exc})") from None
-    if not isinstance(records, list) or not all(isinstance(record, dict) for record in records):
-        raise AnnotationError(f"{path}: expected Label Studio's JSON or JSON_MIN export (a list of objects)")
     annotations: list[Annotation] = []
-    for number, record in enumerate(records, start=1):
+    for number, record in enumerate(_records(path), start=1):
+        if not isinstance(record, dict):
+            raise AnnotationError(f"{path} object {number}: expected an object, got {type(record).__name__}")
         if isinstance(record.get("data"), dict):  # JSON: a task and its annotations
             where = f"{path} task {number} (id {record.get('id')})"
             key = _key(where, record["data"])
