@@ -38,6 +38,7 @@ from retinal_reason_data.annotations import (
     verdict_folder,
 )
 from retinal_reason_data.recipe import Recipe
+from retinal_reason_data.review.labelstudio import CONTROLS
 from retinal_reason_data.schema import Decision, Generation, Item, RejectReason, Verdict
 from retinal_reason_data.verify import split_response
 
@@ -138,9 +139,6 @@ def _key(where: str, data: dict[str, Any]) -> tuple[str, str]:
     return item_id, generation_id
 
 
-CONTROL_NAMES = ("decision", "reason", "edited_think", "edited_answer", "note")
-
-
 def _records(path: Path) -> Iterator[Any]:
     """The objects of a JSON list, one at a time (an export can be larger than memory would like)."""
     try:
@@ -170,7 +168,7 @@ def read_export(path: Path) -> list[Annotation]:
                 for result in annotation.get("result") or []:
                     name = result.get("from_name")
                     text = _text_of(result.get("value"))
-                    if name in CONTROL_NAMES and text is not None:
+                    if name in CONTROLS and text is not None:
                         fields[name] = fields[name] + "\n" + text if name in fields else text
                 annotations.append(
                     Annotation(
@@ -187,7 +185,7 @@ def read_export(path: Path) -> list[Annotation]:
             key = _key(where, record)
             if record["annotation_id"] is None:
                 continue  # a task nobody annotated
-            fields = {name: text for name in CONTROL_NAMES if (text := _text_of(record.get(name))) is not None}
+            fields = {name: text for name in CONTROLS if (text := _text_of(record.get(name))) is not None}
             annotations.append(Annotation(where, *key, record.get("annotator"), fields, _time(record)))
         else:
             raise AnnotationError(
@@ -235,8 +233,9 @@ class _Trace:
 def import_labelstudio(
     recipe: Recipe, export_path: Path, annotator: str | None = None, server: str = DEFAULT_SERVER
 ) -> ImportReport:
-    """Append the verdicts of a Label Studio export (JSON or JSON_MIN) to the annotators' files. Everything is
-    checked before anything is written; importing the same export twice adds nothing."""
+    """Append the verdicts of a Label Studio export (JSON or JSON_MIN) to the annotators' files. Every annotation
+    is checked before anything is written: those that cannot be used are in the report, the others are written;
+    importing the same export twice adds nothing."""
     if annotator is not None and not ANNOTATOR_PATTERN.fullmatch(annotator):
         raise AnnotationError(f"--annotator {annotator!r}: letters, digits, '.', '_' and '-' only (a file name)")
     if not SERVER_PATTERN.fullmatch(server):
