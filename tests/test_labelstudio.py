@@ -286,7 +286,9 @@ def test_annotators_are_keyed_by_the_whole_address() -> None:
 
 
 # Label Studio 1.23.2's own exports of one project (tests/data/labelstudio/README.md): tasks 1-7 of this build
-# reviewed by admin@rrd.test (user 1), alice@hospital-a.org (user 2) and alice@hospital-b.org (user 3)
+# reviewed by admin@rrd.test (user 1), alice@hospital-a.org (user 2) and alice@hospital-b.org (user 3). Written by
+# label_studio/data_export/serializers.py (JSON) and HumanSignal/label-studio-sdk@97fcff19fa5a
+# src/label_studio_sdk/converter/converter.py convert_to_json_min + utils.py prettify_result (JSON_MIN)
 EXPORTS = {
     "export-json-emails.json": ("admin_at_rrd.test", "alice_at_hospital-a.org", "alice_at_hospital-b.org"),
     "export-json-ids.json": ("labelstudio-1", "labelstudio-2", "labelstudio-3"),
