@@ -305,6 +305,7 @@ class ReviewPlan:
     rows: list[dict[str, Any]] = field(default_factory=list)
     rejected_traces: dict[str, TraceReview] = field(default_factory=dict)  # fingerprint -> review
     unverified_edits: dict[str, TraceReview] = field(default_factory=dict)
+    edit_problems: dict[str, str] = field(default_factory=dict)  # fingerprint -> why its edit cannot be used
     rejected_items: dict[str, TraceReview] = field(default_factory=dict)  # item_id -> review
     stale: set[Key] = field(default_factory=set)  # traces no longer in the catalog
     ignored_adjudications: int = 0  # given by an annotator who took part in the disagreement
@@ -312,6 +313,18 @@ class ReviewPlan:
 
     def counts(self) -> Counter[str]:
         return Counter(row["decision"] for row in self.rows)
+
+    def unusable_edits(self) -> list[dict[str, str]]:
+        """The edits a build cannot use: which item and trace, whose edit, and why."""
+        return [
+            {
+                "item_id": review.item_id,
+                "generation_id": fingerprint,
+                "annotator": review.final.annotator,
+                "why": self.edit_problems.get(fingerprint, ""),
+            }
+            for fingerprint, review in sorted(self.unverified_edits.items())
+        ]
 
 
 @dataclass
@@ -323,6 +336,7 @@ class ReviewReport:
     rejected: int = 0
     items_rejected: int = 0
     unverified_edits: int = 0
+    unusable_edits: list[dict[str, str]] = field(default_factory=list)  # item, trace, annotator, why
     stale: int = 0
     ignored_adjudications: int = 0  # given by an annotator who took part in the disagreement: not counted
     left_out: int = 0  # assignments changed: traces taken out of sft, items taken out of the release
@@ -368,6 +382,10 @@ def plan_review(recipe: Recipe, catalog: Catalog) -> ReviewPlan:
             kept = edited_generation(item, generation, final.edited_think, final.edited_answer)
             if not kept.verified:
                 plan.unverified_edits[key[1]], kept = review, None
+                plan.edit_problems[key[1]] = (
+                    edit_problem(item, generation, final.edited_think, final.edited_answer)
+                    or "the edited answer does not verify"
+                )
         else:
             plan.rejected_traces[key[1]] = review
         plan.rows.append(
@@ -404,6 +422,7 @@ def apply_verdicts(recipe: Recipe, catalog: Catalog) -> ReviewReport:
         rejected=counts["reject"],
         items_rejected=len(plan.rejected_items),
         unverified_edits=len(plan.unverified_edits),
+        unusable_edits=plan.unusable_edits(),
         stale=len(plan.stale),
         ignored_adjudications=plan.ignored_adjudications,
     )
@@ -512,6 +531,7 @@ def review_stats(recipe: Recipe, catalog: Catalog) -> dict[str, Any]:
             "reject": counts["reject"],
             "edit_unverified": counts["edit_unverified"],
         },
+        "unusable_edits": plan.unusable_edits(),  # which item and trace, whose edit, why it was left out
         "rejected_by_reason": dict(
             sorted(Counter(str(r.final.reason) for r in live.values() if r.decision is Decision.REJECT).items())
         ),

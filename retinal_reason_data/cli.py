@@ -306,9 +306,19 @@ def export_labelstudio_command(
     tasks: Annotated[Path, typer.Option(help="Task list to write; the labelling config goes beside it.")] = Path(
         "labelstudio-tasks.json"
     ),
-    image_root: Annotated[
-        Path, typer.Option(help="Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT; image paths are under it.")
-    ] = Path("/"),
+    images: Annotated[
+        str,
+        typer.Option(
+            help="serve: the tasks link to `rrd annotations serve-images` on this machine; embed: the tasks carry "
+            "the images as data URLs (for a Label Studio on another machine)."
+        ),
+    ] = "serve",
+    image_url: Annotated[str, typer.Option(help="Where serve-images answers (a loopback address).")] = (
+        "http://127.0.0.1:8765"
+    ),
+    max_image_bytes: Annotated[
+        int, typer.Option(help="embed: larger images are sent as a smaller JPEG of at most this size.")
+    ] = 1_500_000,
     queue: Annotated[str, typer.Option(help="all, unreviewed, rejected or disagreements.")] = "all",
     annotator: Annotated[str, typer.Option(help="Whose verdicts 'unreviewed' counts.")] = "",
     sample: Annotated[int | None, typer.Option(help="A batch of N traces stratified by source and task.")] = None,
@@ -319,51 +329,94 @@ def export_labelstudio_command(
     question_type: Annotated[str, typer.Option(help="Only this question type.")] = "",
     catalog: CatalogOpt = None,
 ) -> None:
-    """Write the build's traces as Label Studio tasks (JSON) with a matching labelling config."""
+    """Write the build's traces as Label Studio tasks (JSON) with a matching labelling config, written whole or
+    not at all."""
+    from retinal_reason_data.review.image_server import manifest_path
     from retinal_reason_data.review.labelstudio import export_tasks
     from retinal_reason_data.review.snapshot import SnapshotError
 
     loaded = _recipe(recipe, catalog=catalog)
     filters = {"source": source, "modality": modality, "task": task, "question_type": question_type}
     try:
-        count = export_tasks(
+        report = export_tasks(
             loaded,
             tasks,
-            image_root,
-            filters,
-            (sample, seed) if sample else None,
-            queue,
-            annotator,
+            images=images,
+            image_url=image_url,
+            max_image_bytes=max_image_bytes,
+            filters=filters,
+            sample=(sample, seed) if sample else None,
+            queue=queue,
+            annotator=annotator,
         )
-    except (SnapshotError, AnnotationError, ValueError) as exc:
+    except (SnapshotError, AnnotationError, OSError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"{count} tasks -> {tasks}\nlabelling config -> {tasks.with_suffix('.config.xml')}")
+    typer.echo(f"{report.tasks} tasks ({report.images} images, up to {report.image_slots} a task) -> {tasks}")
+    typer.echo(f"labelling config -> {tasks.with_suffix('.config.xml')}")
+    if images == "serve":
+        typer.echo(f"image list -> {manifest_path(tasks)}; show them with: rrd annotations serve-images {tasks}")
+    for path in report.reduced:
+        typer.echo(f"  reduced to fit --max-image-bytes: {path}")
+
+
+@annotations_app.command("serve-images")
+def serve_images_command(
+    tasks: Annotated[Path, typer.Argument(help="The task file export-labelstudio wrote.")],
+    origin: Annotated[
+        list[str] | None,
+        typer.Option(help="Label Studio's address, allowed to read the images (repeat for several)."),
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: the one the tasks name).")] = None,
+) -> None:
+    """Serve exactly the images of a Label Studio task file on this machine (loopback), for Label Studio's page."""
+    from retinal_reason_data.review.image_server import DEFAULT_ORIGINS, ImageServeError, serve_images
+
+    try:
+        serve_images(tasks, typer.echo, port=port, origins=origin or DEFAULT_ORIGINS)
+    except (ImageServeError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @annotations_app.command("import-labelstudio")
 def import_labelstudio_command(
     recipe: RecipeArg,
-    export: Annotated[Path, typer.Argument(help="Label Studio's JSON export of the project.")],
+    export: Annotated[Path, typer.Argument(help="Label Studio's export of the project, JSON or JSON_MIN.")],
     annotator: Annotated[
         str | None, typer.Option(help="Name every verdict after this annotator (default: Label Studio's user).")
     ] = None,
+    server: Annotated[
+        str, typer.Option(help="Prefix of annotators the export names by user id only (<server>-<id>).")
+    ] = "labelstudio",
     catalog: CatalogOpt = None,
 ) -> None:
-    """Append the verdicts of a Label Studio JSON export to annotations/ (importing twice adds nothing)."""
-    from retinal_reason_data.review.labelstudio import import_labelstudio
+    """Append the verdicts of a Label Studio export to annotations/ (importing twice adds nothing). Exits 1 when
+    some annotations could not be used (listed), 2 when the file cannot be read."""
+    from retinal_reason_data.review.labelstudio_import import import_labelstudio
 
     loaded = _recipe(recipe, catalog=catalog)
     try:
-        report = import_labelstudio(loaded, export, annotator)
+        report = import_labelstudio(loaded, export, annotator, server)
     except AnnotationError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(
-        f"{report.added} verdicts added, {report.already} already there, {report.cancelled} skipped in Label Studio"
+        f"{report.read} annotations: {report.added} verdicts added, {report.already} already there, "
+        f"{report.cancelled} skipped in Label Studio, {len(report.no_decision)} without a decision, "
+        f"{len(report.unused)} not usable"
     )
-    for line in report.skipped:
+    for name, who in sorted(report.annotators.items()):
+        typer.echo(f"  annotator {name}: {who}")
+    for line in report.no_decision:
         typer.echo(f"  no decision: {line}")
+    for note in report.notes:
+        typer.echo(f"  note: {note}")
+    for unused in report.unused:
+        typer.echo(f"  not imported: {unused.line()}")
+    if report.unused:
+        typer.echo("fix these in Label Studio, export again and import again (what was added stays)", err=True)
+        raise typer.Exit(1)
 
 
 @app.command("schemas")
@@ -505,6 +558,13 @@ def _summary(recipe: Recipe, report: BuildReport, seconds: float) -> None:
                 ),
             )
         )
+        for edit in v.unusable_edits[:10]:
+            trace = edit["generation_id"][:12]
+            rows.append(
+                ("  edit left out", f"item {edit['item_id']}, trace {trace}, by {edit['annotator']}: {edit['why']}")
+            )
+        if len(v.unusable_edits) > 10:
+            rows.append(("  edit left out", f"and {len(v.unusable_edits) - 10} more (rrd stats --json: review)"))
     if report.manifest:
         m = report.manifest
         counts = "; ".join(

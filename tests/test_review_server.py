@@ -1,11 +1,10 @@
 """The review server over HTTP: sessions, the token, the Host and origin checks on every state-changing request,
-queues, filters, batches and verdicts (and the Label Studio export and import)."""
+queues, filters, batches and verdicts; Label Studio is in test_labelstudio.py."""
 
 from __future__ import annotations
 
 import http.client
 import json
-import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,10 +12,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from retinal_reason_data.annotations import read_verdicts, verdict_folder
+from retinal_reason_data.annotations import read_verdicts
 from retinal_reason_data.cli import app
 from retinal_reason_data.recipe import Recipe, load_recipe
-from retinal_reason_data.review.labelstudio import label_config
 from retinal_reason_data.review.server import ReviewServer, SetupError, server_token
 from tests.conftest import write_recipe
 from tests.test_annotations import REVIEW_SOURCES, build_review_recipe, exported_traces
@@ -320,85 +318,6 @@ def test_bad_verdicts_are_refused_with_a_reason(server: ReviewServer) -> None:
         got, reply = unnamed.post("/api/annotator", {"annotator": bad})
         assert got == 422 and "letters, digits" in reply["error"], bad
     assert written(server) == 0
-
-
-def test_label_studio_round_trip(built: Path, tmp_path: Path) -> None:
-    recipe = recipe_over(built, tmp_path)
-    runner = CliRunner()
-    tasks_path = tmp_path / "ls" / "tasks.json"
-    result = runner.invoke(
-        app,
-        [
-            "annotations",
-            "export-labelstudio",
-            str(recipe.path),
-            "--tasks",
-            str(tasks_path),
-            "--image-root",
-            str(built.parent),
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    tasks = json.loads(tasks_path.read_text())
-    assert len(tasks) == len(exported_traces(recipe))
-    first = tasks[0]["data"]
-    assert first["images"][0].startswith("/data/local-files/?d=raw/") and first["trace"] and first["question"]
-    config = ElementTree.fromstring(tasks_path.with_suffix(".config.xml").read_text())
-    names = {node.get("name") for node in config.iter() if node.get("name")}
-    assert {"decision", "reason", "edited_think", "edited_answer", "note"} <= names
-    assert label_config() == tasks_path.with_suffix(".config.xml").read_text()
-
-    # what Label Studio's JSON export holds once two people have worked on the tasks
-    def annotation(n: int, user: Any, *results: dict) -> dict:
-        return {
-            "id": n,
-            "completed_by": user,
-            "was_cancelled": False,
-            "result": list(results),
-            "created_at": f"2025-03-0{n}T10:00:00.000000Z",
-            "updated_at": f"2025-03-0{n}T10:05:00.000000Z",
-        }
-
-    def choice(name: str, value: str) -> dict:
-        return {"from_name": name, "to_name": "trace", "type": "choices", "value": {"choices": [value]}}
-
-    def text(name: str, value: str) -> dict:
-        return {"from_name": name, "to_name": "trace", "type": "textarea", "value": {"text": [value]}}
-
-    tasks[0]["annotations"] = [
-        annotation(1, {"id": 7, "email": "ann.grader@clinic.example"}, choice("decision", "accept"))
-    ]
-    tasks[1]["annotations"] = [
-        annotation(2, 3, choice("decision", "reject"), choice("reason", "missed_finding"), text("note", "no MA")),
-        {"id": 9, "completed_by": 3, "was_cancelled": True, "result": [], "created_at": "2025-03-02T10:00:00Z"},
-    ]
-    tasks[2]["annotations"] = [annotation(3, 3, choice("decision", "edit"), text("edited_think", "Better steps."))]
-    tasks[3]["annotations"] = [annotation(4, 3, text("note", "forgot to decide"))]
-    export = tmp_path / "ls" / "export.json"
-    export.write_text(json.dumps(tasks))
-
-    result = runner.invoke(app, ["annotations", "import-labelstudio", str(recipe.path), str(export)])
-    assert result.exit_code == 0, result.output
-    assert "3 verdicts added, 0 already there, 1 skipped in Label Studio" in result.output
-    assert "no decision" in result.output
-    log = read_verdicts(verdict_folder(recipe))
-    assert sorted(path.name for path in verdict_folder(recipe).glob("*.jsonl")) == [
-        "ann.grader.jsonl",
-        "labelstudio-3.jsonl",
-    ]
-    reviews = log.reviews()
-    key = (tasks[1]["data"]["item_id"], tasks[1]["data"]["generation_id"])
-    assert reviews[key].final.reason == "missed_finding" and reviews[key].final.note == "no MA"
-    key = (tasks[2]["data"]["item_id"], tasks[2]["data"]["generation_id"])
-    assert reviews[key].final.edited_think == "Better steps."
-
-    again = runner.invoke(app, ["annotations", "import-labelstudio", str(recipe.path), str(export)])
-    assert "0 verdicts added, 3 already there" in again.output and read_verdicts(verdict_folder(recipe)).count == 3
-
-    tasks[0]["data"]["generation_id"] = "not-a-trace"
-    export.write_text(json.dumps(tasks))
-    bad = runner.invoke(app, ["annotations", "import-labelstudio", str(recipe.path), str(export)])
-    assert bad.exit_code == 2 and "task 1" in bad.output and "not in the catalog" in bad.output
 
 
 def test_a_rebuild_is_picked_up_and_a_running_build_does_not_stop_review(server: ReviewServer) -> None:
