@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from retinal_reason_data.schema import Modality, QuestionType
+from retinal_reason_data.text import bom_codec
 
 
 class RecipeError(ValueError):
@@ -476,20 +477,11 @@ def load_recipe(path: str | Path, out: Path | None = None, catalog: Path | None 
     return recipe
 
 
-_TEXT_BOMS = (  # longest first: the UTF-32 LE mark starts with the UTF-16 LE one
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-)
-
-
 def recipe_text(path: Path) -> str:
     """The text of a recipe file: UTF-8, or whatever its byte-order mark says (an editor's "Unicode" is UTF-16);
     RecipeError with the line and the bytes when it does not decode."""
     data = path.read_bytes()
-    codec = next((codec for bom, codec in _TEXT_BOMS if data.startswith(bom)), "utf-8")
+    codec = bom_codec(data) or "utf-8"
     try:
         return data.decode(codec)
     except UnicodeDecodeError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import re
 import unicodedata
@@ -36,3 +37,17 @@ def stable_hash(*parts: object, length: int = 16) -> str:
     """Hex digest of the parts, stable across runs and machines (content-derived ids)."""
     digest = hashlib.sha256("\x1f".join(str(part) for part in parts).encode()).hexdigest()
     return digest[:length]
+
+
+BYTE_ORDER_MARKS = (  # longest first: the UTF-32 LE mark starts with the UTF-16 LE one
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def bom_codec(head: bytes) -> str | None:
+    """The codec a text's byte-order mark names (`utf-8-sig`, `utf-16`, `utf-32`), None without one."""
+    return next((codec for bom, codec in BYTE_ORDER_MARKS if head.startswith(bom)), None)

@@ -25,11 +25,12 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
+from retinal_reason_data.review.app import image_bytes as browser_image
+
 DEFAULT_PORT = 8765
 DEFAULT_ORIGINS = ("http://localhost:8080", "http://127.0.0.1:8080")  # `label-studio start` on this machine
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 SOCKET_TIMEOUT = 10.0  # seconds a connection may stay silent
-BROWSER_TYPES = {b"\xff\xd8": "image/jpeg", b"\x89P": "image/png", b"GI": "image/gif"}
 
 
 class ImageServeError(ValueError):
@@ -45,19 +46,6 @@ def served_name(sha256: str, path: str | Path) -> str:
     """The name an image is served under: its sha256 and the file's suffix (`<sha>.jpg`)."""
     suffix = Path(path).suffix.lower()
     return sha256 + (suffix if suffix[1:].isalnum() else "")
-
-
-def browser_image(data: bytes) -> tuple[bytes, str]:
-    """Bytes a browser shows, with their type: JPEG, PNG, GIF and WebP as they are, anything else as PNG."""
-    kind = BROWSER_TYPES.get(data[:2])
-    if kind:
-        return data, kind
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return data, "image/webp"
-    buffer = io.BytesIO()
-    with Image.open(io.BytesIO(data)) as image:
-        image.convert("RGB" if image.mode not in ("L", "RGB", "RGBA") else image.mode).save(buffer, "PNG")
-    return buffer.getvalue(), "image/png"
 
 
 def data_url(path: Path, max_bytes: int) -> tuple[str, bool]:

@@ -21,17 +21,12 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
+from retinal_reason_data.text import bom_codec
+
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 _DETECT_BYTES = 4 << 20  # the detector reads at most this much; the whole file is still checked to decode
-_BOMS = (  # longest first: the UTF-32 LE mark starts with the UTF-16 LE one
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-)
 # Among single-byte code pages that decode a file equally well, the one that label files are most often saved
 # in wins (Excel on Western Windows); the detector otherwise breaks such ties arbitrarily (it read French
 # "Crèvecœur" in Windows-1250 as "Crčvecśur").
@@ -83,11 +78,11 @@ def detect_encoding(path: Path) -> TextEncoding:
         return found
     with path.open("rb") as handle:
         head = handle.read(4)
-    for bom, codec in _BOMS:
-        if head.startswith(bom):
-            found = TextEncoding(codec, "byte-order mark")
-            _check_decodes(path, found)
-            return found
+    codec = bom_codec(head)
+    if codec is not None:
+        found = TextEncoding(codec, "byte-order mark")
+        _check_decodes(path, found)
+        return found
     failure = _first_failure(path, "utf-8")
     if failure is None:
         return TextEncoding("utf-8", "valid UTF-8")
