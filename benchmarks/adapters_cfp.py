@@ -56,7 +56,7 @@ def make_odir5k(root: Path, rows: int) -> None:
 
 
 def make_rfmid(root: Path, rows: int) -> None:
-    from retinal_reason_data.sources.rfmid import COLUMNS
+    from retinal_reason_data.ingest.sources.rfmid import COLUMNS
 
     names = list(COLUMNS)
     table = root / "2. Groundtruths" / "a. RFMiD_Training_Labels.csv"
@@ -84,8 +84,8 @@ MAKERS = {"eyepacs": make_eyepacs, "odir5k": make_odir5k, "rfmid": make_rfmid, "
 
 def child(adapter_name: str, root: str) -> None:
     """Read one generated collection and print the figures as JSON (runs in its own process)."""
-    from retinal_reason_data.sources import ADAPTERS
-    from retinal_reason_data.sources.base import RawCase, SourceOptions
+    from retinal_reason_data.ingest.sources import ADAPTERS
+    from retinal_reason_data.ingest.sources.base import RawCase, SourceOptions
 
     adapter = ADAPTERS[adapter_name]
     options = SourceOptions(work_dir=Path(root) / "_work")

@@ -86,8 +86,8 @@ MAKERS = {"manifest": make_manifest, "image_folder": make_folder, "mm_retinal_re
 
 def measure(adapter: str, size: int) -> dict[str, float]:
     """Generate the input in a child process, then read it through the adapter in this fresh process."""
-    from retinal_reason_data.sources import ADAPTERS
-    from retinal_reason_data.sources.base import RawCase, SourceOptions
+    from retinal_reason_data.ingest.sources import ADAPTERS
+    from retinal_reason_data.ingest.sources.base import RawCase, SourceOptions
 
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder) / "collection"

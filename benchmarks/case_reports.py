@@ -19,13 +19,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from retinal_reason_data.jats import read_articles
+from retinal_reason_data.ingest.casereports.jats import read_articles
+from retinal_reason_data.ingest.sources import ADAPTERS
+from retinal_reason_data.ingest.sources.base import RawCase, SourceOptions
 from retinal_reason_data.ontology import default_ontology
 from retinal_reason_data.phantoms.layouts_pmc import FORMS, TEMPLATES, article_xml, phantom_case, wrap
 from retinal_reason_data.recipe import ComplexTasks
 from retinal_reason_data.schema import Case, ImageRef, Provenance
-from retinal_reason_data.sources import ADAPTERS
-from retinal_reason_data.sources.base import RawCase, SourceOptions
 from retinal_reason_data.tasks.complex import LeakError, complex_items
 
 

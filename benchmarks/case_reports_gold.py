@@ -27,14 +27,14 @@ from pathlib import Path
 
 from PIL import Image
 
-from retinal_reason_data.casereports.clinical import Extracted, case_sections, extract
-from retinal_reason_data.casereports.gold import GoldRecord, judge_answer, leaks, sex_code
-from retinal_reason_data.jats import Article, read_articles
+from retinal_reason_data.ingest.casereports.clinical import Extracted, case_sections, extract
+from retinal_reason_data.ingest.casereports.gold import GoldRecord, judge_answer, leaks, sex_code
+from retinal_reason_data.ingest.casereports.jats import Article, read_articles
+from retinal_reason_data.ingest.sources import ADAPTERS
+from retinal_reason_data.ingest.sources.base import RawCase, SourceOptions
 from retinal_reason_data.ontology import UnmappedLabel, default_ontology
 from retinal_reason_data.recipe import ComplexTasks
 from retinal_reason_data.schema import Case, Finding, ImageRef, Modality, Provenance, Quarantine, QuestionType
-from retinal_reason_data.sources import ADAPTERS
-from retinal_reason_data.sources.base import RawCase, SourceOptions
 from retinal_reason_data.tasks.complex import LeakError, complex_items
 from retinal_reason_data.text import normalise_term, stable_hash
 

@@ -42,7 +42,7 @@ PROBE = textwrap.dedent(
     import json, sys, time
     from pathlib import Path
     from retinal_reason_data.catalog import Catalog, item_row
-    from retinal_reason_data.curate import curate
+    from retinal_reason_data.curation.stage import curate
     from retinal_reason_data.recipe import load_recipe
 
     def status_mb(field):  # this process image's own figures: ru_maxrss would count the parent's RSS at fork

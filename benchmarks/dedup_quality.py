@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from retinal_reason_data.fieldhash import ORIENTATIONS, orient
-from retinal_reason_data.hamming import hex_to_bytes, popcount_distance
-from retinal_reason_data.imaging import fingerprint
+from retinal_reason_data.curation.hamming import hex_to_bytes, popcount_distance
+from retinal_reason_data.ingest.fieldhash import ORIENTATIONS, orient
+from retinal_reason_data.ingest.imaging import fingerprint
 from retinal_reason_data.phantoms.images import fundus_photo
 from retinal_reason_data.recipe import DedupSpec
 from retinal_reason_data.schema import Modality

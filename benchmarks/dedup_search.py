@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from retinal_reason_data.fieldhash import HASH_SIDE, band_coefficients
-from retinal_reason_data.hamming import brute_force_pairs, near_pairs, popcount_distance
+from retinal_reason_data.curation.hamming import brute_force_pairs, near_pairs, popcount_distance
+from retinal_reason_data.ingest.fieldhash import HASH_SIDE, band_coefficients
 from retinal_reason_data.phantoms.images import fundus_photo
 from retinal_reason_data.recipe import DedupSpec
 

@@ -43,8 +43,8 @@ PROBE = textwrap.dedent(
     import json, pickle, resource, shutil, sys, tempfile, time
     from pathlib import Path
     import pyarrow as pa, pyarrow.parquet as pq
-    from retinal_reason_data.export.hf import FEATURES
-    from retinal_reason_data.export.shards import ROW_GROUP_MAX_ROWS, write_split
+    from retinal_reason_data.release.hf import FEATURES
+    from retinal_reason_data.release.shards import ROW_GROUP_MAX_ROWS, write_split
 
     writer, samples = sys.argv[1], int(sys.argv[2])
     pool = pickle.loads(Path(sys.argv[3]).read_bytes())
@@ -100,7 +100,7 @@ PROBE = textwrap.dedent(
         pq.write_table(pa.Table.from_pylist(list(counted(rows(samples), totals))), folder / "train.parquet")
     elif writer.startswith("format "):
         # the formats read the hf shards back: write them first (not timed), then time the format alone
-        from retinal_reason_data.export.formats import WRITERS
+        from retinal_reason_data.release.formats import WRITERS
         from retinal_reason_data.recipe import Recipe
         write_split(folder / "data" / "sft", "train", FEATURES["sft"], counted(rows(samples), totals), 10**9)
         recipe = Recipe.model_validate({"name": "bench", "sources": [{"adapter": "aptos2019", "root": "."}]})

@@ -27,15 +27,15 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from retinal_reason_data.imaging import (
+from retinal_reason_data.ingest.imaging import (
     DRAFT_MIN_SIDE,
     draft_size,
     fingerprint,
     fingerprint_task,
     keep_buffers_in_heap,
 )
-from retinal_reason_data.intake import ONE_THREAD, fingerprint_pool
-from retinal_reason_data.perceptual_hash import HASH_SIDE
+from retinal_reason_data.ingest.perceptual_hash import HASH_SIDE
+from retinal_reason_data.ingest.stage import ONE_THREAD, fingerprint_pool
 from retinal_reason_data.phantoms.images import fundus_photo
 from retinal_reason_data.schema import Modality
 

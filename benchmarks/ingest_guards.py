@@ -21,12 +21,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from retinal_reason_data.intake import SourceContext, _vetted, image_file_stat
+from retinal_reason_data.ingest.sources.base import IMAGE_SUFFIXES, RawCase, RawImage
+from retinal_reason_data.ingest.sources.folders import ImageListing, _stray_name, listing
+from retinal_reason_data.ingest.sources.scope import source_scope
+from retinal_reason_data.ingest.stage import SourceContext, _vetted, image_file_stat
 from retinal_reason_data.ontology import default_ontology
 from retinal_reason_data.schema import Modality
-from retinal_reason_data.sources.base import IMAGE_SUFFIXES, RawCase, RawImage
-from retinal_reason_data.sources.folders import ImageListing, _stray_name, listing
-from retinal_reason_data.sources.scope import source_scope
 
 
 def _baseline_names(folder: Path) -> Iterator[str]:

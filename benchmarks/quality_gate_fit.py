@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from retinal_reason_data.filters import image_problem, image_refusal
-from retinal_reason_data.image_quality import GRADABILITY_MEASURES
-from retinal_reason_data.imaging import fingerprint
-from retinal_reason_data.quality_gate import GATE_FILE, GateModel, load_gate
+from retinal_reason_data.curation.filters import image_problem, image_refusal
+from retinal_reason_data.curation.quality_gate import GATE_FILE, GateModel, load_gate
+from retinal_reason_data.ingest.image_quality import GRADABILITY_MEASURES
+from retinal_reason_data.ingest.imaging import fingerprint
 from retinal_reason_data.recipe import ImageFilters
 from retinal_reason_data.schema import ImageRef, Modality
 

@@ -202,9 +202,9 @@ def measure_browser(recipe_path: Path, presses: int = 40) -> str:
 
 
 def measure_store_and_build(recipe_path: Path, verdicts: int = 10_000) -> dict[str, Any]:
-    from retinal_reason_data.annotations import append_verdict, apply_verdicts, verdict_folder
     from retinal_reason_data.catalog import Catalog
     from retinal_reason_data.recipe import load_recipe
+    from retinal_reason_data.review.verdicts import append_verdict, apply_verdicts, verdict_folder
     from retinal_reason_data.schema import Verdict
 
     recipe = load_recipe(recipe_path)

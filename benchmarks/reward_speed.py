@@ -24,8 +24,8 @@ import statistics
 import time
 from collections.abc import Callable
 
-from retinal_reason_data.reply import MAX_ANSWER_CHARS, MAX_REPLY_CHARS
 from retinal_reason_data.rewards import compute_score, make_ground_truth
+from retinal_reason_data.teacher.reply import MAX_ANSWER_CHARS, MAX_REPLY_CHARS
 
 CHOICE = make_ground_truth("single_choice", "B", [])
 OPEN = make_ground_truth("open", "Vogt-Koyanagi-Harada disease", ["VKH"])

@@ -13,7 +13,7 @@ import pyarrow as pa
 from pydantic import BaseModel
 
 from retinal_reason_data.batches import batched
-from retinal_reason_data.imaging import FINGERPRINT_VERSION
+from retinal_reason_data.ingest.imaging import FINGERPRINT_VERSION
 from retinal_reason_data.schema import Case, Generation, ImageRef, Item, Quarantine
 
 SCHEMA_VERSION = 1

@@ -13,8 +13,8 @@ from typing import Annotated
 import duckdb
 import typer
 
-from retinal_reason_data.annotations import AnnotationError
 from retinal_reason_data.catalog import Catalog
+from retinal_reason_data.ingest.sources import check_adapters
 from retinal_reason_data.pipeline import (
     BuildReport,
     build,
@@ -25,7 +25,7 @@ from retinal_reason_data.pipeline import (
     run_synthesis,
 )
 from retinal_reason_data.recipe import Recipe, RecipeError, load_recipe
-from retinal_reason_data.sources import check_adapters
+from retinal_reason_data.review.verdicts import AnnotationError
 from retinal_reason_data.stats import collect, export_folder, remember_export_folder
 from retinal_reason_data.teacher.synthesize import SynthesisStopped
 
@@ -195,7 +195,7 @@ def extract_command(
 ) -> None:
     """Ask the teacher to read each case report again (age, sex, complaint, history, examination, diagnosis)
     and flag where its reading and the rule-based one disagree (table `extractions` of the catalog)."""
-    from retinal_reason_data.casereports.extraction import run_extraction
+    from retinal_reason_data.teacher.extraction import run_extraction
 
     loaded, db = _open(recipe, out, catalog)
     try:
@@ -222,8 +222,8 @@ def report_command(
 ) -> None:
     """Curate (duplicates, filters, splits) and write the curation report beside the catalog: every drop
     reason with examples, label conflicts between duplicates, and the splits."""
-    from retinal_reason_data.curate import curate
-    from retinal_reason_data.curation_report import report_paths
+    from retinal_reason_data.curation.report import report_paths
+    from retinal_reason_data.curation.stage import curate
 
     loaded, db = _open(recipe, out, catalog)
     try:
@@ -239,7 +239,7 @@ def sources_command(
     as_json: Annotated[bool, typer.Option("--json", help="JSON list instead of text.")] = False,
 ) -> None:
     """Every adapter, the layout it expects on disk and its licence note."""
-    from retinal_reason_data.sources import ADAPTERS
+    from retinal_reason_data.ingest.sources import ADAPTERS
 
     rows = [
         {"adapter": a.name, "title": a.title, "layout": a.layout, "licence": a.licence}
@@ -444,8 +444,8 @@ def push_command(
     """Push the export to the Hub as version X.Y.Z: one commit with a changelog entry, tagged vX.Y.Z."""
     from huggingface_hub.errors import HfHubHTTPError
 
-    from retinal_reason_data.diff import ReleaseError
-    from retinal_reason_data.hub import push
+    from retinal_reason_data.release.diff import ReleaseError
+    from retinal_reason_data.release.hub import push
 
     try:
         loaded = load_recipe(recipe, out=out)
@@ -472,7 +472,7 @@ def diff_command(
     """Compare two releases by sample id: rows per config and split, ids added, removed and changed."""
     from huggingface_hub.errors import HfHubHTTPError
 
-    from retinal_reason_data.diff import ReleaseError, diff_indexes, load_release_index
+    from retinal_reason_data.release.diff import ReleaseError, diff_indexes, load_release_index
 
     try:
         (old_index, old_label), (new_index, new_label) = load_release_index(old, repo), load_release_index(new, repo)

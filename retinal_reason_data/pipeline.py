@@ -9,19 +9,19 @@ from typing import Any
 
 from tqdm import tqdm
 
-from retinal_reason_data.annotations import ReviewReport, apply_verdicts
-from retinal_reason_data.casereports import second_reader
-from retinal_reason_data.casereports.extraction import run_extraction
 from retinal_reason_data.catalog import Catalog
-from retinal_reason_data.curate import CurationReport, curate
-from retinal_reason_data.export.hf import config_splits, export_hf
-from retinal_reason_data.intake import IngestReport, ensure_phantom, fingerprint_pool, ingest_source
+from retinal_reason_data.curation.stage import CurationReport, curate
+from retinal_reason_data.ingest.privacy import pseudonym_key
+from retinal_reason_data.ingest.stage import IngestReport, ensure_phantom, fingerprint_pool, ingest_source
 from retinal_reason_data.ontology import Entry, Ontology, default_ontology
-from retinal_reason_data.privacy import pseudonym_key
 from retinal_reason_data.recipe import Recipe, RecipeError
+from retinal_reason_data.release.hf import config_splits, export_hf
+from retinal_reason_data.review.verdicts import ReviewReport, apply_verdicts
 from retinal_reason_data.schema import Item
 from retinal_reason_data.stats import collect
 from retinal_reason_data.tasks import LeakError, items_for_case
+from retinal_reason_data.teacher import second_reader
+from retinal_reason_data.teacher.extraction import run_extraction
 from retinal_reason_data.teacher.synthesize import SynthesisReport, synthesize
 
 
@@ -95,7 +95,7 @@ def run_synthesis(recipe: Recipe, catalog: Catalog, report: BuildReport) -> None
     if second_reader.enabled(recipe) and recipe.tasks.complex.enabled:
         report.extraction = run_extraction(recipe, catalog, recipe_ontology(recipe))
     if recipe.tasks.complex.judge:
-        from retinal_reason_data.casereports.judge import judge_near_misses
+        from retinal_reason_data.teacher.judge import judge_near_misses
 
         report.judge = judge_near_misses(recipe, catalog)
 

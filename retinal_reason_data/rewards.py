@@ -32,7 +32,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from retinal_reason_data.schema import QuestionType
-from retinal_reason_data.verify import FALSE_WORDS, MAX_REPLY_CHARS, TRUE_WORDS, Verdict, score
+from retinal_reason_data.teacher.verify import FALSE_WORDS, MAX_REPLY_CHARS, TRUE_WORDS, Verdict, score
 
 REWARD_NAME = "retinal_reason"  # EasyR1 prints it
 REWARD_TYPE = "batch"  # EasyR1 passes every reply of a step in one list

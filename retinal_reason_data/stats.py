@@ -7,12 +7,12 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from retinal_reason_data.annotations import review_stats
-from retinal_reason_data.casereports.second_reader import second_reader_stats
 from retinal_reason_data.catalog import Catalog
 from retinal_reason_data.ontology import Ontology
 from retinal_reason_data.recipe import Recipe
+from retinal_reason_data.review.verdicts import review_stats
 from retinal_reason_data.schema import Generation
+from retinal_reason_data.teacher.second_reader import second_reader_stats
 from retinal_reason_data.teacher.synthesize import failure_reason
 
 

@@ -13,7 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from retinal_reason_data.annotations import (
+from retinal_reason_data.catalog import Catalog
+from retinal_reason_data.cli import app
+from retinal_reason_data.pipeline import BuildReport, build, run_export
+from retinal_reason_data.recipe import Recipe, load_recipe
+from retinal_reason_data.review.snapshot import Entry, allocate, stratified_sample
+from retinal_reason_data.review.verdicts import (
     AnnotationError,
     TraceReview,
     VerdictLog,
@@ -22,13 +27,8 @@ from retinal_reason_data.annotations import (
     read_verdicts,
     verdict_folder,
 )
-from retinal_reason_data.catalog import Catalog
-from retinal_reason_data.cli import app
-from retinal_reason_data.pipeline import BuildReport, build, run_export
-from retinal_reason_data.recipe import Recipe, load_recipe
-from retinal_reason_data.review.snapshot import Entry, allocate, stratified_sample
 from retinal_reason_data.schema import Decision, Verdict
-from retinal_reason_data.verify import split_response
+from retinal_reason_data.teacher.verify import split_response
 from tests.conftest import write_recipe
 
 REVIEW_SOURCES = [
@@ -294,6 +294,6 @@ def test_the_recipe_names_the_annotations_folder(tmp_path: Path) -> None:
     recipe = load_recipe(path)
     assert verdict_folder(recipe) == (tmp_path.parent / "shared-annotations" / "small").resolve()
     assert verdict_folder(load_recipe(write_recipe(tmp_path / "b"))) == (tmp_path / "b" / "annotations" / "small")
-    from retinal_reason_data.export.hf import recipe_hash
+    from retinal_reason_data.release.hf import recipe_hash
 
     assert recipe_hash(recipe) == recipe_hash(load_recipe(write_recipe(tmp_path / "c")))  # not part of the hash

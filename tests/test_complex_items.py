@@ -182,8 +182,8 @@ def _judge_and_extract(request: dict[str, Any]) -> str:
 
 
 def test_near_misses_are_judged_once_and_recorded(built: Path) -> None:
-    from retinal_reason_data.casereports.judge import judge_near_misses
     from retinal_reason_data.recipe import load_recipe
+    from retinal_reason_data.teacher.judge import judge_near_misses
 
     recipe = load_recipe(built)
     catalog = Catalog(recipe.catalog_path)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retinal_reason_data.dedup import deduplicate
-from retinal_reason_data.fieldhash import orient
+from retinal_reason_data.curation.dedup import deduplicate
+from retinal_reason_data.ingest.fieldhash import orient
 from retinal_reason_data.recipe import DedupSpec
 from retinal_reason_data.schema import Case, Eye, Finding, ImageQuality, ImageRef, Modality, Provenance
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
-from retinal_reason_data.fieldhash import ORIENTATIONS, _solve_normal, field_hashes, find_field, orient, prepare
-from retinal_reason_data.hamming import hex_to_bytes, popcount_distance
+from retinal_reason_data.curation.hamming import hex_to_bytes, popcount_distance
+from retinal_reason_data.ingest.fieldhash import ORIENTATIONS, _solve_normal, field_hashes, find_field, orient, prepare
 from retinal_reason_data.phantoms.images import fundus_photo, oct_bscan
 from retinal_reason_data.recipe import DedupSpec
 

@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 
 from retinal_reason_data.catalog import Catalog
 from retinal_reason_data.cli import app
-from retinal_reason_data.export.hf import export_hf
-from retinal_reason_data.leakage import LeakageError, check_release
+from retinal_reason_data.curation.leakage import LeakageError, check_release
 from retinal_reason_data.phantoms.images import fundus_photo
 from retinal_reason_data.recipe import load_recipe
+from retinal_reason_data.release.hf import export_hf
 from tests.conftest import write_recipe
 
 runner = CliRunner()

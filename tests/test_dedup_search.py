@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retinal_reason_data.hamming import (
+from retinal_reason_data.curation.hamming import (
     Plan,
     brute_force_pairs,
     hex_to_bytes,

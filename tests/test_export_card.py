@@ -12,11 +12,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from retinal_reason_data.cli import app
-from retinal_reason_data.export.figures import FIGURES, bar_chart, render_figures
-from retinal_reason_data.export.index import row_digest
-from retinal_reason_data.export.mm_retinal_reason import release_answer
-from retinal_reason_data.export.ophthareason import target_file
-from retinal_reason_data.export.summary import ReleaseSummary
+from retinal_reason_data.release.figures import FIGURES, bar_chart, render_figures
+from retinal_reason_data.release.index import row_digest
+from retinal_reason_data.release.mm_retinal_reason import release_answer
+from retinal_reason_data.release.ophthareason import target_file
+from retinal_reason_data.release.summary import ReleaseSummary
 from tests.conftest import write_recipe
 
 runner = CliRunner()

@@ -23,13 +23,13 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from retinal_reason_data.cli import app
-from retinal_reason_data.export.ophthareason import write_ophthareason_eval
-from retinal_reason_data.export.reader import iter_rows
-from retinal_reason_data.imaging import png_chunk_types
+from retinal_reason_data.ingest.imaging import png_chunk_types
+from retinal_reason_data.ingest.sources.base import RawCase, SourceOptions
+from retinal_reason_data.ingest.sources.mm_retinal_reason import read as read_mm_retinal_reason
 from retinal_reason_data.recipe import RecipeError, load_recipe
+from retinal_reason_data.release.ophthareason import write_ophthareason_eval
+from retinal_reason_data.release.reader import iter_rows
 from retinal_reason_data.rewards import compute_score, easyr1_compute_score, parse_ground_truth
-from retinal_reason_data.sources.base import RawCase, SourceOptions
-from retinal_reason_data.sources.mm_retinal_reason import read as read_mm_retinal_reason
 from tests.conftest import write_recipe
 
 FORMATS = ["hf", "mm-retinal-reason", "ophthareason-eval", "verl", "easyr1", "sharegpt"]

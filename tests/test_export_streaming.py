@@ -11,9 +11,9 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image as PILImage
 
-from retinal_reason_data.export.hf import FEATURES
-from retinal_reason_data.export.reader import iter_rows
-from retinal_reason_data.export.shards import ROW_GROUP_MAX_ROWS, write_split
+from retinal_reason_data.release.hf import FEATURES
+from retinal_reason_data.release.reader import iter_rows
+from retinal_reason_data.release.shards import ROW_GROUP_MAX_ROWS, write_split
 
 
 class Row(dict):

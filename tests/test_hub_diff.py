@@ -8,10 +8,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from retinal_reason_data.diff import ReleaseError, diff_indexes, load_release_index
-from retinal_reason_data.export.changelog import LISTED_IDS, prepend, render_entry
-from retinal_reason_data.export.index import INDEX_PATH, INDEX_SCHEMA
-from retinal_reason_data.hub import parse_version, tag_name, verify_export
+from retinal_reason_data.release.changelog import LISTED_IDS, prepend, render_entry
+from retinal_reason_data.release.diff import ReleaseError, diff_indexes, load_release_index
+from retinal_reason_data.release.hub import parse_version, tag_name, verify_export
+from retinal_reason_data.release.index import INDEX_PATH, INDEX_SCHEMA
 
 
 def index(*rows: tuple[str, str, str, str]) -> pa.Table:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from retinal_reason_data.imaging import (
+from retinal_reason_data.ingest.imaging import (
     ImageError,
     fingerprint,
     open_image,
@@ -20,7 +20,7 @@ from retinal_reason_data.imaging import (
     png_text_chunk,
     strip_metadata,
 )
-from retinal_reason_data.perceptual_hash import perceptual_hash
+from retinal_reason_data.ingest.perceptual_hash import perceptual_hash
 from retinal_reason_data.schema import Modality
 
 

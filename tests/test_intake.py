@@ -9,11 +9,11 @@ import pytest
 from PIL import Image, ImageFilter
 
 from retinal_reason_data.catalog import Catalog
-from retinal_reason_data.image_quality import measure
-from retinal_reason_data.intake import ensure_phantom, fingerprint_pool, ingest_source
+from retinal_reason_data.ingest.image_quality import measure
+from retinal_reason_data.ingest.privacy import DEVELOPMENT_KEY
+from retinal_reason_data.ingest.stage import ensure_phantom, fingerprint_pool, ingest_source
 from retinal_reason_data.ontology import default_ontology
 from retinal_reason_data.phantoms.images import fundus_photo
-from retinal_reason_data.privacy import DEVELOPMENT_KEY
 from retinal_reason_data.recipe import PhantomSpec, SourceSpec
 
 
@@ -50,7 +50,7 @@ def test_the_pool_gives_the_same_cases_and_quarantine_as_one_process(tmp_path: P
 def test_quality_measures_equal_their_definitions_with_or_without_a_histogram() -> None:
     """The histogram and dot-product shortcuts give the plain masked mean, deviation and Laplacian variance
     of the 256 px work image."""
-    from retinal_reason_data.fieldhash import prepare
+    from retinal_reason_data.ingest.fieldhash import prepare
 
     images = [fundus_photo(seed, "left", ["dr.severe"], size=256).convert("L") for seed in range(3)]
     images.append(fundus_photo(5, "right", [], size=300).convert("L").resize((256, 171)))

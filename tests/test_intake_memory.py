@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from retinal_reason_data import intake
 from retinal_reason_data.catalog import INGEST_MEMORY_LIMIT, Catalog
-from retinal_reason_data.intake import IngestReport, SeenIds, ensure_phantom, fingerprint_pool, ingest_source
+from retinal_reason_data.ingest import stage as intake
+from retinal_reason_data.ingest.privacy import DEVELOPMENT_KEY
+from retinal_reason_data.ingest.sources.base import find_image
+from retinal_reason_data.ingest.sources.folders import iter_images, listing
+from retinal_reason_data.ingest.stage import IngestReport, SeenIds, ensure_phantom, fingerprint_pool, ingest_source
 from retinal_reason_data.ontology import default_ontology
-from retinal_reason_data.privacy import DEVELOPMENT_KEY
 from retinal_reason_data.recipe import PhantomSpec, SourceSpec
-from retinal_reason_data.sources.base import find_image
-from retinal_reason_data.sources.folders import iter_images, listing
 
 
 def _aptos(tmp_path: Path, cases: int = 12) -> SourceSpec:

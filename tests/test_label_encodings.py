@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from retinal_reason_data.catalog import Catalog
 from retinal_reason_data.cli import app
+from retinal_reason_data.ingest.sources.tabular import read_csv_rows
+from retinal_reason_data.ingest.sources.text_files import EncodingError, detect_encoding, source_encoding
 from retinal_reason_data.phantoms.images import fundus_photo
 from retinal_reason_data.recipe import RecipeError, load_recipe
-from retinal_reason_data.sources.tabular import read_csv_rows
-from retinal_reason_data.sources.text_files import EncodingError, detect_encoding, source_encoding
 
 ROWS = [  # image, patient, label: two patients whose names differ only in a letter outside ASCII
     ("café.jpg", "Müller", "Drüsen"),

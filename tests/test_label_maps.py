@@ -4,9 +4,9 @@ a DME risk grade and 1 to the OCT diagnosis."""
 
 from __future__ import annotations
 
+from retinal_reason_data.ingest.sources import ADAPTERS
+from retinal_reason_data.ingest.sources.label_columns import VALUE_COLUMN, mixed_columns, raw_column
 from retinal_reason_data.ontology import default_ontology
-from retinal_reason_data.sources import ADAPTERS
-from retinal_reason_data.sources.label_columns import VALUE_COLUMN, mixed_columns, raw_column
 
 ONTOLOGY = default_ontology()
 

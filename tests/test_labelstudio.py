@@ -19,13 +19,13 @@ import pytest
 from playwright.sync_api import sync_playwright
 from typer.testing import CliRunner
 
-from retinal_reason_data.annotations import append_verdict, read_verdicts, verdict_folder
 from retinal_reason_data.catalog import Catalog
 from retinal_reason_data.cli import app
 from retinal_reason_data.recipe import Recipe, load_recipe
 from retinal_reason_data.review.image_server import ImageServer, ServedImage, read_manifest, serve_images
 from retinal_reason_data.review.labelstudio import CONTROLS, JSON_MIN_KEYS, label_config
 from retinal_reason_data.review.labelstudio_import import annotator_for, annotator_for_email
+from retinal_reason_data.review.verdicts import append_verdict, read_verdicts, verdict_folder
 from tests.conftest import write_recipe
 from tests.test_annotations import REVIEW_SOURCES, build_review_recipe, exported_traces, verdict
 

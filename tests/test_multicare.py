@@ -6,10 +6,10 @@ from collections import Counter
 
 import pytest
 
+from retinal_reason_data.ingest.sources import ADAPTERS
+from retinal_reason_data.ingest.sources.base import RawCase, SourceOptions
+from retinal_reason_data.ingest.sources.multicare import image_modality
 from retinal_reason_data.schema import Modality
-from retinal_reason_data.sources import ADAPTERS
-from retinal_reason_data.sources.base import RawCase, SourceOptions
-from retinal_reason_data.sources.multicare import image_modality
 
 
 @pytest.fixture(scope="module")

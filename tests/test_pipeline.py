@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from retinal_reason_data.cli import app
-from retinal_reason_data.imaging import png_chunk_types
+from retinal_reason_data.ingest.imaging import png_chunk_types
 from tests.conftest import SMALL_SOURCES, write_recipe
 
 runner = CliRunner()
@@ -194,8 +194,8 @@ def test_curation_reading_replies_in_small_batches_chooses_the_same(
     built: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Replies are read a batch of items at a time: tiny batches give the very traces, drops and splits."""
-    from retinal_reason_data import curate as curation
     from retinal_reason_data.catalog import Catalog
+    from retinal_reason_data.curation import stage as curation
     from retinal_reason_data.recipe import load_recipe
 
     recipe = load_recipe(built)
@@ -224,9 +224,9 @@ def test_curation_does_not_depend_on_the_order_cases_are_stored_in(
 ) -> None:
     """Curation streams cases in storage order: the same catalog stored the other way round gives the very same
     assignments, drops and report (examples included: one per reason, so that which one is kept matters)."""
-    from retinal_reason_data import curate as curation
     from retinal_reason_data.catalog import Catalog
-    from retinal_reason_data.curate import curate
+    from retinal_reason_data.curation import stage as curation
+    from retinal_reason_data.curation.stage import curate
     from retinal_reason_data.recipe import load_recipe
 
     monkeypatch.setattr(curation, "EXAMPLES_PER_REASON", 1)

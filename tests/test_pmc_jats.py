@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from retinal_reason_data.jats import JatsError, normalise_pmcid, read_articles
+from retinal_reason_data.ingest.casereports.jats import JatsError, normalise_pmcid, read_articles
 from retinal_reason_data.phantoms.layouts_pmc import FORMS, article_xml, phantom_case, wrap
 
 

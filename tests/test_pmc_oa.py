@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from retinal_reason_data.ingest.sources import ADAPTERS
+from retinal_reason_data.ingest.sources.base import RawCase, SourceOptions
+from retinal_reason_data.ingest.sources.options import SourceOptionsError
 from retinal_reason_data.schema import Modality
-from retinal_reason_data.sources import ADAPTERS
-from retinal_reason_data.sources.base import RawCase, SourceOptions
-from retinal_reason_data.sources.options import SourceOptionsError
 
 
 def _read(root: Path, **values: object) -> tuple[list[RawCase], list]:

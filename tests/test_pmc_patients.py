@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from retinal_reason_data.sources import ADAPTERS
-from retinal_reason_data.sources.base import RawCase, SourceOptions
+from retinal_reason_data.ingest.sources import ADAPTERS
+from retinal_reason_data.ingest.sources.base import RawCase, SourceOptions
 
 
 def _read(root: Path, **values: object) -> tuple[list[RawCase], Counter[str]]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from retinal_reason_data.casereports.clinical import extract_from_text, map_diagnosis, split_sentences
-from retinal_reason_data.casereports.panels import classify, figure_modality, split_panels
+from retinal_reason_data.ingest.casereports.clinical import extract_from_text, map_diagnosis, split_sentences
+from retinal_reason_data.ingest.casereports.panels import classify, figure_modality, split_panels
 from retinal_reason_data.ontology import default_ontology
 from retinal_reason_data.schema import Modality
 

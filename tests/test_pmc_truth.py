@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from retinal_reason_data.casereports.clinical import case_sections, extract, vignette_parts
-from retinal_reason_data.casereports.diagnosis import read_diagnosis, ruled_out_phrases
-from retinal_reason_data.casereports.sentences import abbreviation_definitions
-from retinal_reason_data.jats import Article, read_articles
+from retinal_reason_data.ingest.casereports.clinical import case_sections, extract, vignette_parts
+from retinal_reason_data.ingest.casereports.diagnosis import read_diagnosis, ruled_out_phrases
+from retinal_reason_data.ingest.casereports.jats import Article, read_articles
+from retinal_reason_data.ingest.casereports.sentences import abbreviation_definitions
+from retinal_reason_data.ingest.sources.base import RawCase
 from retinal_reason_data.ontology import default_ontology
 from retinal_reason_data.schema import Modality, Quarantine
-from retinal_reason_data.sources.base import RawCase
 
 ONTOLOGY = default_ontology()
 
@@ -207,7 +207,7 @@ def test_the_vignette_stops_before_treatment_pathology_and_outcome() -> None:
 
 def _adapter(tmp_path: Path, xml: str) -> list[RawCase | Quarantine]:
     # imported here: casereports.articles and the adapters import each other (the adapters must load first)
-    from retinal_reason_data.casereports.articles import ArticleOptions, article_cases
+    from retinal_reason_data.ingest.casereports.articles import ArticleOptions, article_cases
 
     folder = tmp_path / "PMC9000001"
     folder.mkdir()

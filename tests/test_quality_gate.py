@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 
-from retinal_reason_data.filters import image_problem, image_refusal
-from retinal_reason_data.image_quality import GRADABILITY_MEASURES
-from retinal_reason_data.imaging import fingerprint
-from retinal_reason_data.quality_gate import GATE_REASONS, load_gate
+from retinal_reason_data.curation.filters import image_problem, image_refusal
+from retinal_reason_data.curation.quality_gate import GATE_REASONS, load_gate
+from retinal_reason_data.ingest.image_quality import GRADABILITY_MEASURES
+from retinal_reason_data.ingest.imaging import fingerprint
 from retinal_reason_data.recipe import ImageFilters
 from retinal_reason_data.schema import ImageQuality, ImageRef, Modality
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from retinal_reason_data.catalog import Catalog
 from retinal_reason_data.cli import app
-from retinal_reason_data.curation_report import quality_figure_path, report_paths
+from retinal_reason_data.curation.report import quality_figure_path, report_paths
 from retinal_reason_data.pipeline import EmptyExportError, build
 from retinal_reason_data.recipe import load_recipe
 from tests.conftest import write_recipe

@@ -24,11 +24,11 @@ from typer.testing import CliRunner
 
 from retinal_reason_data.catalog import Catalog
 from retinal_reason_data.cli import app
-from retinal_reason_data.imaging import png_chunk_types, png_text_chunk
+from retinal_reason_data.ingest.imaging import png_chunk_types, png_text_chunk
+from retinal_reason_data.ingest.sources import ADAPTERS
+from retinal_reason_data.ingest.sources.base import RawCase, SourceOptions
 from retinal_reason_data.ontology import default_ontology
 from retinal_reason_data.schema import Case, Item, Modality, Quarantine, QuestionType
-from retinal_reason_data.sources import ADAPTERS
-from retinal_reason_data.sources.base import RawCase, SourceOptions
 from tests.conftest import REAL_IN_REPO, write_recipe
 
 runner = CliRunner()

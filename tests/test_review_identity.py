@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from retinal_reason_data.annotations import (
+from retinal_reason_data.catalog import Catalog
+from retinal_reason_data.review.server import ReviewServer
+from retinal_reason_data.review.verdicts import (
     AnnotationError,
     TraceReview,
     append_verdict,
@@ -18,8 +20,6 @@ from retinal_reason_data.annotations import (
     read_verdicts,
     review_stats,
 )
-from retinal_reason_data.catalog import Catalog
-from retinal_reason_data.review.server import ReviewServer
 from tests.test_annotations import build_review_recipe, exported_traces, verdict
 from tests.test_review_server import Visitor, call, recipe_over, visitor
 

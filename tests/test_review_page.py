@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from retinal_reason_data.annotations import read_verdicts
 from retinal_reason_data.catalog import Catalog
 from retinal_reason_data.review.bodies import QueueQuery
 from retinal_reason_data.review.server import ReviewServer
-from retinal_reason_data.verify import split_response
+from retinal_reason_data.review.verdicts import read_verdicts
+from retinal_reason_data.teacher.verify import split_response
 from tests.test_annotations import build_review_recipe, exported_traces
 from tests.test_review_server import recipe_over, visitor
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from retinal_reason_data.annotations import read_verdicts
 from retinal_reason_data.cli import app
 from retinal_reason_data.recipe import Recipe, load_recipe
 from retinal_reason_data.review.server import ReviewServer, SetupError, server_token
+from retinal_reason_data.review.verdicts import read_verdicts
 from tests.conftest import write_recipe
 from tests.test_annotations import REVIEW_SOURCES, build_review_recipe, exported_traces
 
@@ -92,6 +93,26 @@ class Visitor:
     def post(self, path: str, value: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
         status, _, body = self.request("POST", path, value, headers)
         return status, json.loads(body)
+
+    def post_announced(self, path: str, length: int) -> tuple[int, Any]:
+        """A POST whose header announces `length` bytes of body, answered before the body is sent: the server must
+        refuse an oversized body from its Content-Length alone. (Sending the body first raced the server's close:
+        the client's write failed with a broken pipe before it read the 413.)"""
+        head = [
+            f"POST {path} HTTP/1.1",
+            f"Host: {self.host}:{self.server.port}",
+            "Content-Type: application/json",
+            f"Content-Length: {length}",
+            f"Cookie: {self.cookie}",
+            f"Origin: {self.origin}",
+            "X-RRD-Request: 1",
+            f"X-RRD-CSRF: {self.csrf}",
+        ]
+        with socket.create_connection((self.host, self.server.port), timeout=10) as sock:
+            sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+            response = http.client.HTTPResponse(sock)
+            response.begin()
+            return response.status, json.loads(response.read())
 
     def name(self, annotator: str) -> None:
         status, body = self.post("/api/annotator", {"annotator": annotator})
@@ -309,7 +330,7 @@ def test_bad_verdicts_are_refused_with_a_reason(server: ReviewServer) -> None:
     for body, status, message in cases:
         got, reply = page.post("/api/verdict", body)
         assert got == status and message in reply["error"], (body, reply)
-    got, reply = page.post("/api/verdict", b"x" * (512 * 1024 + 1))
+    got, reply = page.post_announced("/api/verdict", 512 * 1024 + 1)
     assert got == 413 and "at most" in reply["error"]
     unnamed = Visitor(server)
     got, reply = unnamed.verdict(**base, decision="accept")

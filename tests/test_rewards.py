@@ -22,7 +22,7 @@ from retinal_reason_data.rewards import (
     scores,
 )
 from retinal_reason_data.schema import QuestionType
-from retinal_reason_data.verify import score
+from retinal_reason_data.teacher.verify import score
 
 
 def wrap(answer: str, think: str = "The disc is pale and the cup is large.") -> str:

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from retinal_reason_data.annotations import append_verdict, utc_now, verdict_folder
 from retinal_reason_data.catalog import Catalog
 from retinal_reason_data.cli import app
 from retinal_reason_data.ontology import default_ontology
 from retinal_reason_data.recipe import load_recipe
 from retinal_reason_data.review.snapshot import ReviewSet, queue_view
+from retinal_reason_data.review.verdicts import append_verdict, utc_now, verdict_folder
 from retinal_reason_data.schema import Decision, Verdict
 from tests.conftest import write_recipe
 from tests.fake_openai import FakeOpenAI
@@ -112,7 +112,7 @@ def test_the_build_reads_each_case_report_and_releases_only_items_both_readers_a
 def test_without_the_teachers_reading_no_complex_item_is_released(tmp_path: Path) -> None:
     """A case whose reading never came back (the teacher failed on it) is `missing`, and the detail of its withheld
     items says how to ask again."""
-    from retinal_reason_data.casereports.second_reader import compare_reading
+    from retinal_reason_data.teacher.second_reader import compare_reading
 
     case = next(iter(_pmc_cases(tmp_path)))
     reading = compare_reading(case, None, default_ontology())
@@ -160,7 +160,7 @@ def test_withheld_items_wait_in_the_review_queue_and_an_accept_releases_them(
 
 
 def test_with_the_offline_teacher_only_the_rules_read(tmp_path: Path) -> None:
-    from retinal_reason_data.casereports.second_reader import card_section, withhold_disagreements
+    from retinal_reason_data.teacher.second_reader import card_section, withhold_disagreements
 
     recipe = load_recipe(write_recipe(tmp_path, teacher={"kind": "offline"}))
     catalog = Catalog(recipe.catalog_path)

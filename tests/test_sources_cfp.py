@@ -11,15 +11,15 @@ import pytest
 from typer.testing import CliRunner
 
 from retinal_reason_data.cli import app
+from retinal_reason_data.ingest.sources import ADAPTERS
+from retinal_reason_data.ingest.sources.base import RawCase, SourceOptions
+from retinal_reason_data.ingest.sources.jsiec import CLASSES
+from retinal_reason_data.ingest.sources.odir5k import KEYWORDS, split_keywords
+from retinal_reason_data.ingest.sources.rfmid import COLUMNS
+from retinal_reason_data.ingest.sources.tabular import read_xlsx_rows
 from retinal_reason_data.ontology import UnmappedLabel, default_ontology
 from retinal_reason_data.phantoms.layouts_cfp import ODIR_UNKNOWN_KEYWORD, messidor2_exam_ids
 from retinal_reason_data.schema import Eye, Quarantine
-from retinal_reason_data.sources import ADAPTERS
-from retinal_reason_data.sources.base import RawCase, SourceOptions
-from retinal_reason_data.sources.jsiec import CLASSES
-from retinal_reason_data.sources.odir5k import KEYWORDS, split_keywords
-from retinal_reason_data.sources.rfmid import COLUMNS
-from retinal_reason_data.sources.tabular import read_xlsx_rows
 from retinal_reason_data.text import normalise_term
 from tests.conftest import write_recipe
 
@@ -320,8 +320,8 @@ def test_a_recipe_with_eyepacs_phantoms_builds_end_to_end(tmp_path: Path) -> Non
 
 
 def test_eyeq_and_eyepacs_give_one_patient_one_pseudonym(tmp_path: Path) -> None:
-    from retinal_reason_data.privacy import DEVELOPMENT_KEY, pseudonymise
-    from retinal_reason_data.sources import ADAPTERS
+    from retinal_reason_data.ingest.privacy import DEVELOPMENT_KEY, pseudonymise
+    from retinal_reason_data.ingest.sources import ADAPTERS
 
     assert ADAPTERS["eyeq"].patient_namespace == ADAPTERS["eyepacs"].patient_namespace == "eyepacs"
     assert pseudonymise("eyepacs", "10", DEVELOPMENT_KEY) != pseudonymise("aptos2019", "10", DEVELOPMENT_KEY)

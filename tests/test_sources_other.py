@@ -12,13 +12,13 @@ import pytest
 from typer.testing import CliRunner
 
 from retinal_reason_data.cli import app
+from retinal_reason_data.ingest.sources import ADAPTERS
+from retinal_reason_data.ingest.sources.base import RawCase, SourceOptions
+from retinal_reason_data.ingest.sources.caption_terms import caption_findings
+from retinal_reason_data.ingest.sources.options import SourceOptionsError
 from retinal_reason_data.ontology import UnmappedLabel, default_ontology
 from retinal_reason_data.phantoms.images import fundus_photo
 from retinal_reason_data.schema import Eye, Modality, Quarantine, Sex
-from retinal_reason_data.sources import ADAPTERS
-from retinal_reason_data.sources.base import RawCase, SourceOptions
-from retinal_reason_data.sources.caption_terms import caption_findings
-from retinal_reason_data.sources.options import SourceOptionsError
 from tests.conftest import write_recipe
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from retinal_reason_data.curation.splits import OOD_SPLIT, SPLIT_ORDER, assign_splits, case_groups, stratum_key
 from retinal_reason_data.recipe import RecipeError, SplitsSpec, load_recipe
-from retinal_reason_data.splits import OOD_SPLIT, SPLIT_ORDER, assign_splits, case_groups, stratum_key
 from tests.conftest import write_recipe
 
 

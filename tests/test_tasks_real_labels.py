@@ -10,13 +10,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from retinal_reason_data.catalog import Catalog
+from retinal_reason_data.ingest.sources import get_adapter
+from retinal_reason_data.ingest.sources.base import RawCase, SourceOptions
+from retinal_reason_data.ingest.sources.eyepacs import DR_GRADES
 from retinal_reason_data.ontology import default_ontology
 from retinal_reason_data.pipeline import BuildReport, build_items, ingest
 from retinal_reason_data.recipe import BasicTasks, load_recipe
 from retinal_reason_data.schema import Case, ImageRef, Item, Provenance, QuestionType
-from retinal_reason_data.sources import get_adapter
-from retinal_reason_data.sources.base import RawCase, SourceOptions
-from retinal_reason_data.sources.eyepacs import DR_GRADES
 from retinal_reason_data.tasks.basic import basic_items
 from tests.conftest import write_recipe
 from tests.test_tasks_scales import check_findings, check_graded

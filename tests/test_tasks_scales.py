@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from retinal_reason_data.filters import item_problem
+from retinal_reason_data.curation.filters import item_problem
 from retinal_reason_data.ontology import Entry, Ontology, Scale, default_ontology
 from retinal_reason_data.recipe import BasicTasks, FiltersSpec
 from retinal_reason_data.schema import Case, Finding, ImageRef, Item, Modality, Provenance, QuestionType, TaskKind

@@ -11,10 +11,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from retinal_reason_data.answers import accepted_forms, parse_bool, unwrap
 from retinal_reason_data.ontology import default_ontology
-from retinal_reason_data.reply import MAX_ANSWER_CHARS, MAX_REPLY_CHARS, MAX_TAGS, SPECIAL_TOKEN, TAG, read_reply
-from retinal_reason_data.verify import parse_letters, score, split_response
+from retinal_reason_data.teacher.answers import accepted_forms, parse_bool, unwrap
+from retinal_reason_data.teacher.reply import (
+    MAX_ANSWER_CHARS,
+    MAX_REPLY_CHARS,
+    MAX_TAGS,
+    SPECIAL_TOKEN,
+    TAG,
+    read_reply,
+)
+from retinal_reason_data.teacher.verify import parse_letters, score, split_response
 
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from retinal_reason_data.imaging import png_text_chunk
+from retinal_reason_data.ingest.imaging import png_text_chunk
 from retinal_reason_data.phantoms.images import ffa_frame, fundus_photo, oct_bscan
 from retinal_reason_data.text import stable_hash
 

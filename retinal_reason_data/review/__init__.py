@@ -1,5 +1,5 @@
 """The review page: `rrd review RECIPE` serves the build's traces to annotators, whose verdicts land in
-`annotations/` (see retinal_reason_data.annotations).
+`annotations/` (see retinal_reason_data.review.verdicts).
 
 server.py starts uvicorn (protocol.py: h11 with a header timeout) on the app (app.py: routes) behind its door
 (guard.py: host, sessions, token, the checks on every POST); sessions.py binds each browser to its annotator,

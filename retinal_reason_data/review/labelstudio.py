@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import IO, Any
 from xml.sax.saxutils import escape, quoteattr
 
-from retinal_reason_data.annotations import REASON_LABELS, AnnotationError, read_verdicts, verdict_folder
 from retinal_reason_data.recipe import Recipe
 from retinal_reason_data.review.image_server import (
     DEFAULT_PORT,
@@ -33,6 +32,7 @@ from retinal_reason_data.review.image_server import (
     served_name,
 )
 from retinal_reason_data.review.snapshot import ReviewSet, in_queue, select
+from retinal_reason_data.review.verdicts import REASON_LABELS, AnnotationError, read_verdicts, verdict_folder
 
 IMAGE_MODES = ("serve", "embed")
 DEFAULT_IMAGE_URL = f"http://127.0.0.1:{DEFAULT_PORT}"

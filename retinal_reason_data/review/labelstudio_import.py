@@ -30,17 +30,17 @@ import ijson
 import pyarrow as pa
 from pydantic import ValidationError
 
-from retinal_reason_data.annotations import (
+from retinal_reason_data.recipe import Recipe
+from retinal_reason_data.review.labelstudio import CONTROLS
+from retinal_reason_data.review.verdicts import (
     AnnotationError,
     append_verdict,
     edit_problem,
     read_verdicts,
     verdict_folder,
 )
-from retinal_reason_data.recipe import Recipe
-from retinal_reason_data.review.labelstudio import CONTROLS
 from retinal_reason_data.schema import Decision, Generation, Item, RejectReason, Verdict
-from retinal_reason_data.verify import split_response
+from retinal_reason_data.teacher.verify import split_response
 
 ANNOTATOR_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # Verdict.annotator: also a file name
 SERVER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,39}$")

@@ -21,13 +21,13 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from retinal_reason_data.annotations import Key, TraceReview
-from retinal_reason_data.filters import trace_problem
+from retinal_reason_data.curation.filters import trace_problem
 from retinal_reason_data.recipe import Recipe
+from retinal_reason_data.review.verdicts import Key, TraceReview
 from retinal_reason_data.schema import Case, Decision, Generation, Item
 from retinal_reason_data.tasks.options import LETTERS
+from retinal_reason_data.teacher.verify import split_response
 from retinal_reason_data.text import stable_hash
-from retinal_reason_data.verify import split_response
 
 FACETS = ("source", "modality", "task", "question_type")
 # second_reader: complex items withheld because the teacher's reading of the case disagrees with the rules'

@@ -10,17 +10,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from retinal_reason_data.annotations import (
-    ITEM_REASONS,
-    REASON_LABELS,
-    Key,
-    TraceReview,
-    VerdictLog,
-    append_verdict,
-    edit_problem,
-    utc_now,
-    verdict_folder,
-)
 from retinal_reason_data.recipe import Recipe
 from retinal_reason_data.review.bodies import QueueQuery, VerdictBody
 from retinal_reason_data.review.snapshot import (
@@ -32,8 +21,19 @@ from retinal_reason_data.review.snapshot import (
     queue_view,
     select,
 )
+from retinal_reason_data.review.verdicts import (
+    ITEM_REASONS,
+    REASON_LABELS,
+    Key,
+    TraceReview,
+    VerdictLog,
+    append_verdict,
+    edit_problem,
+    utc_now,
+    verdict_folder,
+)
 from retinal_reason_data.schema import Decision, RejectReason, Verdict
-from retinal_reason_data.verify import split_response
+from retinal_reason_data.teacher.verify import split_response
 
 QUEUE_PAGE = 500  # keys per queue request; the page asks for the next ones as the annotator nears the end
 

@@ -22,7 +22,7 @@ import random
 import re
 from collections.abc import Iterable, Iterator
 
-from retinal_reason_data.casereports.panels import classify
+from retinal_reason_data.ingest.casereports.panels import classify
 from retinal_reason_data.ontology import Entry, Ontology
 from retinal_reason_data.recipe import ComplexTasks
 from retinal_reason_data.schema import Answer, Case, Item, Modality, QuestionType, TaskKind

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from retinal_reason_data.imaging import ImageError, open_image
+from retinal_reason_data.ingest.imaging import ImageError, open_image
 
 JPEG_QUALITY = 90
 PATCH_PX = 28  # one visual token per 28 x 28 pixels (Qwen2-VL family; close to OpenAI's tiles at 768 px)

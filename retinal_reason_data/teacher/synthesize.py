@@ -21,7 +21,7 @@ from typing import Any
 
 from retinal_reason_data.batches import batched
 from retinal_reason_data.catalog import Catalog, dumps
-from retinal_reason_data.imaging import ImageError
+from retinal_reason_data.ingest.imaging import ImageError
 from retinal_reason_data.ontology import Ontology
 from retinal_reason_data.recipe import Recipe
 from retinal_reason_data.schema import Case, Generation, Item
@@ -40,7 +40,7 @@ from retinal_reason_data.teacher.prompts import (
     user_text,
 )
 from retinal_reason_data.teacher.requests import Reply, Request, generation_params
-from retinal_reason_data.verify import score
+from retinal_reason_data.teacher.verify import score
 
 __all__ = ["SynthesisReport", "SynthesisStopped", "failure_reason", "image_data_url", "synthesize", "teacher_identity"]
 

@@ -1,0 +1,1 @@
+"""Deduplication, quality filters, splits, the leakage check and the curation report."""

@@ -1,0 +1,263 @@
+"""The curation report: what was dropped and why (with examples), duplicates and their label conflicts, and
+the splits, as Markdown for a person and JSON for a program, written next to the catalog."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from retinal_reason_data.catalog import Catalog
+from retinal_reason_data.curation.dedup import CaseInfo
+from retinal_reason_data.curation.quality_figures import boundaries, render
+from retinal_reason_data.curation.quality_gate import load_gate
+from retinal_reason_data.recipe import Recipe
+
+if TYPE_CHECKING:
+    from retinal_reason_data.curation.stage import CurationReport
+
+MARKDOWN_CONFLICTS = 100
+MARKDOWN_STRATA = 40
+
+REASONS = {
+    "duplicate_image": "every image of the case is a copy of an image kept with another case",
+    "label_conflict": "the case's images have duplicates whose labels disagree (dedup.on_label_conflict: drop)",
+    "ungradable_label": "the collection itself marks the photograph ungradable",
+    "image_blank": "the picture has no contrast (blank or uniform)",
+    "image_no_field": "too little of the frame is lit: no fundus field",
+    "image_too_dark": "mean brightness of the field below filters.images.min_brightness",
+    "image_overexposed": "mean brightness of the field above filters.images.max_brightness",
+    "image_blurred": "the quality gate refused it, mostly for lack of fine detail (or below the legacy min_sharpness)",
+    "image_hazy": "the quality gate refused it mostly for faint or missing vessels (haze, or blur that hides them)",
+    "image_uneven": "the quality gate refused it mostly for uneven light: a shadowed patch or a dark centre",
+    "image_colour_patchy": "the quality gate refused it mostly for blotchy colour that the green channel does not "
+    "share (flare, a patchy haze, colour noise)",
+    "answer_in_question": "an open question whose text states its own answer",
+    "unverified": "no teacher attempt gave the known answer",
+    "malformed_tags": "not exactly one <think> block followed by one <answer> block",
+    "think_too_short": "reasoning shorter than filters.min_think_chars",
+    "think_too_long": "reasoning longer than filters.max_think_chars",
+    "answer_too_long": "answer longer than filters.max_answer_chars",
+    "repetitive": "repeated lines or word 6-grams above the recipe's ratios",
+    "non_english": "non-Latin script, or function words of another language",
+    "refusal": "the teacher refuses, or defers to a clinician",
+    "hedging": "more explicit non-committal phrases than filters.max_hedges",
+    "given_answer": "the trace says it was given the answer",
+    "vignette_leak": "a case vignette names its own diagnosis (dropped when items are built)",
+}
+
+
+def report_paths(recipe: Recipe) -> tuple[Path, Path]:
+    """(markdown, json) paths of the report: beside the catalog, named after it."""
+    base = recipe.catalog_path.with_suffix("")
+    return base.with_name(base.name + ".curation.md"), base.with_name(base.name + ".curation.json")
+
+
+def quality_figure_path(recipe: Recipe) -> Path:
+    """The PNG of the image-quality measures per source, beside the Markdown report."""
+    base = recipe.catalog_path.with_suffix("")
+    return base.with_name(base.name + ".curation.quality.png")
+
+
+def build_report(
+    recipe: Recipe, catalog: Catalog, report: CurationReport, cases: Mapping[str, CaseInfo]
+) -> dict[str, Any]:
+    """The report's content as plain data."""
+    from retinal_reason_data.pipeline import recipe_ontology
+
+    ontology = recipe_ontology(recipe)
+
+    def name(code: str) -> str:
+        try:
+            return ontology.entry(code).name
+        except KeyError:
+            return code
+
+    dropped = dict(catalog.query("SELECT reason, count(*) FROM drops GROUP BY reason ORDER BY reason"))
+    dedup = report.dedup
+    conflicts, clusters = [], []
+    if dedup is not None:
+        clustered = catalog.cases_among(case_id for cluster in dedup.clusters for case_id in cluster.cases)
+        for cluster in dedup.clusters:
+            entry = {
+                "cluster": cluster.cluster_id,
+                "kind": "exact" if cluster.exact else "near",
+                "sources": cluster.sources,
+                "kept_image": next(
+                    (i.path for c in cluster.cases for i in clustered[c].images if i.sha256 == cluster.kept_image),
+                    cluster.kept_image,
+                ),
+                "cases": [
+                    {
+                        "case_id": case_id,
+                        "source": clustered[case_id].source,
+                        "file": clustered[case_id].provenance.file,
+                        "row": clustered[case_id].provenance.row,
+                        "images": [image.path for image in clustered[case_id].images],
+                        "labels": [name(code) for code in cluster.label_sets[case_id]],
+                        "kept": case_id not in cluster.dropped_cases,
+                    }
+                    for case_id in cluster.cases
+                ],
+            }
+            clusters.append(entry)
+            if cluster.label_conflict:
+                conflicts.append(entry)
+    summary = json.loads(catalog.get_meta("dedup_summary") or "{}")
+    return {
+        "recipe": recipe.name,
+        "version": recipe.version,
+        "cases": len(cases),
+        "items": catalog.count("items"),
+        "dropped_by_reason": dropped,
+        "examples": {reason: examples for reason, examples in sorted(report.examples.items())},
+        "images_by_quality": dict(sorted(report.images_by_quality.items())),
+        "image_filters_by_source": {
+            source: {
+                "photographs": checked,
+                "refused": sum(report.refused_by_source.get(source, {}).values()),
+                "by_reason_and_measure": {
+                    f"{reason} / {measure}": count
+                    for (reason, measure), count in sorted(report.refused_by_source.get(source, {}).items())
+                },
+            }
+            for source, checked in sorted(report.images_checked.items())
+        },
+        "warnings": report.warnings,
+        "quality_figure": quality_figure_path(recipe).name if report.images_checked else None,
+        "duplicates": summary,
+        "clusters": sorted(clusters, key=lambda c: (-len(c["cases"]), c["cluster"])),
+        "label_conflicts": conflicts,
+        "splits": {
+            "items": dict(sorted(report.splits.items())),
+            "groups": dict(sorted(report.groups_by_split.items())),
+            "holdout_sources": recipe.splits.holdout_sources,
+            "by_stratum": {stratum: dict(sorted(c.items())) for stratum, c in report.items_by_stratum.items()},
+        },
+    }
+
+
+def write_report(recipe: Recipe, catalog: Catalog, report: CurationReport, cases: Mapping[str, CaseInfo]) -> Path:
+    """Write the Markdown and JSON report beside the catalog; return the Markdown path."""
+    data = build_report(recipe, catalog, report, cases)
+    markdown_path, json_path = report_paths(recipe)
+    figure = quality_figure_path(recipe)
+    if report.images_checked:
+        spec = recipe.filters.images
+        gate = load_gate(str(spec.gate_model) if spec.gate_model else None) if spec.gate else None
+        render(figure, report.distributions.to_dict(), boundaries(spec, gate))
+    else:
+        figure.unlink(missing_ok=True)
+    json_path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    markdown_path.write_text(render_markdown(data), encoding="utf-8")
+    return markdown_path
+
+
+def _cell(value: Any, limit: int = 160) -> str:
+    text = " ".join(str(value).split()) if value is not None else ""
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return text.replace("|", "\\|")
+
+
+def render_markdown(data: dict[str, Any]) -> str:
+    """The report for a person: counts first, then examples of every reason, conflicts, splits."""
+    lines = [f"# Curation report: {data['recipe']} {data['version']}", ""]
+    lines += [f"{data['cases']} cases, {data['items']} items.", ""]
+    lines += ["## Dropped items by reason", "", "| reason | items | what it means |", "|---|---|---|"]
+    for reason, count in data["dropped_by_reason"].items():
+        lines.append(f"| `{reason}` | {count} | {REASONS.get(reason, '')} |")
+    if not data["dropped_by_reason"]:
+        lines.append("| (none) | 0 | |")
+    lines.append("")
+    if data["images_by_quality"]:
+        lines += ["Ungradable images (a case with one is dropped): "]
+        lines[-1] += ", ".join(f"`{reason}` {count}" for reason, count in data["images_by_quality"].items())
+        lines.append("")
+    lines += _image_filter_lines(data)
+    lines += ["## Examples", ""]
+    for reason, examples in data["examples"].items():
+        lines += [f"### `{reason}`", ""]
+        for example in examples:
+            fields = ", ".join(f"{key}: {_cell(value)}" for key, value in example.items() if key != "trace")
+            lines.append(f"- {fields}")
+            if "trace" in example:
+                lines.append(f"  > {_cell(example['trace'], 400)}")
+        lines.append("")
+    dup = data["duplicates"]
+    lines += ["## Duplicates", ""]
+    lines.append(
+        f"{dup.get('exact_clusters', 0)} exact clusters (same bytes or pixels), {dup.get('near_clusters', 0)} near "
+        f"clusters, {dup.get('cross_source_clusters', 0)} across sources; {dup.get('cases_dropped', 0)} cases "
+        f"dropped; {dup.get('pixel_matches', 0)} pairs of files with identical pixels; largest cluster "
+        f"{dup.get('largest_cluster', 0)} images; matches by orientation: {dup.get('matches_by_orientation', {})}."
+    )
+    lines.append("")
+    conflicts = data["label_conflicts"]
+    lines += [f"### Label conflicts ({len(conflicts)})", ""]
+    if not conflicts:
+        lines += ["No duplicates disagree on their labels.", ""]
+    for conflict in conflicts[:MARKDOWN_CONFLICTS]:
+        lines += [
+            f"Cluster `{conflict['cluster']}` ({conflict['kind']}, {', '.join(conflict['sources'])}):",
+            "",
+            "| case | source | labels | kept | file (row) | image |",
+            "|---|---|---|---|---|---|",
+        ]
+        for case in conflict["cases"]:
+            lines.append(
+                f"| {_cell(case['case_id'])} | {case['source']} | {_cell('; '.join(case['labels']))} | "
+                f"{'yes' if case['kept'] else 'no'} | {_cell(case['file'], 80)} ({case['row']}) | "
+                f"{_cell(case['images'][0] if case['images'] else '', 100)} |"
+            )
+        lines.append("")
+    if len(conflicts) > MARKDOWN_CONFLICTS:
+        lines += [f"... and {len(conflicts) - MARKDOWN_CONFLICTS} more in the JSON report.", ""]
+    splits = data["splits"]
+    lines += ["## Splits", "", "| split | items | groups |", "|---|---|---|"]
+    for split in sorted(set(splits["items"]) | set(splits["groups"])):
+        lines.append(f"| {split} | {splits['items'].get(split, 0)} | {splits['groups'].get(split, 0)} |")
+    lines.append("")
+    if splits["holdout_sources"]:
+        lines += [f"Held out as `test_ood`: {', '.join(splits['holdout_sources'])}.", ""]
+    strata = splits["by_stratum"]
+    names = sorted({name for counts in strata.values() for name in counts})
+    lines += ["Items per stratum and split:", "", "| stratum | " + " | ".join(names) + " |"]
+    lines.append("|---|" + "---|" * len(names))
+    ordered = sorted(strata.items(), key=lambda kv: -sum(kv[1].values()))
+    for stratum, counts in ordered[:MARKDOWN_STRATA]:
+        lines.append(f"| {_cell(stratum, 90)} | " + " | ".join(str(counts.get(n, 0)) for n in names) + " |")
+    if len(ordered) > MARKDOWN_STRATA:
+        rest: Counter[str] = Counter()
+        for _, counts in ordered[MARKDOWN_STRATA:]:
+            rest.update(counts)
+        cells = " | ".join(str(rest[n]) for n in names)
+        lines.append(f"| ({len(ordered) - MARKDOWN_STRATA} more strata) | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
+def _image_filter_lines(data: dict[str, Any]) -> list[str]:
+    """The image filters per source (photographs read, refused, by reason and measure), the warnings, and the
+    link to the figure of the measures."""
+    by_source = data.get("image_filters_by_source") or {}
+    if not by_source:
+        return []
+    lines = ["## Image quality per source", ""]
+    lines += ["| source | photographs | refused | share | by reason / measure |", "|---|---|---|---|---|"]
+    for source, entry in by_source.items():
+        share = entry["refused"] / entry["photographs"] if entry["photographs"] else 0.0
+        reasons = ", ".join(f"{key} {count}" for key, count in entry["by_reason_and_measure"].items()) or "-"
+        lines.append(f"| {source} | {entry['photographs']} | {entry['refused']} | {share:.0%} | {reasons} |")
+    lines.append("")
+    for warning in data.get("warnings", []):
+        lines += [f"**Warning**: {warning}.", ""]
+    if data.get("quality_figure"):
+        lines += [
+            f"Each measure's distribution per source, with the line where it refuses: "
+            f"[{data['quality_figure']}]({data['quality_figure']})",
+            "",
+            f"![image quality per source]({data['quality_figure']})",
+            "",
+        ]
+    return lines

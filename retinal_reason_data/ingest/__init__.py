@@ -1,0 +1,1 @@
+"""Stage 1: source adapters, image opening and validation, fingerprints, quality measures, pseudonyms."""
