@@ -80,10 +80,20 @@ def config_splits(catalog: Catalog) -> dict[str, dict[str, tuple[str, ...]]]:
 
 def recipe_hash(recipe: Recipe) -> str:
     """Hash of what the recipe asks for, leaving out where files happen to live on this machine."""
-    data = recipe.model_dump(mode="json", exclude={"catalog": True, "path": True, "export": {"out"}, "hub": True})
+    data = recipe.model_dump(
+        mode="json", exclude={"catalog": True, "path": True, "export": {"out"}, "hub": True, "annotations": True}
+    )
     for source in data["sources"]:
         source.pop("root", None)
+    gate_model = recipe.filters.images.gate_model  # a file: its content counts, not where it lives
+    data["filters"]["images"]["gate_model"] = file_digest(gate_model) if gate_model else None
     return stable_hash(dumps(data), length=32)
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _plan(catalog: Catalog, config: str, catalog_splits: tuple[str, ...]) -> Iterator[tuple[Any, ...]]:
@@ -119,7 +129,8 @@ CARD_STATS = (
 
 def content_key(recipe: Recipe, catalog: Catalog, stats: dict[str, Any]) -> str:
     """Identity of an export's content: recipe, tool version, the card's inputs, and every row's item, case,
-    exported trace (a reviewed one included) and pass@k (an item's data holds its image hashes). Streams."""
+    exported trace (a reviewed one included) and pass@k (an item's data holds its image hashes). Streams. Where
+    files live on this machine (image paths, label files) is left out: a checkout elsewhere gives the same key."""
     digest = hashlib.sha256()
     card_inputs = dumps({name: stats.get(name) for name in CARD_STATS})
     for part in (str(EXPORT_FORMAT), __version__, recipe_hash(recipe), card_inputs):
@@ -131,7 +142,8 @@ def content_key(recipe: Recipe, catalog: Catalog, stats: dict[str, Any]) -> str:
             cursor = catalog.db.cursor()
             cursor.execute(
                 f"""SELECT a.item_id, coalesce(a.fingerprint, ''), coalesce(CAST(a.pass_at_k AS VARCHAR), ''),
-                           md5(i.data), md5(c.data), coalesce(md5(coalesce(r.generation, g.data)), '')
+                           md5(i.data), md5(regexp_replace(c.data, '"(path|file)":"(\\\\.|[^"\\\\])*"', '', 'g')),
+                           coalesce(md5(coalesce(r.generation, g.data)), '')
                     FROM assignments a JOIN items i USING (item_id) JOIN cases c ON c.case_id = i.case_id
                     LEFT JOIN generations g ON g.fingerprint = a.fingerprint
                     LEFT JOIN reviews r ON r.fingerprint = a.fingerprint
