@@ -8,26 +8,14 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import duckdb
 import typer
 
-from retinal_reason_data.catalog import Catalog
-from retinal_reason_data.ingest.sources import check_adapters
-from retinal_reason_data.pipeline import (
-    BuildReport,
-    build,
-    build_items,
-    ingest,
-    recipe_ontology,
-    run_export,
-    run_synthesis,
-)
-from retinal_reason_data.recipe import Recipe, RecipeError, load_recipe
-from retinal_reason_data.review.verdicts import AnnotationError
-from retinal_reason_data.stats import collect, export_folder, remember_export_folder
-from retinal_reason_data.teacher.synthesize import SynthesisStopped
+if TYPE_CHECKING:  # the stage modules pull in duckdb, pyarrow, datasets, ...: each command imports what it needs
+    from retinal_reason_data.catalog import Catalog
+    from retinal_reason_data.pipeline import BuildReport
+    from retinal_reason_data.recipe import Recipe
 
 app = typer.Typer(
     add_completion=False,
@@ -41,6 +29,12 @@ CatalogOpt = Annotated[Path | None, typer.Option("--catalog", help="Overrides ca
 
 
 def _open(recipe_path: Path, out: Path | None, catalog: Path | None) -> tuple[Recipe, Catalog]:
+    import duckdb
+
+    from retinal_reason_data.catalog import Catalog
+    from retinal_reason_data.ingest.sources import check_adapters
+    from retinal_reason_data.recipe import RecipeError, load_recipe
+
     level = os.environ.get("RRD_LOG_LEVEL", "WARNING").upper()  # e.g. INFO: the teacher's commits and retries
     level = level if level in logging.getLevelNamesMapping() else "WARNING"
     logging.basicConfig(level=level, format="%(levelname)s %(message)s")
@@ -63,6 +57,12 @@ def _run(
     catalog_path: Path | None,
     stage: Callable[[Recipe, Catalog, BuildReport], None],
 ) -> None:
+    from retinal_reason_data.pipeline import BuildReport
+    from retinal_reason_data.recipe import RecipeError
+    from retinal_reason_data.review.verdicts import AnnotationError
+    from retinal_reason_data.stats import remember_export_folder
+    from retinal_reason_data.teacher.synthesize import SynthesisStopped
+
     recipe, catalog = _open(recipe_path, out, catalog_path)
     started = time.perf_counter()
     report = BuildReport()
@@ -97,12 +97,16 @@ def build_command(
     force_export: Annotated[bool, typer.Option(help="Rewrite the export even if up to date.")] = False,
 ) -> None:
     """Run every stage: ingest, items, synthesize, curate, export. Reruns only do what is missing."""
+    from retinal_reason_data.pipeline import build
+
     _run(recipe, out, catalog, lambda r, c, rep: build(r, c, rep, force_export))
 
 
 @app.command("ingest")
 def ingest_command(recipe: RecipeArg, out: OutOpt = None, catalog: CatalogOpt = None) -> None:
     """Read the recipe's sources into the catalog (cases, images, quarantine)."""
+    from retinal_reason_data.pipeline import ingest
+
     _run(recipe, out, catalog, ingest)
 
 
@@ -117,6 +121,8 @@ def synthesize_command(
     as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: one JSON object on stdout.")] = False,
 ) -> None:
     """Build the questions and ask the teacher for every attempt not yet answered."""
+    from retinal_reason_data.pipeline import BuildReport, build_items, run_synthesis
+
     if dry_run:
         from retinal_reason_data.teacher.estimate import estimate
 
@@ -144,6 +150,8 @@ def export_command(
     force: Annotated[bool, typer.Option(help="Rewrite even if up to date.")] = False,
 ) -> None:
     """Deduplicate, filter, split and write the dataset folder."""
+    from retinal_reason_data.pipeline import run_export
+
     _run(recipe, out, catalog, lambda r, c, rep: run_export(r, c, rep, force=force))
 
 
@@ -156,6 +164,10 @@ def stats_command(
 ) -> None:
     """Counts of everything the build holds; with --json, the machine-readable contract. Rows exported are read
     from the folder the last export of this catalog went to (or the recipe's `export.out`) unless --out says."""
+    from retinal_reason_data.pipeline import recipe_ontology
+    from retinal_reason_data.review.verdicts import AnnotationError
+    from retinal_reason_data.stats import collect, export_folder
+
     loaded, db = _open(recipe, out, catalog)
     try:
         if out is None:
@@ -195,6 +207,7 @@ def extract_command(
 ) -> None:
     """Ask the teacher to read each case report again (age, sex, complaint, history, examination, diagnosis)
     and flag where its reading and the rule-based one disagree (table `extractions` of the catalog)."""
+    from retinal_reason_data.pipeline import recipe_ontology
     from retinal_reason_data.teacher.extraction import run_extraction
 
     loaded, db = _open(recipe, out, catalog)
@@ -253,6 +266,8 @@ def sources_command(
 
 
 def _recipe(recipe_path: Path, out: Path | None = None, catalog: Path | None = None) -> Recipe:
+    from retinal_reason_data.recipe import RecipeError, load_recipe
+
     try:
         return load_recipe(recipe_path, out=out, catalog=catalog)
     except RecipeError as exc:
@@ -287,6 +302,7 @@ def review_command(
     the verdicts."""
     from retinal_reason_data.review.server import SetupError, serve
     from retinal_reason_data.review.snapshot import SnapshotError
+    from retinal_reason_data.review.verdicts import AnnotationError
 
     loaded = _recipe(recipe, out, catalog)
     try:
@@ -334,6 +350,7 @@ def export_labelstudio_command(
     from retinal_reason_data.review.image_server import manifest_path
     from retinal_reason_data.review.labelstudio import export_tasks
     from retinal_reason_data.review.snapshot import SnapshotError
+    from retinal_reason_data.review.verdicts import AnnotationError
 
     loaded = _recipe(recipe, catalog=catalog)
     filters = {"source": source, "modality": modality, "task": task, "question_type": question_type}
@@ -394,6 +411,7 @@ def import_labelstudio_command(
     """Append the verdicts of a Label Studio export to annotations/ (importing twice adds nothing). Exits 1 when
     some annotations could not be used (listed), 2 when the file cannot be read."""
     from retinal_reason_data.review.labelstudio_import import import_labelstudio
+    from retinal_reason_data.review.verdicts import AnnotationError
 
     loaded = _recipe(recipe, catalog=catalog)
     try:
@@ -444,6 +462,7 @@ def push_command(
     """Push the export to the Hub as version X.Y.Z: one commit with a changelog entry, tagged vX.Y.Z."""
     from huggingface_hub.errors import HfHubHTTPError
 
+    from retinal_reason_data.recipe import RecipeError, load_recipe
     from retinal_reason_data.release.diff import ReleaseError
     from retinal_reason_data.release.hub import push
 
