@@ -516,8 +516,27 @@ def diff_command(
         typer.echo("  no sample added, removed or changed")
 
 
+Rows = list[tuple[str, str]]
+
+
 def _summary(recipe: Recipe, report: BuildReport, seconds: float) -> None:
-    rows: list[tuple[str, str]] = []
+    """The table printed after a stage: one row per source, then items, teacher, curation, review, export, time."""
+    rows = [
+        *_ingest_rows(report),
+        *_teacher_rows(report),
+        *_reading_rows(report),
+        *_review_rows(report),
+        *_export_rows(recipe, report),
+        ("time", f"{seconds:.1f} s"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    typer.echo(f"\n{recipe.name} {recipe.version}")
+    for name, value in rows:
+        typer.echo(f"  {name.ljust(width)}  {value}")
+
+
+def _ingest_rows(report: BuildReport) -> Rows:
+    rows: Rows = []
     for part in report.ingest:
         quarantined = sum(part.quarantined.values())
         detail = ", ".join(f"{k} {v}" for k, v in sorted(part.quarantined.items()))
@@ -532,6 +551,11 @@ def _summary(recipe: Recipe, report: BuildReport, seconds: float) -> None:
         )
     if report.items:
         rows.append(("items", ", ".join(f"{k} {v}" for k, v in sorted(report.items.items()))))
+    return rows
+
+
+def _teacher_rows(report: BuildReport) -> Rows:
+    rows: Rows = []
     if report.synthesis:
         s = report.synthesis
         failed = ", ".join(f"{k} {v}" for k, v in sorted(s.failed.items())) or "none"
@@ -546,6 +570,12 @@ def _summary(recipe: Recipe, report: BuildReport, seconds: float) -> None:
         c = report.curation
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(c.dropped.items())) or "none"
         rows.append(("curation", f"{c.cases_dropped} duplicate cases; dropped items: {dropped}"))
+    return rows
+
+
+def _reading_rows(report: BuildReport) -> Rows:
+    """The teacher's second reading of the case reports, and what the second reader held back."""
+    rows: Rows = []
     if report.extraction is not None:
         e = report.extraction
         failed = ", ".join(f"{k} {v}" for k, v in sorted(e.errors.items())) or "none"
@@ -562,45 +592,52 @@ def _summary(recipe: Recipe, report: BuildReport, seconds: float) -> None:
                 f"{r.items_withheld} complex items withheld (review queue 'second_reader')",
             )
         )
-    if report.review and report.review.verdicts:
-        v = report.review
-        rows.append(
-            (
-                "review",
-                f"{v.traces} traces reviewed: {v.accepted} accepted, {v.edited} edited, {v.rejected} rejected"
-                f" ({v.items_rejected} items); {v.left_out} left out of this export"
-                + (f"; {v.stale} verdicts on traces no longer built" if v.stale else "")
-                + (
-                    f"; {v.ignored_adjudications} adjudications ignored (given by an annotator who took part)"
-                    if v.ignored_adjudications
-                    else ""
-                ),
-            )
+    return rows
+
+
+def _review_rows(report: BuildReport) -> Rows:
+    rows: Rows = []
+    if not (report.review and report.review.verdicts):
+        return rows
+    v = report.review
+    rows.append(
+        (
+            "review",
+            f"{v.traces} traces reviewed: {v.accepted} accepted, {v.edited} edited, {v.rejected} rejected"
+            f" ({v.items_rejected} items); {v.left_out} left out of this export"
+            + (f"; {v.stale} verdicts on traces no longer built" if v.stale else "")
+            + (
+                f"; {v.ignored_adjudications} adjudications ignored (given by an annotator who took part)"
+                if v.ignored_adjudications
+                else ""
+            ),
         )
-        for edit in v.unusable_edits[:10]:
-            trace = edit["generation_id"][:12]
-            rows.append(
-                ("  edit left out", f"item {edit['item_id']}, trace {trace}, by {edit['annotator']}: {edit['why']}")
-            )
-        if len(v.unusable_edits) > 10:
-            rows.append(("  edit left out", f"and {len(v.unusable_edits) - 10} more (rrd stats --json: review)"))
-    if report.manifest:
-        m = report.manifest
-        counts = "; ".join(
-            f"{cfg} " + ", ".join(f"{s} {n}" for s, n in splits.items()) for cfg, splits in m["rows"].items()
-        )
-        state = "up to date, nothing written" if m.get("up_to_date") else "written"
-        rows.append(("export", f"{counts} ({state}) -> {recipe.export.out}"))
-        for name, written in m.get("formats", {}).items():
-            if name != "hf":
-                skipped = sum(written.get("skipped", {}).values())
-                total = sum(written["rows"].values())
-                rows.append((f"  {name}", f"{total} rows" + (f", {skipped} left out" if skipped else "")))
-    rows.append(("time", f"{seconds:.1f} s"))
-    width = max(len(name) for name, _ in rows)
-    typer.echo(f"\n{recipe.name} {recipe.version}")
-    for name, value in rows:
-        typer.echo(f"  {name.ljust(width)}  {value}")
+    )
+    for edit in v.unusable_edits[:10]:
+        trace = edit["generation_id"][:12]
+        why = f"item {edit['item_id']}, trace {trace}, by {edit['annotator']}: {edit['why']}"
+        rows.append(("  edit left out", why))
+    if len(v.unusable_edits) > 10:
+        rows.append(("  edit left out", f"and {len(v.unusable_edits) - 10} more (rrd stats --json: review)"))
+    return rows
+
+
+def _export_rows(recipe: Recipe, report: BuildReport) -> Rows:
+    rows: Rows = []
+    if not report.manifest:
+        return rows
+    m = report.manifest
+    counts = "; ".join(
+        f"{cfg} " + ", ".join(f"{s} {n}" for s, n in splits.items()) for cfg, splits in m["rows"].items()
+    )
+    state = "up to date, nothing written" if m.get("up_to_date") else "written"
+    rows.append(("export", f"{counts} ({state}) -> {recipe.export.out}"))
+    for name, written in m.get("formats", {}).items():
+        if name != "hf":
+            skipped = sum(written.get("skipped", {}).values())
+            total = sum(written["rows"].values())
+            rows.append((f"  {name}", f"{total} rows" + (f", {skipped} left out" if skipped else "")))
+    return rows
 
 
 if __name__ == "__main__":
