@@ -8,26 +8,14 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import duckdb
 import typer
 
-from retinal_reason_data.catalog import Catalog
-from retinal_reason_data.ingest.sources import check_adapters
-from retinal_reason_data.pipeline import (
-    BuildReport,
-    build,
-    build_items,
-    ingest,
-    recipe_ontology,
-    run_export,
-    run_synthesis,
-)
-from retinal_reason_data.recipe import Recipe, RecipeError, load_recipe
-from retinal_reason_data.review.verdicts import AnnotationError
-from retinal_reason_data.stats import collect, export_folder, remember_export_folder
-from retinal_reason_data.teacher.synthesize import SynthesisStopped
+if TYPE_CHECKING:  # the stage modules pull in duckdb, pyarrow, datasets, ...: each command imports what it needs
+    from retinal_reason_data.catalog import Catalog
+    from retinal_reason_data.pipeline import BuildReport
+    from retinal_reason_data.recipe import Recipe
 
 app = typer.Typer(
     add_completion=False,
@@ -41,6 +29,12 @@ CatalogOpt = Annotated[Path | None, typer.Option("--catalog", help="Overrides ca
 
 
 def _open(recipe_path: Path, out: Path | None, catalog: Path | None) -> tuple[Recipe, Catalog]:
+    import duckdb
+
+    from retinal_reason_data.catalog import Catalog
+    from retinal_reason_data.ingest.sources import check_adapters
+    from retinal_reason_data.recipe import RecipeError, load_recipe
+
     level = os.environ.get("RRD_LOG_LEVEL", "WARNING").upper()  # e.g. INFO: the teacher's commits and retries
     level = level if level in logging.getLevelNamesMapping() else "WARNING"
     logging.basicConfig(level=level, format="%(levelname)s %(message)s")
@@ -63,6 +57,12 @@ def _run(
     catalog_path: Path | None,
     stage: Callable[[Recipe, Catalog, BuildReport], None],
 ) -> None:
+    from retinal_reason_data.pipeline import BuildReport
+    from retinal_reason_data.recipe import RecipeError
+    from retinal_reason_data.review.verdicts import AnnotationError
+    from retinal_reason_data.stats import remember_export_folder
+    from retinal_reason_data.teacher.synthesize import SynthesisStopped
+
     recipe, catalog = _open(recipe_path, out, catalog_path)
     started = time.perf_counter()
     report = BuildReport()
@@ -97,12 +97,16 @@ def build_command(
     force_export: Annotated[bool, typer.Option(help="Rewrite the export even if up to date.")] = False,
 ) -> None:
     """Run every stage: ingest, items, synthesize, curate, export. Reruns only do what is missing."""
+    from retinal_reason_data.pipeline import build
+
     _run(recipe, out, catalog, lambda r, c, rep: build(r, c, rep, force_export))
 
 
 @app.command("ingest")
 def ingest_command(recipe: RecipeArg, out: OutOpt = None, catalog: CatalogOpt = None) -> None:
     """Read the recipe's sources into the catalog (cases, images, quarantine)."""
+    from retinal_reason_data.pipeline import ingest
+
     _run(recipe, out, catalog, ingest)
 
 
@@ -117,6 +121,8 @@ def synthesize_command(
     as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: one JSON object on stdout.")] = False,
 ) -> None:
     """Build the questions and ask the teacher for every attempt not yet answered."""
+    from retinal_reason_data.pipeline import BuildReport, build_items, run_synthesis
+
     if dry_run:
         from retinal_reason_data.teacher.estimate import estimate
 
@@ -144,6 +150,8 @@ def export_command(
     force: Annotated[bool, typer.Option(help="Rewrite even if up to date.")] = False,
 ) -> None:
     """Deduplicate, filter, split and write the dataset folder."""
+    from retinal_reason_data.pipeline import run_export
+
     _run(recipe, out, catalog, lambda r, c, rep: run_export(r, c, rep, force=force))
 
 
@@ -156,6 +164,10 @@ def stats_command(
 ) -> None:
     """Counts of everything the build holds; with --json, the machine-readable contract. Rows exported are read
     from the folder the last export of this catalog went to (or the recipe's `export.out`) unless --out says."""
+    from retinal_reason_data.pipeline import recipe_ontology
+    from retinal_reason_data.review.verdicts import AnnotationError
+    from retinal_reason_data.stats import collect, export_folder
+
     loaded, db = _open(recipe, out, catalog)
     try:
         if out is None:
@@ -195,6 +207,7 @@ def extract_command(
 ) -> None:
     """Ask the teacher to read each case report again (age, sex, complaint, history, examination, diagnosis)
     and flag where its reading and the rule-based one disagree (table `extractions` of the catalog)."""
+    from retinal_reason_data.pipeline import recipe_ontology
     from retinal_reason_data.teacher.extraction import run_extraction
 
     loaded, db = _open(recipe, out, catalog)
@@ -253,6 +266,8 @@ def sources_command(
 
 
 def _recipe(recipe_path: Path, out: Path | None = None, catalog: Path | None = None) -> Recipe:
+    from retinal_reason_data.recipe import RecipeError, load_recipe
+
     try:
         return load_recipe(recipe_path, out=out, catalog=catalog)
     except RecipeError as exc:
@@ -287,6 +302,7 @@ def review_command(
     the verdicts."""
     from retinal_reason_data.review.server import SetupError, serve
     from retinal_reason_data.review.snapshot import SnapshotError
+    from retinal_reason_data.review.verdicts import AnnotationError
 
     loaded = _recipe(recipe, out, catalog)
     try:
@@ -334,6 +350,7 @@ def export_labelstudio_command(
     from retinal_reason_data.review.image_server import manifest_path
     from retinal_reason_data.review.labelstudio import export_tasks
     from retinal_reason_data.review.snapshot import SnapshotError
+    from retinal_reason_data.review.verdicts import AnnotationError
 
     loaded = _recipe(recipe, catalog=catalog)
     filters = {"source": source, "modality": modality, "task": task, "question_type": question_type}
@@ -394,6 +411,7 @@ def import_labelstudio_command(
     """Append the verdicts of a Label Studio export to annotations/ (importing twice adds nothing). Exits 1 when
     some annotations could not be used (listed), 2 when the file cannot be read."""
     from retinal_reason_data.review.labelstudio_import import import_labelstudio
+    from retinal_reason_data.review.verdicts import AnnotationError
 
     loaded = _recipe(recipe, catalog=catalog)
     try:
@@ -444,6 +462,7 @@ def push_command(
     """Push the export to the Hub as version X.Y.Z: one commit with a changelog entry, tagged vX.Y.Z."""
     from huggingface_hub.errors import HfHubHTTPError
 
+    from retinal_reason_data.recipe import RecipeError, load_recipe
     from retinal_reason_data.release.diff import ReleaseError
     from retinal_reason_data.release.hub import push
 
@@ -497,8 +516,27 @@ def diff_command(
         typer.echo("  no sample added, removed or changed")
 
 
+Rows = list[tuple[str, str]]
+
+
 def _summary(recipe: Recipe, report: BuildReport, seconds: float) -> None:
-    rows: list[tuple[str, str]] = []
+    """The table printed after a stage: one row per source, then items, teacher, curation, review, export, time."""
+    rows = [
+        *_ingest_rows(report),
+        *_teacher_rows(report),
+        *_reading_rows(report),
+        *_review_rows(report),
+        *_export_rows(recipe, report),
+        ("time", f"{seconds:.1f} s"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    typer.echo(f"\n{recipe.name} {recipe.version}")
+    for name, value in rows:
+        typer.echo(f"  {name.ljust(width)}  {value}")
+
+
+def _ingest_rows(report: BuildReport) -> Rows:
+    rows: Rows = []
     for part in report.ingest:
         quarantined = sum(part.quarantined.values())
         detail = ", ".join(f"{k} {v}" for k, v in sorted(part.quarantined.items()))
@@ -513,6 +551,11 @@ def _summary(recipe: Recipe, report: BuildReport, seconds: float) -> None:
         )
     if report.items:
         rows.append(("items", ", ".join(f"{k} {v}" for k, v in sorted(report.items.items()))))
+    return rows
+
+
+def _teacher_rows(report: BuildReport) -> Rows:
+    rows: Rows = []
     if report.synthesis:
         s = report.synthesis
         failed = ", ".join(f"{k} {v}" for k, v in sorted(s.failed.items())) or "none"
@@ -527,6 +570,12 @@ def _summary(recipe: Recipe, report: BuildReport, seconds: float) -> None:
         c = report.curation
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(c.dropped.items())) or "none"
         rows.append(("curation", f"{c.cases_dropped} duplicate cases; dropped items: {dropped}"))
+    return rows
+
+
+def _reading_rows(report: BuildReport) -> Rows:
+    """The teacher's second reading of the case reports, and what the second reader held back."""
+    rows: Rows = []
     if report.extraction is not None:
         e = report.extraction
         failed = ", ".join(f"{k} {v}" for k, v in sorted(e.errors.items())) or "none"
@@ -543,45 +592,52 @@ def _summary(recipe: Recipe, report: BuildReport, seconds: float) -> None:
                 f"{r.items_withheld} complex items withheld (review queue 'second_reader')",
             )
         )
-    if report.review and report.review.verdicts:
-        v = report.review
-        rows.append(
-            (
-                "review",
-                f"{v.traces} traces reviewed: {v.accepted} accepted, {v.edited} edited, {v.rejected} rejected"
-                f" ({v.items_rejected} items); {v.left_out} left out of this export"
-                + (f"; {v.stale} verdicts on traces no longer built" if v.stale else "")
-                + (
-                    f"; {v.ignored_adjudications} adjudications ignored (given by an annotator who took part)"
-                    if v.ignored_adjudications
-                    else ""
-                ),
-            )
+    return rows
+
+
+def _review_rows(report: BuildReport) -> Rows:
+    rows: Rows = []
+    if not (report.review and report.review.verdicts):
+        return rows
+    v = report.review
+    rows.append(
+        (
+            "review",
+            f"{v.traces} traces reviewed: {v.accepted} accepted, {v.edited} edited, {v.rejected} rejected"
+            f" ({v.items_rejected} items); {v.left_out} left out of this export"
+            + (f"; {v.stale} verdicts on traces no longer built" if v.stale else "")
+            + (
+                f"; {v.ignored_adjudications} adjudications ignored (given by an annotator who took part)"
+                if v.ignored_adjudications
+                else ""
+            ),
         )
-        for edit in v.unusable_edits[:10]:
-            trace = edit["generation_id"][:12]
-            rows.append(
-                ("  edit left out", f"item {edit['item_id']}, trace {trace}, by {edit['annotator']}: {edit['why']}")
-            )
-        if len(v.unusable_edits) > 10:
-            rows.append(("  edit left out", f"and {len(v.unusable_edits) - 10} more (rrd stats --json: review)"))
-    if report.manifest:
-        m = report.manifest
-        counts = "; ".join(
-            f"{cfg} " + ", ".join(f"{s} {n}" for s, n in splits.items()) for cfg, splits in m["rows"].items()
-        )
-        state = "up to date, nothing written" if m.get("up_to_date") else "written"
-        rows.append(("export", f"{counts} ({state}) -> {recipe.export.out}"))
-        for name, written in m.get("formats", {}).items():
-            if name != "hf":
-                skipped = sum(written.get("skipped", {}).values())
-                total = sum(written["rows"].values())
-                rows.append((f"  {name}", f"{total} rows" + (f", {skipped} left out" if skipped else "")))
-    rows.append(("time", f"{seconds:.1f} s"))
-    width = max(len(name) for name, _ in rows)
-    typer.echo(f"\n{recipe.name} {recipe.version}")
-    for name, value in rows:
-        typer.echo(f"  {name.ljust(width)}  {value}")
+    )
+    for edit in v.unusable_edits[:10]:
+        trace = edit["generation_id"][:12]
+        why = f"item {edit['item_id']}, trace {trace}, by {edit['annotator']}: {edit['why']}"
+        rows.append(("  edit left out", why))
+    if len(v.unusable_edits) > 10:
+        rows.append(("  edit left out", f"and {len(v.unusable_edits) - 10} more (rrd stats --json: review)"))
+    return rows
+
+
+def _export_rows(recipe: Recipe, report: BuildReport) -> Rows:
+    rows: Rows = []
+    if not report.manifest:
+        return rows
+    m = report.manifest
+    counts = "; ".join(
+        f"{cfg} " + ", ".join(f"{s} {n}" for s, n in splits.items()) for cfg, splits in m["rows"].items()
+    )
+    state = "up to date, nothing written" if m.get("up_to_date") else "written"
+    rows.append(("export", f"{counts} ({state}) -> {recipe.export.out}"))
+    for name, written in m.get("formats", {}).items():
+        if name != "hf":
+            skipped = sum(written.get("skipped", {}).values())
+            total = sum(written["rows"].values())
+            rows.append((f"  {name}", f"{total} rows" + (f", {skipped} left out" if skipped else "")))
+    return rows
 
 
 if __name__ == "__main__":

@@ -8,8 +8,6 @@ from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-import numpy as np
-
 from retinal_reason_data.ingest.file_names import display, legacy_key, name_bytes
 from retinal_reason_data.ingest.sources.base import IMAGE_SUFFIXES
 from retinal_reason_data.ingest.sources.scope import note
@@ -148,6 +146,8 @@ class ImageListing(Mapping[str, Path]):
     64-bit hashes of their keys, each match checked against the name itself."""
 
     def __init__(self, folder: Path, names: Iterable[str]) -> None:
+        import numpy as np  # here, not at the top: listing the adapters (`rrd sources`) needs no numpy
+
         self.folder = folder
         blob, offsets, hashes = bytearray(), array("q", [0]), array("q")
         self._legacy: dict[str, int] = {}  # names that are not UTF-8, under their Windows-1252 reading (rare)
@@ -185,7 +185,7 @@ class ImageListing(Mapping[str, Path]):
     def _find(self, key: str) -> int | None:
         """The listing position of the first file whose key is `key`."""
         digest = _hash(key)
-        at = int(np.searchsorted(self._hashes, digest))
+        at = int(self._hashes.searchsorted(digest))
         while at < len(self._hashes) and self._hashes[at] == digest:
             index = int(self._order[at])
             if self._key_at(index) == key:

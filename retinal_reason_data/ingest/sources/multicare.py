@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from retinal_reason_data.ingest.casereports.articles import DEFAULT_MODALITIES, ResolvedFigure, raw_case
@@ -176,6 +175,8 @@ def _list_cell(value: str) -> list[str]:
 
 def _metadata(path: Path, pmcids: set[str]) -> dict[str, dict[str, Any]]:
     """Article metadata of the wanted PMCIDs (flat columns, or v2's `article_metadata` struct column)."""
+    import pyarrow.parquet as pq  # here, not at the top: `rrd sources` and `--help` need no pyarrow
+
     found: dict[str, dict[str, Any]] = {}
     parquet = pq.ParquetFile(path)
     for batch in parquet.iter_batches(batch_size=4096):
@@ -189,6 +190,8 @@ def _metadata(path: Path, pmcids: set[str]) -> dict[str, dict[str, Any]]:
 
 def _cases(path: Path) -> Iterator[dict[str, Any]]:
     """Every case of cases.parquet, a batch at a time (nested `cases` lists or one case per row)."""
+    import pyarrow.parquet as pq  # here, not at the top: `rrd sources` and `--help` need no pyarrow
+
     parquet = pq.ParquetFile(path)
     for batch in parquet.iter_batches(batch_size=1024):
         for row in batch.to_pylist():
