@@ -120,8 +120,8 @@ def test_every_module_imports_and_production_loads_no_phantom() -> None:
 
 @pytest.mark.parametrize("entry", [name for name in _modules() if name.startswith(PHANTOMS)])
 def test_each_phantom_module_imports_first_without_a_cycle(entry: str) -> None:
-    """Entered first, a phantom module that imports an adapter's tables loads the adapters, which must not
-    import it back (the cycle that used to break `import retinal_reason_data.phantoms.layouts_cfp`)."""
+    """Entered first, a phantom module that imports an adapter's tables loads every adapter, which must not
+    import it back (adapters and `layouts_cfp` used to import each other, the cycle hidden by late imports)."""
     assert _import_in_fresh_interpreter([entry])["failed"] == {}
 
 
