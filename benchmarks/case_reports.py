@@ -24,6 +24,7 @@ from retinal_reason_data.ingest.sources import ADAPTERS
 from retinal_reason_data.ingest.sources.base import RawCase, SourceOptions
 from retinal_reason_data.ontology import default_ontology
 from retinal_reason_data.phantoms.layouts_pmc import FORMS, TEMPLATES, article_xml, phantom_case, wrap
+from retinal_reason_data.phantoms.registry import writer_for
 from retinal_reason_data.recipe import ComplexTasks
 from retinal_reason_data.schema import Case, ImageRef, Provenance
 from retinal_reason_data.tasks.complex import LeakError, complex_items
@@ -49,7 +50,7 @@ def adapter_run(articles: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder) / "oa"
         started = time.perf_counter()
-        ADAPTERS["pmc_oa"].write_phantom(root, articles, 0)  # type: ignore[misc]
+        writer_for("pmc_oa")(root, articles, 0)
         written = time.perf_counter() - started
         started, cpu = time.perf_counter(), time.process_time()
         cases, refused = [], Counter()

@@ -9,13 +9,14 @@ import pytest
 from retinal_reason_data.ingest.sources import ADAPTERS
 from retinal_reason_data.ingest.sources.base import RawCase, SourceOptions
 from retinal_reason_data.ingest.sources.multicare import image_modality
+from retinal_reason_data.phantoms.registry import writer_for
 from retinal_reason_data.schema import Modality
 
 
 @pytest.fixture(scope="module")
 def read(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[RawCase], list]:
     root = tmp_path_factory.mktemp("multicare")
-    ADAPTERS["multicare"].write_phantom(root, 10, 0)  # type: ignore[misc]
+    writer_for("multicare")(root, 10, 0)
     cases, refused = [], []
     for record in ADAPTERS["multicare"].read(root, "multicare", SourceOptions(work_dir=root / "_work")):
         (cases if isinstance(record, RawCase) else refused).append(record)

@@ -10,6 +10,7 @@ import pytest
 from retinal_reason_data.ingest.sources import ADAPTERS
 from retinal_reason_data.ingest.sources.base import RawCase, SourceOptions
 from retinal_reason_data.ingest.sources.options import SourceOptionsError
+from retinal_reason_data.phantoms.registry import writer_for
 from retinal_reason_data.schema import Modality
 
 
@@ -24,7 +25,7 @@ def _read(root: Path, **values: object) -> tuple[list[RawCase], list]:
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("pmc") / "oa"
-    ADAPTERS["pmc_oa"].write_phantom(root, 10, 0)  # type: ignore[misc]
+    writer_for("pmc_oa")(root, 10, 0)
     return root
 
 

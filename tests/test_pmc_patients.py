@@ -9,6 +9,7 @@ import pytest
 
 from retinal_reason_data.ingest.sources import ADAPTERS
 from retinal_reason_data.ingest.sources.base import RawCase, SourceOptions
+from retinal_reason_data.phantoms.registry import writer_for
 
 
 def _read(root: Path, **values: object) -> tuple[list[RawCase], Counter[str]]:
@@ -26,7 +27,7 @@ def _read(root: Path, **values: object) -> tuple[list[RawCase], Counter[str]]:
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("pmc_patients")
-    ADAPTERS["pmc_patients"].write_phantom(folder, 7, 0)  # type: ignore[misc]
+    writer_for("pmc_patients")(folder, 7, 0)
     return folder
 
 
@@ -50,7 +51,7 @@ def test_with_the_pmc_folder_notes_get_their_articles_figures(root: Path) -> Non
 def test_articles_in_the_bulk_package_layout_are_found(tmp_path: Path) -> None:
     import shutil
 
-    ADAPTERS["pmc_patients"].write_phantom(tmp_path, 3, 1)  # type: ignore[misc]
+    writer_for("pmc_patients")(tmp_path, 3, 1)
     package = next((tmp_path / "PMC_OA").glob("*.tar.gz"))
     nested = tmp_path / "PMC_OA" / "oa_package" / "08" / "e0"
     nested.mkdir(parents=True)

@@ -18,6 +18,7 @@ from retinal_reason_data.ingest.sources.caption_terms import caption_findings
 from retinal_reason_data.ingest.sources.options import SourceOptionsError
 from retinal_reason_data.ontology import UnmappedLabel, default_ontology
 from retinal_reason_data.phantoms.images import fundus_photo
+from retinal_reason_data.phantoms.registry import writer_for
 from retinal_reason_data.schema import Eye, Modality, Quarantine, Sex
 from tests.conftest import write_recipe
 
@@ -27,8 +28,7 @@ def _read(
 ) -> tuple[list[RawCase], list[Quarantine]]:
     spec = ADAPTERS[adapter]
     if cases is not None:
-        assert spec.write_phantom is not None
-        spec.write_phantom(root, cases, 0)
+        writer_for(adapter)(root, cases, 0)
     read, refused = [], []
     for record in spec.read(
         root, adapter, SourceOptions(work_dir=root.parent / f"{root.name}_work", values=values or {})
@@ -99,7 +99,7 @@ def test_papila_tolerates_a_third_header_row_and_numeric_ids(tmp_path: Path) -> 
     from openpyxl import Workbook
 
     root = tmp_path / "papila"
-    ADAPTERS["papila"].write_phantom(root, 2, 0)  # type: ignore[misc]
+    writer_for("papila")(root, 2, 0)
     workbook = Workbook()
     for row in (
         [None, "Age", "Gender", "Diagnosis"],
@@ -349,7 +349,7 @@ def test_every_mapped_code_is_in_the_ontology() -> None:
 def test_phantoms_of_these_layouts_are_deterministic(tmp_path: Path) -> None:
     for adapter in ("papila", "mm_retinal_reason", "chaksu"):
         for name in ("one", "two"):
-            ADAPTERS[adapter].write_phantom(tmp_path / name / adapter, 8, 5)  # type: ignore[misc]
+            writer_for(adapter)(tmp_path / name / adapter, 8, 5)
     first = sorted(
         (p.relative_to(tmp_path / "one"), p.read_bytes()) for p in (tmp_path / "one").rglob("*") if p.is_file()
     )

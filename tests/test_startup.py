@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 RRD = Path(sys.executable).with_name("rrd")
-HEAVY = ("datasets", "pyarrow", "duckdb", "openai", "aiohttp", "starlette", "uvicorn", "pandas")
+HEAVY = ("datasets", "pyarrow", "duckdb", "openai", "aiohttp", "starlette", "uvicorn", "pandas", "numpy", "PIL")
 
 
 def _loaded_after(statement: str) -> set[str]:

@@ -19,6 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from retinal_reason_data.ingest.sources.jsiec import CLASSES
+from retinal_reason_data.ingest.sources.odir5k import KEYWORDS
+from retinal_reason_data.ingest.sources.rfmid import COLUMNS
 from retinal_reason_data.phantoms.images import fundus_photo
 from retinal_reason_data.text import stable_hash
 
@@ -371,9 +374,7 @@ def write_odir5k(root: Path, cases: int, seed: int) -> None:
 
 
 def _odir_codes(keywords: Sequence[str]) -> list[str]:
-    """Lesion codes to draw for a phantom eye (the adapter's own table, imported late: it imports us)."""
-    from retinal_reason_data.ingest.sources.odir5k import KEYWORDS
-
+    """Lesion codes to draw for a phantom eye (the adapter's own table)."""
     codes = [KEYWORDS[keyword] for keyword in keywords if keyword in KEYWORDS]
     return codes + (["media_haze"] if "low image quality" in keywords else [])
 
@@ -398,8 +399,6 @@ def write_rfmid(root: Path, cases: int, seed: int) -> None:
     (labels_inconsistent), (7) an empty cell (value_invalid); BOM on the training table, CRLF everywhere,
     a __MACOSX resource fork named like a label table, Thumbs.db, .DS_Store.
     """
-    from retinal_reason_data.ingest.sources.rfmid import COLUMNS
-
     rng = np.random.default_rng(seed)
     names = list(COLUMNS)
     bounds = [0, max(1, round(cases * 0.6)), max(1, round(cases * 0.8)), cases]
@@ -437,8 +436,6 @@ def write_jsiec(root: Path, cases: int, seed: int) -> None:
     Quirks from QUIRKS_FROM cases: (4) file saved as .JPG, (6) an image in a folder that names no class
     (`misc`: name_unparsed); .DS_Store and Thumbs.db in a class folder, __MACOSX/1000images/... resource forks.
     """
-    from retinal_reason_data.ingest.sources.jsiec import CLASSES
-
     folders = list(CLASSES)
     base = root / "1000images"
     for index in range(cases):

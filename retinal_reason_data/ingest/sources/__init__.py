@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import pkgutil
 
@@ -22,7 +23,17 @@ def _discover() -> dict[str, Adapter]:
     return found
 
 
-ADAPTERS: dict[str, Adapter] = _discover()
+@functools.cache
+def adapters() -> dict[str, Adapter]:
+    """Every adapter by name, discovered on first use: importing one module of this package (`base`, say, from the
+    case-report readers that the adapters themselves import) does not import every adapter."""
+    return _discover()
+
+
+def __getattr__(name: str) -> object:  # `ADAPTERS`, discovered when first asked for
+    if name == "ADAPTERS":
+        return adapters()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class UnknownAdapter(RecipeError, KeyError):
@@ -34,13 +45,14 @@ class UnknownAdapter(RecipeError, KeyError):
 
 def get_adapter(name: str) -> Adapter:
     """The adapter registered under `name`, or a clear error listing the known ones."""
+    known = adapters()
     try:
-        return ADAPTERS[name]
+        return known[name]
     except KeyError:
-        close = difflib.get_close_matches(name, ADAPTERS, n=1)
+        close = difflib.get_close_matches(name, known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise UnknownAdapter(
-            f"unknown adapter {name!r}{hint}; known adapters: {', '.join(sorted(ADAPTERS))} (`rrd sources` lists "
+            f"unknown adapter {name!r}{hint}; known adapters: {', '.join(sorted(known))} (`rrd sources` lists "
             "their layouts)"
         ) from None
 

@@ -12,7 +12,6 @@ from retinal_reason_data.ingest.sources.base import (
     SourceOptions,
 )
 from retinal_reason_data.ingest.sources.labelled_rows import labelled_rows
-from retinal_reason_data.phantoms.layouts import write_aptos2019
 from retinal_reason_data.schema import Modality, Quarantine
 
 
@@ -38,5 +37,4 @@ ADAPTER = Adapter(
     licence="APTOS 2019 competition data: Kaggle competition rules, non-commercial research use",
     read=read,
     labels={"0": "dr.none", "1": "dr.mild", "2": "dr.moderate", "3": "dr.severe", "4": "dr.proliferative"},
-    write_phantom=write_aptos2019,
 )

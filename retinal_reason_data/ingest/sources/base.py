@@ -60,12 +60,11 @@ class SourceOptions(BaseModel):
 
 
 Reader = Callable[[Path, str, SourceOptions], Iterator[RawCase | Quarantine]]
-PhantomWriter = Callable[[Path, int, int], None]
 
 
 @dataclass(frozen=True)
 class Adapter:
-    """A collection layout: how to read it, what it expects on disk, its licence, a phantom writer."""
+    """A collection layout: how to read it, what it expects on disk, its licence, its label table."""
 
     name: str
     title: str
@@ -73,7 +72,6 @@ class Adapter:
     licence: str
     read: Reader
     labels: Mapping[str, str] = field(default_factory=dict)  # raw label -> ontology code
-    write_phantom: PhantomWriter | None = None
     # Collections re-released over the same people (EyeQ over EyePACS) share a patient namespace, so one
     # person gets one pseudonym and lands in one split; None: the source's own name.
     patient_namespace: str | None = None

@@ -9,7 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from retinal_reason_data.ingest.sources.base import Adapter, RawCase, RawImage, SourceOptions, quarantine
 from retinal_reason_data.ingest.sources.text_files import open_text
-from retinal_reason_data.phantoms.layouts import write_case_reports
 from retinal_reason_data.schema import ClinicalContext, Modality, Quarantine, Sex
 
 
@@ -90,5 +89,4 @@ ADAPTER = Adapter(
     "diagnosis_aliases, licence, figures: [{file, caption, modality}]}; figure files relative to the root",
     licence="per article (PMC Open Access subset: CC BY / CC BY-NC and others)",
     read=read,
-    write_phantom=write_case_reports,
 )

@@ -9,7 +9,6 @@ from pathlib import Path
 from retinal_reason_data.ingest.sources.base import Adapter, RawCase, RawImage, SourceOptions, find_image, quarantine
 from retinal_reason_data.ingest.sources.folders import listing, subfolders
 from retinal_reason_data.ingest.sources.tabular import guarded, read_csv_rows
-from retinal_reason_data.phantoms.layouts_other import write_chaksu
 from retinal_reason_data.schema import Modality, Quarantine
 
 DECISION_COLUMNS = ("Majority Decision", "Glaucoma Decision")  # the Test files of two devices say the latter
@@ -84,5 +83,4 @@ ADAPTER = Adapter(
     licence="CC BY 4.0 (Kumar et al. 2023, figshare)",
     read=read,
     labels={"NORMAL": "glaucoma.none", "GLAUCOMA SUSPECT": "glaucoma.suspect", "GLAUCOMA SUSUPECT": "glaucoma.suspect"},
-    write_phantom=write_chaksu,
 )

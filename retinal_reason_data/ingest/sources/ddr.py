@@ -16,7 +16,6 @@ from retinal_reason_data.ingest.sources.fields import number_label
 from retinal_reason_data.ingest.sources.folders import listing
 from retinal_reason_data.ingest.sources.locate import first_dir
 from retinal_reason_data.ingest.sources.text_files import open_text
-from retinal_reason_data.phantoms.layouts_cfp import write_ddr
 from retinal_reason_data.schema import Modality, Quarantine
 
 NAME = "ddr"
@@ -73,5 +72,4 @@ ADAPTER = Adapter(
     licence="DDR (Li et al. 2019, Nankai University): research use; check the terms of the copy you downloaded",
     read=read,
     labels=DR_GRADES,
-    write_phantom=write_ddr,
 )

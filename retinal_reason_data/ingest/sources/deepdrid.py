@@ -21,7 +21,6 @@ from retinal_reason_data.ingest.sources.folders import listing
 from retinal_reason_data.ingest.sources.locate import find_files
 from retinal_reason_data.ingest.sources.tabular import cell, guarded, read_csv_rows
 from retinal_reason_data.ingest.sources.text_files import open_text
-from retinal_reason_data.phantoms.layouts_cfp import write_deepdrid
 from retinal_reason_data.schema import Eye, Modality, Quarantine
 
 NAME = "deepdrid"
@@ -104,5 +103,4 @@ ADAPTER = Adapter(
     licence="DeepDRiD: CC BY 4.0 (Liu et al. 2022, Patterns)",
     read=read,
     labels=DR_GRADES,
-    write_phantom=write_deepdrid,
 )

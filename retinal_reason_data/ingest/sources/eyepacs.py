@@ -15,7 +15,6 @@ from retinal_reason_data.ingest.sources.folders import listing
 from retinal_reason_data.ingest.sources.locate import first_dir, option_dir
 from retinal_reason_data.ingest.sources.options import parse_options
 from retinal_reason_data.ingest.sources.tabular import cell, guarded, read_csv_rows
-from retinal_reason_data.phantoms.layouts_cfp import write_eyepacs
 from retinal_reason_data.schema import Eye, Modality, Quarantine
 
 NAME = "eyepacs"
@@ -104,5 +103,4 @@ ADAPTER = Adapter(
     licence="EyePACS via the Kaggle Diabetic Retinopathy Detection competition: competition rules, research use only",
     read=read,
     labels=DR_GRADES,
-    write_phantom=write_eyepacs,
 )

@@ -18,7 +18,6 @@ from retinal_reason_data.ingest.sources.folders import listing
 from retinal_reason_data.ingest.sources.locate import first_dir, first_file, option_dir
 from retinal_reason_data.ingest.sources.options import parse_options
 from retinal_reason_data.ingest.sources.tabular import cell, guarded, read_csv_rows
-from retinal_reason_data.phantoms.layouts_cfp import write_eyeq
 from retinal_reason_data.schema import Modality, Quarantine
 
 NAME = "eyeq"
@@ -103,5 +102,4 @@ ADAPTER = Adapter(
     licence="EyeQ labels: research use (Fu et al. 2019); images: EyePACS Kaggle competition rules",
     read=read,
     labels=DR_GRADES,
-    write_phantom=write_eyeq,
 )

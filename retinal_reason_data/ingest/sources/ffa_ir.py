@@ -8,7 +8,6 @@ from pathlib import Path
 
 from retinal_reason_data.ingest.sources.base import Adapter, RawCase, RawImage, SourceOptions, quarantine
 from retinal_reason_data.ingest.sources.text_files import read_text
-from retinal_reason_data.phantoms.layouts import write_ffa_ir
 from retinal_reason_data.schema import ClinicalContext, Modality, Quarantine
 
 
@@ -75,5 +74,4 @@ ADAPTER = Adapter(
         "blocked fluorescence": "ffa.blocked_fluorescence",
         "normal": "ffa.normal",
     },
-    write_phantom=write_ffa_ir,
 )

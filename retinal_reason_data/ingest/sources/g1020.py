@@ -8,7 +8,6 @@ from pathlib import Path
 from retinal_reason_data.ingest.sources.base import Adapter, RawCase, RawImage, SourceOptions
 from retinal_reason_data.ingest.sources.fields import number_label
 from retinal_reason_data.ingest.sources.labelled_rows import labelled_rows
-from retinal_reason_data.phantoms.layouts_other import write_g1020
 from retinal_reason_data.schema import Modality, Quarantine
 
 
@@ -34,5 +33,4 @@ ADAPTER = Adapter(
     licence="G1020: research use; cite Bajwa et al. 2020 (check the distributor's terms)",
     read=read,
     labels={"1": "glaucoma", "0": "glaucoma.none"},
-    write_phantom=write_g1020,
 )

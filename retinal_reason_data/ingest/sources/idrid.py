@@ -15,7 +15,6 @@ from retinal_reason_data.ingest.sources.fields import number_label
 from retinal_reason_data.ingest.sources.folders import listing
 from retinal_reason_data.ingest.sources.locate import find_files, first_dir
 from retinal_reason_data.ingest.sources.tabular import cell, guarded, read_csv_rows
-from retinal_reason_data.phantoms.layouts_cfp import write_idrid
 from retinal_reason_data.schema import Modality, Quarantine
 
 NAME = "idrid"
@@ -92,5 +91,4 @@ ADAPTER = Adapter(
         "dme:1": "dme.risk1",
         "dme:2": "dme.risk2",
     },
-    write_phantom=write_idrid,
 )

@@ -13,7 +13,6 @@ from retinal_reason_data.ingest.sources.base import Adapter, RawCase, RawImage, 
 from retinal_reason_data.ingest.sources.fields import parse_eye
 from retinal_reason_data.ingest.sources.folders import iter_images, subfolders
 from retinal_reason_data.ingest.sources.options import parse_options
-from retinal_reason_data.phantoms.layouts_other import write_image_folder
 from retinal_reason_data.schema import Eye, Modality, Quarantine
 
 SPLIT_NAMES = {"train", "training", "val", "valid", "validation", "dev", "test", "testing"}
@@ -156,5 +155,4 @@ ADAPTER = Adapter(
     "(?P<eye>...) searched in the file name)",
     licence="as the collection's own licence: set `licence` on the source in the recipe",
     read=read,
-    write_phantom=write_image_folder,
 )

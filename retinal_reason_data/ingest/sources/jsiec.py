@@ -15,7 +15,6 @@ from pathlib import Path
 
 from retinal_reason_data.ingest.sources.base import Adapter, RawCase, RawImage, SourceOptions, quarantine
 from retinal_reason_data.ingest.sources.folders import iter_images, subfolders
-from retinal_reason_data.phantoms.layouts_cfp import write_jsiec
 from retinal_reason_data.schema import Modality, Quarantine
 
 NAME = "jsiec"
@@ -96,5 +95,4 @@ ADAPTER = Adapter(
     licence="JSIEC 1000 (Cen et al. 2021): research use; check the terms of the copy you downloaded",
     read=read,
     labels=CLASSES,
-    write_phantom=write_jsiec,
 )

@@ -24,7 +24,6 @@ from retinal_reason_data.ingest.sources.options import SourceOptionsError, parse
 from retinal_reason_data.ingest.sources.scope import current_scope, within
 from retinal_reason_data.ingest.sources.tabular import LabelTableError, read_csv_rows
 from retinal_reason_data.ingest.sources.text_files import open_text
-from retinal_reason_data.phantoms.layouts_other import write_manifest
 from retinal_reason_data.schema import Modality, Quarantine
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -295,5 +294,4 @@ ADAPTER = Adapter(
     "outside_root unless the source sets allow_outside_root: true.",
     licence="as the collection's own licence: set `licence` on the source in the recipe",
     read=read,
-    write_phantom=write_manifest,
 )

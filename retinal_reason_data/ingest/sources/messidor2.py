@@ -22,7 +22,6 @@ from retinal_reason_data.ingest.sources.folders import listing
 from retinal_reason_data.ingest.sources.locate import first_dir, first_file, option_dir
 from retinal_reason_data.ingest.sources.options import parse_options
 from retinal_reason_data.ingest.sources.tabular import cell, read_csv_rows
-from retinal_reason_data.phantoms.layouts_cfp import write_messidor2
 from retinal_reason_data.schema import Modality, Quarantine
 
 NAME = "messidor2"
@@ -109,5 +108,4 @@ ADAPTER = Adapter(
         "dme:0": "dme.not_referable",
         "dme:1": "dme.referable",
     },
-    write_phantom=write_messidor2,
 )

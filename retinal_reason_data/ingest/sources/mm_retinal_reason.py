@@ -25,7 +25,6 @@ from retinal_reason_data.ingest.sources.base import Adapter, RawCase, RawImage, 
 from retinal_reason_data.ingest.sources.image_folder import modality_value
 from retinal_reason_data.ingest.sources.options import parse_options
 from retinal_reason_data.ontology import Ontology, default_ontology
-from retinal_reason_data.phantoms.layouts_other import write_mm_retinal_reason
 from retinal_reason_data.schema import ClinicalContext, Modality, Quarantine
 from retinal_reason_data.text import stable_hash
 
@@ -228,5 +227,4 @@ ADAPTER = Adapter(
     "into the source's work folder. options: modality (CFP|OCT|FFA|other; default: from the question's words)",
     licence="MM-Retinal-Reason release terms (research use); images keep their original collections' licences",
     read=read,
-    write_phantom=write_mm_retinal_reason,
 )

@@ -16,7 +16,6 @@ from retinal_reason_data.ingest.sources.caption_terms import caption_findings
 from retinal_reason_data.ingest.sources.folders import listing
 from retinal_reason_data.ingest.sources.tabular import read_csv_rows
 from retinal_reason_data.ontology import default_ontology
-from retinal_reason_data.phantoms.layouts_other import write_mm_retinal_v1
 from retinal_reason_data.schema import Modality, Quarantine
 
 MODALITIES = {"CFP": Modality.CFP, "FFA": Modality.FFA, "OCT": Modality.OCT}
@@ -77,5 +76,4 @@ ADAPTER = Adapter(
     "image's modality, outside negations",
     licence="MM-Retinal (Wu et al. 2024): research use only; atlas figures remain under their publishers' copyright",
     read=read,
-    write_phantom=write_mm_retinal_v1,
 )

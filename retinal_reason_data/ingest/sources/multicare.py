@@ -35,7 +35,6 @@ from retinal_reason_data.ingest.sources.locate import option_dir
 from retinal_reason_data.ingest.sources.options import parse_options
 from retinal_reason_data.ingest.sources.tabular import read_csv_rows
 from retinal_reason_data.ontology import default_ontology
-from retinal_reason_data.phantoms.layouts_pmc import write_multicare
 from retinal_reason_data.schema import Modality, Quarantine
 
 LABEL_MODALITY = {
@@ -210,5 +209,4 @@ ADAPTER = Adapter(
     "Cases with fundus, OCT, angiography, autofluorescence or slit-lamp images are kept. options: modalities, images",
     licence="per article (CC BY and others, see metadata.parquet); MultiCaRe itself: CC BY 4.0",
     read=read,
-    write_phantom=write_multicare,
 )

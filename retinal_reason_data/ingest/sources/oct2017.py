@@ -11,7 +11,6 @@ from pathlib import Path
 
 from retinal_reason_data.ingest.sources.base import Adapter, RawCase, RawImage, SourceOptions, image_listing, quarantine
 from retinal_reason_data.ingest.sources.folders import subfolders
-from retinal_reason_data.phantoms.layouts import write_oct2017
 from retinal_reason_data.schema import Modality, Quarantine
 
 SPLITS = ("train", "val", "test")
@@ -77,5 +76,4 @@ ADAPTER = Adapter(
     licence="CC BY 4.0 (Kermany et al., Mendeley Data)",
     read=read,
     labels={"CNV": "oct.cnv", "DME": "oct.dme", "DRUSEN": "oct.drusen", "NORMAL": "oct.normal"},
-    write_phantom=write_oct2017,
 )

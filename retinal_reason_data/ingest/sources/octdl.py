@@ -12,7 +12,6 @@ from retinal_reason_data.ingest.sources.fields import parse_eye, parse_sex
 from retinal_reason_data.ingest.sources.folders import listing, subfolders
 from retinal_reason_data.ingest.sources.options import parse_options
 from retinal_reason_data.ingest.sources.tabular import read_csv_rows
-from retinal_reason_data.phantoms.layouts_other import write_octdl
 from retinal_reason_data.schema import Modality, Quarantine
 
 LABEL_FILES = ("OCTDL_labels.csv", "labels.csv")
@@ -90,5 +89,4 @@ ADAPTER = Adapter(
         "MNV": "amd.wet",
         "Drusen": "oct.drusen",
     },
-    write_phantom=write_octdl,
 )

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from retinal_reason_data.ingest.sources.base import Adapter, RawCase, SourceOptions
 from retinal_reason_data.ingest.sources.image_folder import read_class_folders
-from retinal_reason_data.phantoms.layouts_other import write_octid
 from retinal_reason_data.schema import Modality, Quarantine
 
 
@@ -35,5 +34,4 @@ ADAPTER = Adapter(
         "Macular_Hole": "mh.full_thickness",
         "MH": "mh.full_thickness",
     },
-    write_phantom=write_octid,
 )

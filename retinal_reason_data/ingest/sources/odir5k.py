@@ -28,7 +28,6 @@ from retinal_reason_data.ingest.sources.folders import listing
 from retinal_reason_data.ingest.sources.locate import first_dir, first_file, option_dir
 from retinal_reason_data.ingest.sources.options import parse_options
 from retinal_reason_data.ingest.sources.tabular import LabelTableError, cell, read_csv_rows, read_xlsx_rows
-from retinal_reason_data.phantoms.layouts_cfp import write_odir5k
 from retinal_reason_data.schema import Eye, Modality, Quarantine
 
 NAME = "odir5k"
@@ -246,5 +245,4 @@ ADAPTER = Adapter(
     licence="ODIR-2019 (Peking University): research use; check the terms of the copy you downloaded",
     read=read,
     labels=KEYWORDS,
-    write_phantom=write_odir5k,
 )

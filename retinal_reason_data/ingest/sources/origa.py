@@ -8,7 +8,6 @@ from pathlib import Path
 from retinal_reason_data.ingest.sources.base import Adapter, RawCase, RawImage, SourceOptions
 from retinal_reason_data.ingest.sources.fields import number_label, parse_eye
 from retinal_reason_data.ingest.sources.labelled_rows import labelled_rows
-from retinal_reason_data.phantoms.layouts_other import write_origa
 from retinal_reason_data.schema import Modality, Quarantine
 
 
@@ -35,5 +34,4 @@ ADAPTER = Adapter(
     licence="ORIGA: research use as granted by the Singapore Eye Research Institute; cite Zhang et al. 2010",
     read=read,
     labels={"1": "glaucoma", "0": "glaucoma.none"},
-    write_phantom=write_origa,
 )

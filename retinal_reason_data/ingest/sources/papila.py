@@ -10,7 +10,6 @@ from pathlib import Path
 from retinal_reason_data.ingest.sources.base import Adapter, RawCase, RawImage, SourceOptions, find_image, quarantine
 from retinal_reason_data.ingest.sources.fields import number_label, parse_age
 from retinal_reason_data.ingest.sources.folders import listing
-from retinal_reason_data.phantoms.layouts_other import write_papila
 from retinal_reason_data.schema import Eye, Modality, Quarantine, Sex
 
 SHEETS = {"od": (Eye.RIGHT, "OD"), "os": (Eye.LEFT, "OS")}
@@ -124,5 +123,4 @@ ADAPTER = Adapter(
     licence="CC BY 4.0 (Kovalyk et al. 2022, figshare)",
     read=read,
     labels={"0": "glaucoma.none", "1": "glaucoma", "2": "glaucoma.suspect"},
-    write_phantom=write_papila,
 )

@@ -21,7 +21,6 @@ from retinal_reason_data.ingest.sources.base import IMAGE_SUFFIXES, Adapter, Raw
 from retinal_reason_data.ingest.sources.folders import is_stray
 from retinal_reason_data.ingest.sources.options import parse_options
 from retinal_reason_data.ontology import Ontology, default_ontology
-from retinal_reason_data.phantoms.layouts_pmc import write_pmc_oa
 from retinal_reason_data.schema import Quarantine
 from retinal_reason_data.text import stable_hash
 
@@ -137,5 +136,4 @@ ADAPTER = Adapter(
     "figures (cited|all), modalities, licences",
     licence="per article (PMC Open Access subset: CC BY, CC BY-NC, CC0 and others); each case carries its own",
     read=read,
-    write_phantom=write_pmc_oa,
 )

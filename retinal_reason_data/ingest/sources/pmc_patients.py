@@ -32,7 +32,6 @@ from retinal_reason_data.ingest.sources.locate import option_dir
 from retinal_reason_data.ingest.sources.options import parse_options
 from retinal_reason_data.ingest.sources.pmc_oa import PACKAGE_SUFFIXES, XML_SUFFIXES, article_files, unpack_package
 from retinal_reason_data.ontology import default_ontology
-from retinal_reason_data.phantoms.layouts_pmc import write_pmc_patients
 from retinal_reason_data.schema import Modality, Quarantine
 
 _PMCID = re.compile(r"PMC\d+", re.IGNORECASE)
@@ -212,5 +211,4 @@ ADAPTER = Adapter(
     "ophthalmic_only, extra_terms, modalities. Without pmc_root every patient is skipped (text only).",
     licence="PMC-Patients: CC BY-NC-SA 4.0; images keep each article's licence",
     read=read,
-    write_phantom=write_pmc_patients,
 )

@@ -12,7 +12,6 @@ from retinal_reason_data.ingest.sources.base import Adapter, RawCase, RawImage, 
 from retinal_reason_data.ingest.sources.fields import number_label
 from retinal_reason_data.ingest.sources.folders import listing, subfolders
 from retinal_reason_data.ingest.sources.text_files import read_text
-from retinal_reason_data.phantoms.layouts_other import write_refuge
 from retinal_reason_data.schema import Modality, Quarantine
 
 _PREFIX = re.compile(r"^([gn])\d", re.IGNORECASE)
@@ -116,5 +115,4 @@ ADAPTER = Adapter(
     licence="REFUGE challenge data: research use under the challenge terms; cite Orlando et al. 2020",
     read=read,
     labels={"1": "glaucoma", "0": "glaucoma.none", "g": "glaucoma", "n": "glaucoma.none"},
-    write_phantom=write_refuge,
 )

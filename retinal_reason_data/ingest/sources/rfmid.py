@@ -19,7 +19,6 @@ from retinal_reason_data.ingest.sources.fields import number_label
 from retinal_reason_data.ingest.sources.folders import listing
 from retinal_reason_data.ingest.sources.locate import find_files, first_dir
 from retinal_reason_data.ingest.sources.tabular import cell, guarded, read_csv_rows
-from retinal_reason_data.phantoms.layouts_cfp import write_rfmid
 from retinal_reason_data.schema import Modality, Quarantine
 
 NAME = "rfmid"
@@ -142,5 +141,4 @@ ADAPTER = Adapter(
     licence="RFMiD: CC BY 4.0 (Pachade et al. 2021, IEEE DataPort)",
     read=read,
     labels={**COLUMNS, NORMAL: "normal.fundus"},
-    write_phantom=write_rfmid,
 )
