@@ -19,14 +19,12 @@ from retinal_reason_data.curation.leakage import check_release
 from retinal_reason_data.ingest.imaging import strip_metadata
 from retinal_reason_data.recipe import Recipe
 from retinal_reason_data.release.card import render_card
-from retinal_reason_data.release.easyr1 import FEATURES as EASYR1_FEATURES
 from retinal_reason_data.release.figures import render_figures
 from retinal_reason_data.release.formats import FOLDERS as FORMAT_FOLDERS
-from retinal_reason_data.release.formats import write_formats
+from retinal_reason_data.release.formats import card_format_configs, write_formats
 from retinal_reason_data.release.index import SampleIndex
 from retinal_reason_data.release.shards import file_entry, file_sha256, write_split
 from retinal_reason_data.release.summary import ReleaseSummary
-from retinal_reason_data.release.verl import FEATURES as VERL_FEATURES
 from retinal_reason_data.rewards import make_ground_truth
 from retinal_reason_data.schema import Case, Generation, Item
 from retinal_reason_data.teacher.verify import split_response
@@ -276,7 +274,7 @@ def export_hf(recipe: Recipe, catalog: Catalog, stats: dict[str, Any], force: bo
 # what an export writes, and removes before it writes again
 OWNED_FOLDERS = ("data", "figures", "index", *FORMAT_FOLDERS)
 # formats that are also configs of the card (parquet with the Image feature): load_dataset(repo, "verl")
-CARD_FORMAT_CONFIGS = {"verl": VERL_FEATURES, "easyr1": EASYR1_FEATURES}
+CARD_FORMAT_CONFIGS = card_format_configs()
 
 
 def _folder(config: str) -> str:
