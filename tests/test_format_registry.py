@@ -1,6 +1,6 @@
 """Conformance of every registered release format: the recipe accepts its name, its writer fills the folder of
 its name (and the manifest counts it), the card describes it, and a format that is also a card config has the
-Features its parquet files carry."""
+Features its parquet files carry; the `hf` rows are the row models of schema.py."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from datasets import Features
+from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from retinal_reason_data.cli import app
@@ -19,6 +20,8 @@ from retinal_reason_data.recipe import ExportFormat, load_recipe
 from retinal_reason_data.release.card import FORMAT_NOTES
 from retinal_reason_data.release.formats import FOLDERS, FORMATS, WRITERS, ExportFormatInfo, card_format_configs
 from retinal_reason_data.release.hf import CARD_FORMAT_CONFIGS, FEATURES, OWNED_FOLDERS
+from retinal_reason_data.release.reader import iter_rows, shard_paths
+from retinal_reason_data.schema import RlRow, SftRow
 from tests.conftest import write_recipe
 
 EVERY_FORMAT = pytest.mark.parametrize("info", FORMATS.values(), ids=list(FORMATS))
@@ -93,3 +96,20 @@ def test_a_card_config_format_carries_its_features(info: ExportFormatInfo, out: 
     assert Features._from_yaml_list(described["features"]) == features
     for part in sorted((out / info.name).rglob("*.parquet")):
         assert Features.from_arrow_schema(pq.read_schema(part)) == features, part
+
+
+@pytest.mark.parametrize(("config", "model"), [("sft", SftRow), ("rl", RlRow)])
+def test_the_hf_rows_are_the_row_models(config: str, model: type[BaseModel], out: Path) -> None:
+    """Every written row has exactly the model's fields (and the images) and validates against the model; the
+    shards carry the Features derived from it."""
+    features = FEATURES[config]
+    assert list(features) == ["id", "images", *[name for name in model.model_fields if name != "id"]]
+    rows = 0
+    for split in _manifest(out)["rows"][config]:
+        for part in shard_paths(out, config, split):
+            assert Features.from_arrow_schema(pq.read_schema(part)) == features, part
+        for row in iter_rows(out, config, split):
+            assert list(row) == list(features)
+            model.model_validate({name: value for name, value in row.items() if name != "images"})
+            rows += 1
+    assert rows == _total(_manifest(out)["rows"][config])

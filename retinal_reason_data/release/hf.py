@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from datasets import Features, Image, List, Value
 from tqdm import tqdm
 
 from retinal_reason_data import __version__
@@ -23,45 +22,17 @@ from retinal_reason_data.release.figures import render_figures
 from retinal_reason_data.release.formats import FOLDERS as FORMAT_FOLDERS
 from retinal_reason_data.release.formats import card_format_configs, write_formats
 from retinal_reason_data.release.index import SampleIndex
+from retinal_reason_data.release.row_features import row_features
 from retinal_reason_data.release.shards import file_entry, file_sha256, write_split
 from retinal_reason_data.release.summary import ReleaseSummary
 from retinal_reason_data.rewards import make_ground_truth
-from retinal_reason_data.schema import Case, Generation, Item
+from retinal_reason_data.schema import Case, Generation, Item, RlRow, SftRow
 from retinal_reason_data.teacher.verify import split_response
 from retinal_reason_data.text import stable_hash
 
 EXPORT_FORMAT = 2  # 2: other formats, figures, sample index, summary in the manifest
-_COMMON = {
-    "id": Value("string"),
-    "images": List(Image()),
-    "case_id": Value("string"),
-    "source": Value("string"),
-    "patient_id": Value("string"),
-    "task": Value("string"),
-    "question_type": Value("string"),
-    "modality": Value("string"),
-    "question": Value("string"),
-    "options": List(Value("string")),
-    "answer": Value("string"),
-    "answer_aliases": List(Value("string")),
-}
-_TAIL = {"captions": List(Value("string")), "title": Value("string"), "pmcid": Value("string")}
-FEATURES = {
-    "sft": Features(
-        {
-            **_COMMON,
-            "think": Value("string"),
-            "response": Value("string"),
-            "teacher_model": Value("string"),
-            "prompt_version": Value("string"),
-            "guided": Value("bool"),  # the teacher was told the answer (guided fallback); never counts in pass@k
-            "pass_at_k": Value("float32"),
-            **_TAIL,
-            "review": Value("string"),  # annotators' verdict: 'accepted', 'edited' (their text), or null
-        }
-    ),
-    "rl": Features({**_COMMON, "ground_truth": Value("string"), "pass_at_k": Value("float32"), **_TAIL}),
-}
+# the configs' columns, from the row models (schema.SftRow, schema.RlRow): `_row` must fill exactly these
+FEATURES = {"sft": row_features(SftRow), "rl": row_features(RlRow)}
 # config -> exported split -> catalog splits feeding it
 CONFIG_SPLITS = {
     "sft": {"train": ("train",), "validation": ("validation",), "test": ("test",)},
