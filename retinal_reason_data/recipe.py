@@ -11,6 +11,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from retinal_reason_data.release.formats import FORMAT_NAMES
 from retinal_reason_data.schema import Modality, QuestionType
 from retinal_reason_data.text import bom_codec
 
@@ -334,7 +335,7 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMG]?i?B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 
 
-ExportFormat = Literal["hf", "mm-retinal-reason", "ophthareason-eval", "verl", "easyr1", "sharegpt"]
+ExportFormat = Literal[FORMAT_NAMES]  # the registered release formats (release/formats.py)
 
 
 class CardSpec(Section):

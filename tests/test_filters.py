@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 
-from retinal_reason_data.curation.filters import english_ratio, image_problem, item_problem, trace_problem
+from retinal_reason_data.curation.filters import image_problem, item_problem, trace_problem
+from retinal_reason_data.curation.trace_checks import english_ratio
 from retinal_reason_data.ingest.imaging import fingerprint
 from retinal_reason_data.phantoms.images import fundus_photo, oct_bscan
 from retinal_reason_data.recipe import FiltersSpec, ImageFilters

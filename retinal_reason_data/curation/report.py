@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from retinal_reason_data.catalog import Catalog
 from retinal_reason_data.curation.dedup import CaseInfo
+from retinal_reason_data.curation.filters import IMAGE_DESCRIPTIONS, ITEM_DESCRIPTIONS
 from retinal_reason_data.curation.quality_figures import boundaries, render
 from retinal_reason_data.curation.quality_gate import load_gate
+from retinal_reason_data.curation.trace_checks import trace_descriptions
 from retinal_reason_data.recipe import Recipe
 
 if TYPE_CHECKING:
@@ -21,30 +23,14 @@ if TYPE_CHECKING:
 MARKDOWN_CONFLICTS = 100
 MARKDOWN_STRATA = 40
 
+# what each drop reason means: the stages' own reasons here, the filters' from where they are declared
 REASONS = {
     "duplicate_image": "every image of the case is a copy of an image kept with another case",
     "label_conflict": "the case's images have duplicates whose labels disagree (dedup.on_label_conflict: drop)",
-    "ungradable_label": "the collection itself marks the photograph ungradable",
-    "image_blank": "the picture has no contrast (blank or uniform)",
-    "image_no_field": "too little of the frame is lit: no fundus field",
-    "image_too_dark": "mean brightness of the field below filters.images.min_brightness",
-    "image_overexposed": "mean brightness of the field above filters.images.max_brightness",
-    "image_blurred": "the quality gate refused it, mostly for lack of fine detail (or below the legacy min_sharpness)",
-    "image_hazy": "the quality gate refused it mostly for faint or missing vessels (haze, or blur that hides them)",
-    "image_uneven": "the quality gate refused it mostly for uneven light: a shadowed patch or a dark centre",
-    "image_colour_patchy": "the quality gate refused it mostly for blotchy colour that the green channel does not "
-    "share (flare, a patchy haze, colour noise)",
-    "answer_in_question": "an open question whose text states its own answer",
+    **IMAGE_DESCRIPTIONS,
+    **ITEM_DESCRIPTIONS,
     "unverified": "no teacher attempt gave the known answer",
-    "malformed_tags": "not exactly one <think> block followed by one <answer> block",
-    "think_too_short": "reasoning shorter than filters.min_think_chars",
-    "think_too_long": "reasoning longer than filters.max_think_chars",
-    "answer_too_long": "answer longer than filters.max_answer_chars",
-    "repetitive": "repeated lines or word 6-grams above the recipe's ratios",
-    "non_english": "non-Latin script, or function words of another language",
-    "refusal": "the teacher refuses, or defers to a clinician",
-    "hedging": "more explicit non-committal phrases than filters.max_hedges",
-    "given_answer": "the trace says it was given the answer",
+    **trace_descriptions(),
     "vignette_leak": "a case vignette names its own diagnosis (dropped when items are built)",
 }
 

@@ -12,6 +12,7 @@ from datasets import DatasetInfo, Features, SplitDict, SplitInfo
 from retinal_reason_data.recipe import Recipe
 from retinal_reason_data.release.citations import citation
 from retinal_reason_data.release.figures import FIGURES
+from retinal_reason_data.release.formats import FORMATS
 from retinal_reason_data.release.output import FormatReport
 from retinal_reason_data.release.summary import BREAKDOWN_FIELDS, ReleaseSummary
 from retinal_reason_data.review.verdicts import card_section as review_card_section
@@ -23,30 +24,7 @@ OFFLINE_NOTICE = (
     "not a model, it did not look at the images, and its traces are not clinical reasoning.** Use this "
     "release to test pipelines, not to train or evaluate models."
 )
-FORMAT_NOTES = {
-    "hf": ("`data/{sft,rl}/`", "`datasets.load_dataset(repo, 'sft')` / `'rl'` (also with `streaming=True`)"),
-    "verl": (
-        "`verl/{train,test}/part-*.parquet`",
-        "verl `data.train_files` / `data.val_files`: the list of those files (verl takes files, not folders); "
-        "reward `custom_reward_function.path=pkg://retinal_reason_data.rewards`, `name=compute_score`",
-    ),
-    "easyr1": (
-        "`easyr1/{train,test}/`, `easyr1/format_prompt.jinja`",
-        "EasyR1 `data.train_files=easyr1/train`, `data.format_prompt=easyr1/format_prompt.jinja` (in place of "
-        "math.jinja's `\\boxed{}`); reward `worker.reward.reward_function=retinal_reason_data/rewards.py:"
-        "easyr1_compute_score`",
-    ),
-    "sharegpt": ("`sharegpt/`", "LLaMA-Factory `dataset_dir: sharegpt`, datasets listed in its dataset_info.json"),
-    "mm-retinal-reason": (
-        "`mm-retinal-reason/{split}/{basic,complex}_reasoning.json`",
-        "the MM-Retinal-Reason release's record format (base64 images)",
-    ),
-    "ophthareason-eval": (
-        "`ophthareason-eval/*.json` + `*.csv`, `skipped.json`",
-        "OphthaReason's eval/eval.py (`DS_ROOT` and `BASE64_ROOT` both point here); it labels every image "
-        "`image/jpeg`, so other images are re-encoded as JPEG here, and it accepts 6 images per question",
-    ),
-}
+FORMAT_NOTES = {name: (info.where, info.read_with) for name, info in FORMATS.items()}  # where, read with
 
 
 def dataset_info(

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from datasets import Features, Image, List, Value
 from tqdm import tqdm
 
 from retinal_reason_data import __version__
@@ -19,51 +18,21 @@ from retinal_reason_data.curation.leakage import check_release
 from retinal_reason_data.ingest.imaging import strip_metadata
 from retinal_reason_data.recipe import Recipe
 from retinal_reason_data.release.card import render_card
-from retinal_reason_data.release.easyr1 import FEATURES as EASYR1_FEATURES
 from retinal_reason_data.release.figures import render_figures
 from retinal_reason_data.release.formats import FOLDERS as FORMAT_FOLDERS
-from retinal_reason_data.release.formats import write_formats
+from retinal_reason_data.release.formats import card_format_configs, write_formats
 from retinal_reason_data.release.index import SampleIndex
+from retinal_reason_data.release.row_features import row_features
 from retinal_reason_data.release.shards import file_entry, file_sha256, write_split
 from retinal_reason_data.release.summary import ReleaseSummary
-from retinal_reason_data.release.verl import FEATURES as VERL_FEATURES
 from retinal_reason_data.rewards import make_ground_truth
-from retinal_reason_data.schema import Case, Generation, Item
+from retinal_reason_data.schema import Case, Generation, Item, RlRow, SftRow
 from retinal_reason_data.teacher.verify import split_response
 from retinal_reason_data.text import stable_hash
 
 EXPORT_FORMAT = 2  # 2: other formats, figures, sample index, summary in the manifest
-_COMMON = {
-    "id": Value("string"),
-    "images": List(Image()),
-    "case_id": Value("string"),
-    "source": Value("string"),
-    "patient_id": Value("string"),
-    "task": Value("string"),
-    "question_type": Value("string"),
-    "modality": Value("string"),
-    "question": Value("string"),
-    "options": List(Value("string")),
-    "answer": Value("string"),
-    "answer_aliases": List(Value("string")),
-}
-_TAIL = {"captions": List(Value("string")), "title": Value("string"), "pmcid": Value("string")}
-FEATURES = {
-    "sft": Features(
-        {
-            **_COMMON,
-            "think": Value("string"),
-            "response": Value("string"),
-            "teacher_model": Value("string"),
-            "prompt_version": Value("string"),
-            "guided": Value("bool"),  # the teacher was told the answer (guided fallback); never counts in pass@k
-            "pass_at_k": Value("float32"),
-            **_TAIL,
-            "review": Value("string"),  # annotators' verdict: 'accepted', 'edited' (their text), or null
-        }
-    ),
-    "rl": Features({**_COMMON, "ground_truth": Value("string"), "pass_at_k": Value("float32"), **_TAIL}),
-}
+# the configs' columns, from the row models (schema.SftRow, schema.RlRow): `_row` must fill exactly these
+FEATURES = {"sft": row_features(SftRow), "rl": row_features(RlRow)}
 # config -> exported split -> catalog splits feeding it
 CONFIG_SPLITS = {
     "sft": {"train": ("train",), "validation": ("validation",), "test": ("test",)},
@@ -288,7 +257,7 @@ def export_hf(recipe: Recipe, catalog: Catalog, stats: dict[str, Any], force: bo
 # what an export writes, and removes before it writes again
 OWNED_FOLDERS = ("data", "figures", "index", *FORMAT_FOLDERS)
 # formats that are also configs of the card (parquet with the Image feature): load_dataset(repo, "verl")
-CARD_FORMAT_CONFIGS = {"verl": VERL_FEATURES, "easyr1": EASYR1_FEATURES}
+CARD_FORMAT_CONFIGS = card_format_configs()
 
 
 def _folder(config: str) -> str:
