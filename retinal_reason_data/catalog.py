@@ -16,7 +16,7 @@ from retinal_reason_data.batches import batched
 from retinal_reason_data.ingest.imaging import FINGERPRINT_VERSION
 from retinal_reason_data.schema import Case, Generation, ImageRef, Item, Quarantine
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # DuckDB's memory while a source is ingested: it otherwise keeps every freshly written page cached (its default
 # limit is 80 % of RAM), which grew the ingest by ~0.8 kB a case, and checkpoints briefly added ~100 MB more.
 INGEST_MEMORY_LIMIT = "32MB"
@@ -51,7 +51,18 @@ CREATE TABLE IF NOT EXISTS reviews (
 CREATE TABLE IF NOT EXISTS teacher_events (
     logged_at TIMESTAMP, fingerprint VARCHAR, item_id VARCHAR, attempt INTEGER, endpoint VARCHAR, kind VARCHAR,
     status INTEGER, detail VARCHAR);
+CREATE TABLE IF NOT EXISTS extractions (
+    case_id VARCHAR, fingerprint VARCHAR PRIMARY KEY, model VARCHAR, rule VARCHAR, teacher VARCHAR,
+    disagreements VARCHAR, error VARCHAR);
+CREATE TABLE IF NOT EXISTS judgements (
+    fingerprint VARCHAR PRIMARY KEY, item_id VARCHAR, candidate VARCHAR, verdict VARCHAR, model VARCHAR,
+    reply VARCHAR);
 """
+# What turns a catalog of schema version N into version N + 1, run in order on open. Tables that are only added
+# need no statement: `_TABLES` creates them (IF NOT EXISTS keeps the rows of a table an older build made).
+_MIGRATIONS: dict[int, str] = {
+    1: "",  # 2 adds `extractions` and `judgements` (created until then by the teacher stages themselves)
+}
 
 Model = TypeVar("Model", bound=BaseModel)
 # "key IN" a list passed as one parameter: DuckDB semi-joins it and pushes the keys into the table scan, so only
@@ -80,10 +91,7 @@ class Catalog:
         self.path = path
         self.db = duckdb.connect(str(path))
         self.db.execute(_TABLES)
-        stored = self.get_meta("schema_version")
-        if stored is not None and int(stored) != SCHEMA_VERSION:
-            raise RuntimeError(f"{path}: catalog schema {stored} is not {SCHEMA_VERSION}; delete it to rebuild")
-        self.set_meta("schema_version", str(SCHEMA_VERSION))
+        self._migrate()
         if self.get_meta("fingerprint_version") != str(FINGERPRINT_VERSION):
             # fingerprints from another version of intake's hashing would not match fresh ones: fingerprint again
             self.db.execute("DELETE FROM image_cache")
@@ -91,6 +99,21 @@ class Catalog:
 
     def close(self) -> None:
         self.db.close()
+
+    def _migrate(self) -> None:
+        """Bring an older catalog to SCHEMA_VERSION step by step; refuse a newer or unknown one."""
+        stored = self.get_meta("schema_version")
+        version = SCHEMA_VERSION if stored is None else int(stored)
+        with self.transaction():
+            while version < SCHEMA_VERSION and version in _MIGRATIONS:
+                if _MIGRATIONS[version]:
+                    self.db.execute(_MIGRATIONS[version])
+                version += 1
+            if version != SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.path}: catalog schema {stored} is not {SCHEMA_VERSION}; delete it to rebuild"
+                )
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
 
     # --- small helpers ----------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:

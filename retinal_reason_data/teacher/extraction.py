@@ -26,9 +26,6 @@ from retinal_reason_data.text import normalise_term, stable_hash
 PROMPT_VERSION = "extract-v2"
 TEXT_FIELDS = ("chief_complaint", "history_of_present_illness", "past_history", "examination")
 MIN_OVERLAP = 0.5
-_TABLE = """CREATE TABLE IF NOT EXISTS extractions (
-    case_id VARCHAR, fingerprint VARCHAR PRIMARY KEY, model VARCHAR, rule VARCHAR, teacher VARCHAR,
-    disagreements VARCHAR, error VARCHAR)"""
 _JSON = re.compile(r"\{.*\}", re.DOTALL)
 
 
@@ -163,7 +160,6 @@ def run_extraction(recipe: Recipe, catalog: Catalog, ontology: Ontology, limit: 
     `casereports.second_reader`."""
     if recipe.teacher.kind == "offline":
         raise ValueError("teacher extraction needs an OpenAI-compatible teacher (teacher.kind: openai)")
-    catalog.db.execute(_TABLE)
     report = ExtractionReport()
     known = {row[0] for row in catalog.query("SELECT fingerprint FROM extractions")}
     pending: list[tuple[str, Case]] = []

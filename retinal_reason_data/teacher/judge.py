@@ -20,9 +20,6 @@ from retinal_reason_data.teacher.calls import ask
 from retinal_reason_data.text import normalise_term, stable_hash
 
 PROMPT_VERSION = "judge-v1"
-_TABLE = """CREATE TABLE IF NOT EXISTS judgements (
-    fingerprint VARCHAR PRIMARY KEY, item_id VARCHAR, candidate VARCHAR, verdict VARCHAR, model VARCHAR,
-    reply VARCHAR)"""
 SYSTEM = (
     "You check answers to ophthalmology questions. Given the accepted diagnosis (with its other accepted names) "
     "and a candidate answer, reply with exactly one word: 'equivalent' if the candidate names the same diagnosis "
@@ -71,7 +68,6 @@ def judge_near_misses(recipe: Recipe, catalog: Catalog) -> JudgeReport:
     report = JudgeReport()
     if recipe.teacher.kind == "offline":
         return report  # the offline drafter is no judge
-    catalog.db.execute(_TABLE)
     threshold = recipe.tasks.complex.judge_min_similarity
     rows = catalog.query(
         "SELECT g.data, i.data FROM generations g JOIN items i USING (item_id) "
