@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,11 +58,21 @@ CREATE TABLE IF NOT EXISTS extractions (
 CREATE TABLE IF NOT EXISTS judgements (
     fingerprint VARCHAR PRIMARY KEY, item_id VARCHAR, candidate VARCHAR, verdict VARCHAR, model VARCHAR,
     reply VARCHAR);
+CREATE TABLE IF NOT EXISTS stage_runs (
+    run INTEGER PRIMARY KEY, stage VARCHAR, started TIMESTAMP, finished TIMESTAMP, summary VARCHAR);
 """
+# The `meta` key under which schema version 1 kept the last summary of each stage (one JSON string each).
+LEGACY_SUMMARY_KEYS = {"synthesize": "last_synthesis", "dedup": "dedup_summary", "curate": "curation_summary"}
 # What turns a catalog of schema version N into version N + 1, run in order on open. Tables that are only added
 # need no statement: `_TABLES` creates them (IF NOT EXISTS keeps the rows of a table an older build made).
 _MIGRATIONS: dict[int, str] = {
-    1: "",  # 2 adds `extractions` and `judgements` (created until then by the teacher stages themselves)
+    # 2 adds `extractions` and `judgements` (created until then by the teacher stages themselves) and
+    # `stage_runs`, which takes over the stage summaries kept in `meta`
+    1: " ".join(
+        f"INSERT INTO stage_runs SELECT {run}, '{stage}', NULL, NULL, value FROM meta WHERE key = '{key}';"
+        f"DELETE FROM meta WHERE key = '{key}';"
+        for run, (stage, key) in enumerate(LEGACY_SUMMARY_KEYS.items(), start=1)
+    ),
 }
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -69,6 +80,7 @@ Model = TypeVar("Model", bound=BaseModel)
 # matching rows are read (a JOIN with a registered Arrow table read every row's data: 0.72 s against 0.07 s for
 # 4,500 of 225k teacher replies)
 _AMONG = "IN (SELECT unnest(?))"
+_INCOMPLETE = "ingest_incomplete:"  # the `meta` key prefix marking a source whose ingest stopped half-way
 TEACHER_EVENT_SCHEMA = pa.schema(
     [
         ("logged_at", pa.timestamp("us")),
@@ -122,6 +134,23 @@ class Catalog:
 
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+
+    def record_stage_run(self, stage: str, summary: dict[str, Any], started: datetime | None = None) -> None:
+        """Store the summary of a finished run of `stage` (finished now; `started` when the stage knows it)."""
+        self.db.execute(
+            "INSERT INTO stage_runs SELECT coalesce(max(run), 0) + 1, ?, ?, ?, ? FROM stage_runs",
+            [stage, started, datetime.now(UTC).replace(tzinfo=None), dumps(summary)],
+        )
+
+    def last_stage_summary(self, stage: str) -> dict[str, Any]:
+        """The summary of the latest run of `stage`, or {} when it never ran."""
+        row = self._one("SELECT summary FROM stage_runs WHERE stage = ? ORDER BY run DESC LIMIT 1", [stage])
+        return json.loads(row[0]) if row else {}
+
+    def incomplete_ingests(self) -> list[str]:
+        """The sources whose last ingest stopped half-way (see `source_writer`)."""
+        rows = self.query("SELECT key FROM meta WHERE key LIKE ? ORDER BY key", [f"{_INCOMPLETE}%"])
+        return [key.removeprefix(_INCOMPLETE) for (key,) in rows]
 
     def bump(self, name: str, by: int = 1) -> None:
         self.db.execute(
@@ -219,7 +248,7 @@ class Catalog:
         Not one transaction: DuckDB keeps uncommitted rows in memory, which grew to about 900 MB at 100k
         cases. A run stopped half-way leaves the source partly ingested, marked in `meta`; the next
         ingest of the source replaces it whole."""
-        marker = f"ingest_incomplete:{source}"
+        marker = f"{_INCOMPLETE}{source}"
         with self.bounded_memory(INGEST_MEMORY_LIMIT):
             self.set_meta(marker, "true")
             self.db.execute("DELETE FROM cases WHERE source = ?", [source])

@@ -32,18 +32,15 @@ def collect(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> dict[str, A
     quarantined = dict(catalog.query("SELECT reason, count(*) FROM quarantine GROUP BY reason ORDER BY reason"))
     quarantined_by_source = dict(catalog.query("SELECT source, count(*) FROM quarantine GROUP BY source"))
     generations = _generation_stats(catalog)
-    last = json.loads(catalog.get_meta("last_synthesis") or "{}")
-    dedup = json.loads(catalog.get_meta("dedup_summary") or "{}")
-    curation = json.loads(catalog.get_meta("curation_summary") or "{}")
+    last = catalog.last_stage_summary("synthesize")
+    dedup = catalog.last_stage_summary("dedup")
+    curation = catalog.last_stage_summary("curate")
     manifest_path = recipe.export.out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     exported = manifest.get("rows", {})
     return {
         "recipe": recipe.name,
-        "ingest_incomplete": sorted(
-            key.split(":", 1)[1]
-            for (key,) in catalog.query("SELECT key FROM meta WHERE key LIKE 'ingest_incomplete:%'")
-        ),
+        "ingest_incomplete": catalog.incomplete_ingests(),
         "cases_by_source": cases_by_source,
         "findings_by_source": {s: dict(sorted(c.items())) for s, c in sorted(findings.items())},
         "images": len(image_shas),

@@ -20,6 +20,9 @@ def _version_one_catalog(path: Path) -> None:
         "verdict VARCHAR, model VARCHAR, reply VARCHAR)"
     )
     db.execute("INSERT INTO judgements VALUES ('f1', 'i1', 'crao', 'equivalent', 'm', 'equivalent')")
+    db.execute(
+        """INSERT INTO meta VALUES ('dedup_summary', '{"exact_clusters":3}'), ('ingest_incomplete:idrid', 'true')"""
+    )
     db.close()
 
 
@@ -52,3 +55,25 @@ def test_a_newer_catalog_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(RuntimeError, match=f"catalog schema {SCHEMA_VERSION + 1} is not {SCHEMA_VERSION}"):
         Catalog(path)
+
+
+def test_the_stage_summaries_of_a_version_one_catalog_move_to_stage_runs(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.duckdb"
+    _version_one_catalog(path)
+    catalog = Catalog(path)
+    assert catalog.last_stage_summary("dedup") == {"exact_clusters": 3}
+    assert catalog.last_stage_summary("curate") == {}
+    assert catalog.get_meta("dedup_summary") is None
+    assert catalog.incomplete_ingests() == ["idrid"]
+    catalog.close()
+
+
+def test_the_latest_run_of_a_stage_gives_its_summary(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path / "catalog.duckdb")
+    catalog.record_stage_run("dedup", {"exact_clusters": 1})
+    catalog.record_stage_run("curate", {"groups_by_split": {"train": 2}})
+    catalog.record_stage_run("dedup", {"exact_clusters": 2})
+    assert catalog.last_stage_summary("dedup") == {"exact_clusters": 2}
+    assert catalog.last_stage_summary("curate") == {"groups_by_split": {"train": 2}}
+    assert catalog.count("stage_runs") == 3
+    catalog.close()

@@ -105,7 +105,7 @@ def build_report(
             clusters.append(entry)
             if cluster.label_conflict:
                 conflicts.append(entry)
-    summary = json.loads(catalog.get_meta("dedup_summary") or "{}")
+    summary = catalog.last_stage_summary("dedup")
     return {
         "recipe": recipe.name,
         "version": recipe.version,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from retinal_reason_data.batches import batched
-from retinal_reason_data.catalog import Catalog, dumps
+from retinal_reason_data.catalog import Catalog
 from retinal_reason_data.curation.dedup import CaseInfo, DedupResult, deduplicate
 from retinal_reason_data.curation.filters import image_refusal, item_problem, normalised_sharpness, trace_problem
 from retinal_reason_data.curation.quality_figures import QualityDistributions
@@ -287,32 +287,28 @@ def _store(
         catalog.insert("image_clusters", dedup.image_rows)
         catalog.insert("duplicate_matches", dedup.match_rows, replace=False)
         catalog.insert("pixel_digests", new_digests)
-        catalog.set_meta(
-            "dedup_summary",
-            dumps(
-                {
-                    "exact_clusters": report.exact_clusters,
-                    "near_clusters": report.near_clusters,
-                    "cases_dropped": report.cases_dropped,
-                    "images_dropped": report.images_dropped,
-                    "pixel_matches": dedup.pixel_matches,
-                    "cross_source_clusters": sum(1 for c in dedup.clusters if len(c.sources) > 1),
-                    "label_conflicts": len(dedup.label_conflicts),
-                    "largest_cluster": max((len(c.images) for c in dedup.clusters), default=0),
-                    "matches_by_orientation": dict(
-                        sorted(Counter(str(row["orientation"]) for row in dedup.match_rows).items())
-                    ),
-                }
-            ),
+        catalog.record_stage_run(
+            "dedup",
+            {
+                "exact_clusters": report.exact_clusters,
+                "near_clusters": report.near_clusters,
+                "cases_dropped": report.cases_dropped,
+                "images_dropped": report.images_dropped,
+                "pixel_matches": dedup.pixel_matches,
+                "cross_source_clusters": sum(1 for c in dedup.clusters if len(c.sources) > 1),
+                "label_conflicts": len(dedup.label_conflicts),
+                "largest_cluster": max((len(c.images) for c in dedup.clusters), default=0),
+                "matches_by_orientation": dict(
+                    sorted(Counter(str(row["orientation"]) for row in dedup.match_rows).items())
+                ),
+            },
         )
-        catalog.set_meta(
-            "curation_summary",
-            dumps(
-                {
-                    "images_by_quality": dict(sorted(report.images_by_quality.items())),
-                    "groups_by_split": dict(sorted(report.groups_by_split.items())),
-                }
-            ),
+        catalog.record_stage_run(
+            "curate",
+            {
+                "images_by_quality": dict(sorted(report.images_by_quality.items())),
+                "groups_by_split": dict(sorted(report.groups_by_split.items())),
+            },
         )
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from retinal_reason_data.batches import batched
-from retinal_reason_data.catalog import Catalog, dumps
+from retinal_reason_data.catalog import Catalog
 from retinal_reason_data.ingest.imaging import ImageError
 from retinal_reason_data.ontology import Ontology
 from retinal_reason_data.recipe import Recipe
@@ -241,18 +241,16 @@ def synthesize(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> Synthesi
         progress.close()
         report.seconds = time.perf_counter() - started
         catalog.bump("teacher.requests_total", report.requests)
-        catalog.set_meta(
-            "last_synthesis",
-            dumps(
-                {
-                    "requests": report.requests,
-                    "cache_hits": report.cache_hits,
-                    "calls": report.calls,
-                    "failed_calls": dict(sorted(report.failed_calls.items())),
-                    "cost": round(report.cost, 6),
-                    "seconds": round(report.seconds, 3),
-                }
-            ),
+        catalog.record_stage_run(
+            "synthesize",
+            {
+                "requests": report.requests,
+                "cache_hits": report.cache_hits,
+                "calls": report.calls,
+                "failed_calls": dict(sorted(report.failed_calls.items())),
+                "cost": round(report.cost, 6),
+                "seconds": round(report.seconds, 3),
+            },
         )
     return report
 
