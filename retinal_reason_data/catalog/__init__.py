@@ -165,6 +165,12 @@ class Catalog:
     def count(self, table: str) -> int:
         return int(self._one(f"SELECT count(*) FROM {table}")[0])
 
+    def tally(self, table: str, column: str) -> dict[Any, int]:
+        """How many rows of `table` hold each value of `column`, by value."""
+        if not (table.isidentifier() and column.isidentifier()):
+            raise ValueError(f"not a table and column name: {table!r}, {column!r}")
+        return dict(self.query(f"SELECT {column}, count(*) FROM {table} GROUP BY {column} ORDER BY {column}"))
+
     def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         """The first row of a query, reading the result to its end (DuckDB refuses half-read results)."""
         rows = self.db.execute(sql, list(params)).fetchall()
@@ -321,6 +327,10 @@ class Catalog:
         """The replies to these fingerprints (transport failures do not count): one query for a batch."""
         rows = self._answered_rows(fingerprints, "data")
         return {fingerprint: Generation.model_validate_json(data) for fingerprint, data in rows}
+
+    def iter_generations(self, batch: int = 1000) -> Iterator[Generation]:
+        """Every stored attempt, failures included, in storage order, a batch at a time."""
+        yield from self._iter_models("SELECT data FROM generations", Generation, batch)
 
     def _answered_rows(self, fingerprints: Sequence[str], column: str) -> list[tuple[Any, ...]]:
         if not fingerprints:
