@@ -179,6 +179,16 @@ class Catalog:
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self.db.execute(sql, list(params)).fetchall()
 
+    def iter_rows(self, sql: str, params: Sequence[Any] = (), batch: int = 5000) -> Iterator[tuple[Any, ...]]:
+        """The rows of a query, fetched a batch at a time on a cursor of their own."""
+        cursor = self.db.cursor()
+        try:
+            cursor.execute(sql, list(params))
+            while rows := cursor.fetchmany(batch):
+                yield from rows
+        finally:
+            cursor.close()
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         self.db.execute("BEGIN TRANSACTION")

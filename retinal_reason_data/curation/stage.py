@@ -12,6 +12,7 @@ from typing import Any
 
 from retinal_reason_data.batches import batched
 from retinal_reason_data.catalog import Catalog
+from retinal_reason_data.catalog.curation import clear_curation, iter_item_strata, pixel_digests
 from retinal_reason_data.curation.dedup import CaseInfo, DedupResult, deduplicate
 from retinal_reason_data.curation.filters import image_refusal, item_problem, normalised_sharpness, trace_problem
 from retinal_reason_data.curation.quality_figures import QualityDistributions
@@ -94,7 +95,7 @@ def curate(recipe: Recipe, catalog: Catalog) -> CurationReport:
             _image_quality(recipe, case, unusable, report)
             yield case
 
-    digests = dict(catalog.query("SELECT sha256, digest FROM pixel_digests"))
+    digests = pixel_digests(catalog)
     known_digests = set(digests)
     dedup = deduplicate(
         graded(catalog.iter_cases(ordered=False)),  # sorting every case's JSON took 300 MB at 100k cases
@@ -243,7 +244,7 @@ def _assign(
     spec = recipe.splits
     labels = {case_id: "+".join(info.labels) or "none" for case_id, info in cases.items()}
     group_items: dict[str, Counter[str]] = defaultdict(Counter)
-    for case_id, task, modality in catalog.query("SELECT case_id, task, modality FROM items ORDER BY item_id"):
+    for case_id, task, modality in iter_item_strata(catalog):
         if case_id not in case_drops:
             group_items[groups[case_id]][stratum_key(spec, task, modality, labels[case_id])] += 1
     holdout = set(spec.holdout_sources)
@@ -277,11 +278,7 @@ def _store(
 ) -> None:
     new_digests = [{"sha256": s, "digest": d} for s, d in sorted(digests.items()) if s not in known_digests]
     with catalog.transaction():
-        placeholders = ", ".join("?" for _ in CURATION_STAGES)
-        catalog.db.execute(f"DELETE FROM drops WHERE stage IN ({placeholders})", list(CURATION_STAGES))
-        catalog.db.execute("DELETE FROM assignments")
-        catalog.db.execute("DELETE FROM image_clusters")
-        catalog.db.execute("DELETE FROM duplicate_matches")
+        clear_curation(catalog, CURATION_STAGES)
         catalog.insert("drops", drops, replace=False)
         catalog.insert("assignments", assignments)
         catalog.insert("image_clusters", dedup.image_rows)
