@@ -46,3 +46,28 @@ def iter_case_splits(catalog: Catalog) -> Iterator[tuple[str, str]]:
 def near_clusters(catalog: Catalog) -> dict[str, str]:
     """image sha256 -> its near-duplicate cluster."""
     return dict(catalog.iter_rows("SELECT sha256, near_cluster FROM image_clusters"))
+
+
+def delete_drops(catalog: Catalog, stage: str) -> None:
+    catalog.db.execute("DELETE FROM drops WHERE stage = ?", [stage])
+
+
+def count_drops(catalog: Catalog, stage: str) -> int:
+    return int(catalog.query("SELECT count(*) FROM drops WHERE stage = ?", [stage])[0][0])
+
+
+def assigned_items_of_task(catalog: Catalog, task: str) -> list[tuple[str, str]]:
+    """(item_id, case_id) of every assigned item of this task, by item id."""
+    return catalog.query(
+        "SELECT a.item_id, i.case_id FROM assignments a JOIN items i ON i.item_id = a.item_id "
+        "WHERE i.task = ? ORDER BY a.item_id",
+        [task],
+    )  # type: ignore[return-value]
+
+
+def withhold_items(catalog: Catalog, drops: list[dict[str, str]], item_ids: Iterable[str]) -> None:
+    """In one transaction: record the drops and take these items out of the assignments."""
+    with catalog.transaction():
+        catalog.insert("drops", drops, replace=False)
+        for item_id in item_ids:
+            catalog.db.execute("DELETE FROM assignments WHERE item_id = ?", [item_id])

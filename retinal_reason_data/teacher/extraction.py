@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from retinal_reason_data.catalog import Catalog, dumps
+from retinal_reason_data.catalog.teacher import extraction_fingerprints, iter_extraction_outcomes
 from retinal_reason_data.ingest.casereports.clinical import Extracted, map_diagnosis
 from retinal_reason_data.ontology import Ontology
 from retinal_reason_data.recipe import Recipe
@@ -161,7 +162,7 @@ def run_extraction(recipe: Recipe, catalog: Catalog, ontology: Ontology, limit: 
     if recipe.teacher.kind == "offline":
         raise ValueError("teacher extraction needs an OpenAI-compatible teacher (teacher.kind: openai)")
     report = ExtractionReport()
-    known = {row[0] for row in catalog.query("SELECT fingerprint FROM extractions")}
+    known = extraction_fingerprints(catalog)
     pending: list[tuple[str, Case]] = []
     for case in catalog.iter_cases():
         if not case.context.case_text:
@@ -202,7 +203,7 @@ def run_extraction(recipe: Recipe, catalog: Catalog, ontology: Ontology, limit: 
             }
         )
     catalog.insert("extractions", rows)
-    for disagreements_json, error in catalog.query("SELECT disagreements, error FROM extractions"):
+    for disagreements_json, error in iter_extraction_outcomes(catalog):
         if error:
             report.errors[error.split(":")[0]] += 1
         elif disagreements_json:

@@ -21,6 +21,7 @@ from typing import Any
 
 from retinal_reason_data.batches import batched
 from retinal_reason_data.catalog import Catalog
+from retinal_reason_data.catalog.teacher import unguided_answers
 from retinal_reason_data.ingest.imaging import ImageError
 from retinal_reason_data.ontology import Ontology
 from retinal_reason_data.recipe import Recipe
@@ -217,13 +218,7 @@ def expected_requests(catalog: Catalog, recipe: Recipe) -> int:
     this model to them)."""
     k = recipe.teacher.attempts
     model, _ = teacher_identity(recipe)
-    row = catalog.query(
-        "SELECT count(*) FROM generations g JOIN items i USING (item_id) WHERE g.error IS NULL AND g.attempt <= ? "
-        "AND json_extract_string(g.data, '$.model') = ? "
-        "AND NOT coalesce(CAST(json_extract(g.data, '$.guided') AS BOOLEAN), false)",
-        [k, model],
-    )
-    return max(0, catalog.count("items") * k - int(row[0][0]))
+    return max(0, catalog.count("items") * k - unguided_answers(catalog, model, k))
 
 
 def synthesize(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> SynthesisReport:
