@@ -71,3 +71,10 @@ def withhold_items(catalog: Catalog, drops: list[dict[str, str]], item_ids: Iter
         catalog.insert("drops", drops, replace=False)
         for item_id in item_ids:
             catalog.db.execute("DELETE FROM assignments WHERE item_id = ?", [item_id])
+
+
+def replace_drops(catalog: Catalog, stage: str, drops: list[dict[str, str]]) -> None:
+    """Make the drops of `stage` exactly these, in one transaction."""
+    with catalog.transaction():
+        delete_drops(catalog, stage)
+        catalog.insert("drops", drops, replace=False)

@@ -75,7 +75,7 @@ def build_report(
         except KeyError:
             return code
 
-    dropped = dict(catalog.query("SELECT reason, count(*) FROM drops GROUP BY reason ORDER BY reason"))
+    dropped = catalog.tally("drops", "reason")
     dedup = report.dedup
     conflicts, clusters = [], []
     if dedup is not None:
