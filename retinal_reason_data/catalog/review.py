@@ -3,9 +3,11 @@ rows they change."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 
 from retinal_reason_data.catalog import Catalog
@@ -69,3 +71,24 @@ def _among(catalog: Catalog, statement: str, values: Sequence[str]) -> None:
         catalog.db.execute(f"{statement} (SELECT value FROM _values)")
     finally:
         catalog.db.unregister("_values")
+
+
+def named_traces_read_only(
+    path: Path, item_ids: Iterable[str], fingerprints: Iterable[str]
+) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
+    """From the catalog at `path`, opened read-only (so a review can read it beside another reader): (item_id,
+    item JSON) of these items and (item_id, fingerprint, generation JSON) of these replies. Raises duckdb.Error
+    when the catalog cannot be opened (a build holds it)."""
+    asked = pa.table({"item_id": pa.array(sorted(set(item_ids)), pa.string())})
+    wanted = pa.table({"fingerprint": pa.array(sorted(set(fingerprints)), pa.string())})
+    db = duckdb.connect(str(path), read_only=True)
+    try:
+        db.register("_items", asked)
+        db.register("_fingerprints", wanted)
+        items = db.execute("SELECT i.item_id, i.data FROM items i JOIN _items USING (item_id)").fetchall()
+        generations = db.execute(
+            "SELECT g.item_id, g.fingerprint, g.data FROM generations g JOIN _fingerprints USING (fingerprint)"
+        ).fetchall()
+    finally:
+        db.close()
+    return items, generations
