@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -76,4 +77,14 @@ def test_the_latest_run_of_a_stage_gives_its_summary(tmp_path: Path) -> None:
     assert catalog.last_stage_summary("dedup") == {"exact_clusters": 2}
     assert catalog.last_stage_summary("curate") == {"groups_by_split": {"train": 2}}
     assert catalog.count("stage_runs") == 3
+    catalog.close()
+
+
+def test_a_stage_run_keeps_when_it_started_and_finished(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path / "catalog.duckdb")
+    began = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    catalog.record_stage_run("curate", {"groups_by_split": {}}, started=began)
+    started, finished = catalog.db.execute("SELECT started, finished FROM stage_runs").fetchone()
+    assert started == datetime(2026, 1, 2, 3, 4, 5)
+    assert finished > started
     catalog.close()

@@ -136,10 +136,12 @@ class Catalog:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
 
     def record_stage_run(self, stage: str, summary: dict[str, Any], started: datetime | None = None) -> None:
-        """Store the summary of a finished run of `stage` (finished now; `started` when the stage knows it)."""
+        """Store the summary of a run of `stage` that finished now (`started`: when it began, in UTC)."""
+        finished = datetime.now(UTC).replace(tzinfo=None)
+        begun = started.astimezone(UTC).replace(tzinfo=None) if started is not None else None
         self.db.execute(
             "INSERT INTO stage_runs SELECT coalesce(max(run), 0) + 1, ?, ?, ?, ? FROM stage_runs",
-            [stage, started, datetime.now(UTC).replace(tzinfo=None), dumps(summary)],
+            [stage, begun, finished, dumps(summary)],
         )
 
     def last_stage_summary(self, stage: str) -> dict[str, Any]:

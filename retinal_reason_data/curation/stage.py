@@ -8,6 +8,7 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from retinal_reason_data.batches import batched
@@ -87,6 +88,7 @@ def curate(recipe: Recipe, catalog: Catalog) -> CurationReport:
 
     Cases stream from the catalog once, through the image filters into deduplication, which keeps what the
     later steps need of each (`CaseInfo`); replies are read a batch of items at a time."""
+    started = datetime.now(UTC)
     report = CurationReport()
     unusable: dict[tuple[str, str], str] = {}  # (case id, image sha256) -> why the image is not usable
 
@@ -157,7 +159,7 @@ def curate(recipe: Recipe, catalog: Catalog) -> CurationReport:
     report.warnings = report.refusal_warnings(recipe.filters.images.warn_refused_share)
     for line in report.warnings:
         log.warning(line)
-    _store(catalog, report, dedup, drops, assignments, digests, known_digests)
+    _store(catalog, report, dedup, drops, assignments, digests, known_digests, started)
     write_report(recipe, catalog, report, cases)
     return report
 
@@ -275,6 +277,7 @@ def _store(
     assignments: list[dict[str, Any]],
     digests: dict[str, str],
     known_digests: set[str],
+    started: datetime,
 ) -> None:
     new_digests = [{"sha256": s, "digest": d} for s, d in sorted(digests.items()) if s not in known_digests]
     with catalog.transaction():
@@ -286,7 +289,8 @@ def _store(
         catalog.insert("pixel_digests", new_digests)
         catalog.record_stage_run(
             "dedup",
-            {
+            started=started,
+            summary={
                 "exact_clusters": report.exact_clusters,
                 "near_clusters": report.near_clusters,
                 "cases_dropped": report.cases_dropped,
@@ -302,7 +306,8 @@ def _store(
         )
         catalog.record_stage_run(
             "curate",
-            {
+            started=started,
+            summary={
                 "images_by_quality": dict(sorted(report.images_by_quality.items())),
                 "groups_by_split": dict(sorted(report.groups_by_split.items())),
             },

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from retinal_reason_data.batches import batched
@@ -224,7 +225,7 @@ def expected_requests(catalog: Catalog, recipe: Recipe) -> int:
 def synthesize(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> SynthesisReport:
     """Draft traces for every item and attempt not yet answered; a rerun sends nothing it already has."""
     report = SynthesisReport()
-    started = time.perf_counter()
+    started, wall_started = time.perf_counter(), datetime.now(UTC)
     model, _ = teacher_identity(recipe)
     progress = Progress(expected_requests(catalog, recipe), f"synthesize ({model})")
     try:
@@ -238,7 +239,8 @@ def synthesize(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> Synthesi
         catalog.bump("teacher.requests_total", report.requests)
         catalog.record_stage_run(
             "synthesize",
-            {
+            started=wall_started,
+            summary={
                 "requests": report.requests,
                 "cache_hits": report.cache_hits,
                 "calls": report.calls,
