@@ -9,7 +9,9 @@ counts its parent's RSS at the fork); "growth" is over the same process after im
 
     .venv/bin/python benchmarks/curate_memory.py [--cases 10000 100000] [--stage curate|items]
 
-`--stage items` times the items stage instead (`pipeline.build_items`: every case's questions, rewritten).
+`--stage items` times the items stage instead (`pipeline.build_items`: every case's questions, rewritten);
+`--stage stats` (`stats.collect`, what `rrd stats` computes) and `--stage leakage` (`leakage.crossings`, the
+release check) measure those on the catalog after a curate run in a process of its own.
 """
 
 from __future__ import annotations
@@ -59,6 +61,16 @@ PROBE = textwrap.dedent(
         build = BuildReport()
         build_items(recipe, catalog, build)
         items = sum(build.items.values())
+    elif sys.argv[3] == "stats":
+        from retinal_reason_data.pipeline import recipe_ontology
+        from retinal_reason_data.stats import collect
+
+        items = sum(collect(recipe, catalog, recipe_ontology(recipe))["items_by_task"].values())
+    elif sys.argv[3] == "leakage":
+        from retinal_reason_data.curation.leakage import crossings
+
+        assert not crossings(catalog)
+        items = catalog.count("assignments")
     else:
         items = sum(curate(recipe, catalog).splits.values())
     print(json.dumps({
@@ -163,7 +175,12 @@ def run_stage(recipe_path: Path, catalog_path: Path, stage: str) -> dict[str, ob
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cases", type=int, nargs="+", default=[10000, 100000])
-    parser.add_argument("--stage", choices=["curate", "items"], default="curate", help="items: rebuild the items")
+    parser.add_argument(
+        "--stage",
+        choices=["curate", "items", "stats", "leakage"],
+        default="curate",
+        help="items: rebuild the items; stats (`rrd stats`) and leakage (the release check): on the curated catalog",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         recipe_path = build_demo(Path(folder))
@@ -174,6 +191,8 @@ def main() -> None:
             started = time.perf_counter()
             cases = scale_catalog(recipe_path, target, wanted)
             print(f"  (made in {time.perf_counter() - started:.0f} s)")
+            if args.stage in ("stats", "leakage"):
+                run_stage(recipe_path, target, "curate")  # in a process of its own: not measured
             load = os.getloadavg()[0]
             result = run_stage(recipe_path, target, args.stage)
             items = result["items"]

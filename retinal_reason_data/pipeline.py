@@ -10,6 +10,8 @@ from typing import Any
 from tqdm import tqdm
 
 from retinal_reason_data.catalog import Catalog
+from retinal_reason_data.catalog.curation import replace_drops
+from retinal_reason_data.catalog.release import count_assigned
 from retinal_reason_data.curation.stage import CurationReport, curate
 from retinal_reason_data.ingest.privacy import pseudonym_key
 from retinal_reason_data.ingest.stage import IngestReport, ensure_phantom, fingerprint_pool, ingest_source
@@ -83,9 +85,7 @@ def build_items(recipe: Recipe, catalog: Catalog, report: BuildReport) -> None:
                     yield built
 
     catalog.replace_items(items())
-    with catalog.transaction():
-        catalog.db.execute("DELETE FROM drops WHERE stage = 'tasks'")
-        catalog.insert("drops", sorted(leaks, key=lambda row: row["item_id"]), replace=False)
+    replace_drops(catalog, "tasks", sorted(leaks, key=lambda row: row["item_id"]))
 
 
 def run_synthesis(recipe: Recipe, catalog: Catalog, report: BuildReport) -> None:
@@ -108,11 +108,8 @@ def planned_rows(catalog: Catalog) -> dict[str, dict[str, int]]:
     """Rows each config and split of the export will hold (sft rows need a chosen trace)."""
     planned: dict[str, dict[str, int]] = {}
     for config, splits in config_splits(catalog).items():
-        trace_rule = " AND fingerprint IS NOT NULL" if config == "sft" else ""
         for split, catalog_splits in splits.items():
-            placeholders = ", ".join("?" for _ in catalog_splits)
-            query = f"SELECT count(*) FROM assignments WHERE split IN ({placeholders}){trace_rule}"
-            planned.setdefault(config, {})[split] = int(catalog.query(query, list(catalog_splits))[0][0])
+            planned.setdefault(config, {})[split] = count_assigned(catalog, catalog_splits, with_trace=config == "sft")
     return planned
 
 

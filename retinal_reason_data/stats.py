@@ -11,14 +11,13 @@ from retinal_reason_data.catalog import Catalog
 from retinal_reason_data.ontology import Ontology
 from retinal_reason_data.recipe import Recipe
 from retinal_reason_data.review.verdicts import review_stats
-from retinal_reason_data.schema import Generation
 from retinal_reason_data.teacher.second_reader import second_reader_stats
 from retinal_reason_data.teacher.synthesize import failure_reason
 
 
 def collect(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> dict[str, Any]:
     """Counts from the catalog and the export manifest, under the contract's keys."""
-    cases_by_source = dict(catalog.query("SELECT source, count(*) FROM cases GROUP BY source ORDER BY source"))
+    cases_by_source = catalog.tally("cases", "source")
     findings: dict[str, Counter[str]] = defaultdict(Counter)
     licences: dict[str, str] = {}
     image_shas: set[str] = set()
@@ -29,21 +28,18 @@ def collect(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> dict[str, A
         if not case.findings and case.context.diagnosis:
             findings[case.source][case.context.diagnosis] += 1
         image_shas.update(image.sha256 for image in case.images)
-    quarantined = dict(catalog.query("SELECT reason, count(*) FROM quarantine GROUP BY reason ORDER BY reason"))
-    quarantined_by_source = dict(catalog.query("SELECT source, count(*) FROM quarantine GROUP BY source"))
+    quarantined = catalog.tally("quarantine", "reason")
+    quarantined_by_source = catalog.tally("quarantine", "source")
     generations = _generation_stats(catalog)
-    last = json.loads(catalog.get_meta("last_synthesis") or "{}")
-    dedup = json.loads(catalog.get_meta("dedup_summary") or "{}")
-    curation = json.loads(catalog.get_meta("curation_summary") or "{}")
+    last = catalog.last_stage_summary("synthesize")
+    dedup = catalog.last_stage_summary("dedup")
+    curation = catalog.last_stage_summary("curate")
     manifest_path = recipe.export.out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     exported = manifest.get("rows", {})
     return {
         "recipe": recipe.name,
-        "ingest_incomplete": sorted(
-            key.split(":", 1)[1]
-            for (key,) in catalog.query("SELECT key FROM meta WHERE key LIKE 'ingest_incomplete:%'")
-        ),
+        "ingest_incomplete": catalog.incomplete_ingests(),
         "cases_by_source": cases_by_source,
         "findings_by_source": {s: dict(sorted(c.items())) for s, c in sorted(findings.items())},
         "images": len(image_shas),
@@ -56,18 +52,14 @@ def collect(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> dict[str, A
             }
             for source in sorted(set(cases_by_source) | set(quarantined_by_source))
         },
-        "items_by_task": dict(catalog.query("SELECT task, count(*) FROM items GROUP BY task ORDER BY task")),
-        "items_by_question_type": dict(
-            catalog.query("SELECT question_type, count(*) FROM items GROUP BY question_type ORDER BY question_type")
-        ),
+        "items_by_task": catalog.tally("items", "task"),
+        "items_by_question_type": catalog.tally("items", "question_type"),
         "generations": {
             "requests": int(last.get("requests", 0)),
             "cache_hits": int(last.get("cache_hits", 0)),
             "requests_total": catalog.counter("teacher.requests_total"),
             "last_run": {key: last.get(key) for key in ("calls", "failed_calls", "cost", "seconds") if key in last},
-            "failed_calls_by_reason": dict(
-                catalog.query("SELECT kind, count(*) FROM teacher_events GROUP BY kind ORDER BY kind")
-            ),
+            "failed_calls_by_reason": catalog.tally("teacher_events", "kind"),
             **generations,
         },
         "generations_total": {"attempts": generations["attempts"], "verified": generations["verified"]},
@@ -83,10 +75,10 @@ def collect(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> dict[str, A
             "largest_cluster": dedup.get("largest_cluster", 0),
             "matches_by_orientation": dedup.get("matches_by_orientation", {}),
         },
-        "dropped_by_filter": dict(catalog.query("SELECT reason, count(*) FROM drops GROUP BY reason ORDER BY reason")),
-        "dropped_by_stage": dict(catalog.query("SELECT stage, count(*) FROM drops GROUP BY stage ORDER BY stage")),
+        "dropped_by_filter": catalog.tally("drops", "reason"),
+        "dropped_by_stage": catalog.tally("drops", "stage"),
         "images_by_quality": curation.get("images_by_quality", {}),
-        "splits": dict(catalog.query("SELECT split, count(*) FROM assignments GROUP BY split ORDER BY split")),
+        "splits": catalog.tally("assignments", "split"),
         "groups_by_split": curation.get("groups_by_split", {}),
         "exported": exported,
         "exported_formats": manifest.get("formats", {}),  # format -> rows (per split or file), skipped by reason
@@ -120,8 +112,7 @@ def _generation_stats(catalog: Catalog) -> dict[str, Any]:
     verified = attempts = prompt_tokens = completion_tokens = guided = guided_verified = 0
     cost = 0.0
     judged: Counter[str] = Counter()  # near-miss open answers put to a judge (casereports.judge)
-    for (data,) in catalog.query("SELECT data FROM generations"):
-        generation = Generation.model_validate_json(data)
+    for generation in catalog.iter_generations():  # streamed: a batch in memory, not every reply
         attempts += 1
         prompt_tokens += generation.prompt_tokens
         completion_tokens += generation.completion_tokens

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from retinal_reason_data.catalog import Catalog
-from retinal_reason_data.schema import Case
+from retinal_reason_data.catalog.curation import groups_in_several_splits, iter_case_splits, near_clusters
 
 EXAMPLES = 5
 
@@ -21,21 +21,15 @@ class LeakageError(RuntimeError):
 def crossings(catalog: Catalog) -> list[str]:
     """Every group, patient and near-duplicate cluster found in more than one split, described in words."""
     problems: list[str] = []
-    rows = catalog.query(
-        "SELECT group_id, list(DISTINCT split ORDER BY split) FROM assignments GROUP BY group_id "
-        "HAVING count(DISTINCT split) > 1 ORDER BY group_id"
-    )
+    rows = groups_in_several_splits(catalog)
     problems += [f"group {group} is in splits {', '.join(splits)}" for group, splits in rows]
     case_splits: dict[str, set[str]] = defaultdict(set)
-    for case_id, split in catalog.query(
-        "SELECT DISTINCT i.case_id, a.split FROM assignments a JOIN items i USING (item_id)"
-    ):
+    for case_id, split in iter_case_splits(catalog):
         case_splits[case_id].add(split)
-    cluster_of = dict(catalog.query("SELECT sha256, near_cluster FROM image_clusters"))
+    cluster_of = near_clusters(catalog)
     patient_splits: dict[str, set[str]] = defaultdict(set)  # pseudonyms are keyed by patient namespace
     cluster_splits: dict[str, set[str]] = defaultdict(set)
-    for (data,) in catalog.query("SELECT data FROM cases"):
-        case = Case.model_validate_json(data)
+    for case in catalog.iter_cases(ordered=False):  # streamed: a batch of cases in memory, not every case
         splits = case_splits.get(case.case_id)
         if not splits:
             continue

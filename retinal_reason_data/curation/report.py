@@ -61,7 +61,7 @@ def build_report(
         except KeyError:
             return code
 
-    dropped = dict(catalog.query("SELECT reason, count(*) FROM drops GROUP BY reason ORDER BY reason"))
+    dropped = catalog.tally("drops", "reason")
     dedup = report.dedup
     conflicts, clusters = [], []
     if dedup is not None:
@@ -91,7 +91,7 @@ def build_report(
             clusters.append(entry)
             if cluster.label_conflict:
                 conflicts.append(entry)
-    summary = json.loads(catalog.get_meta("dedup_summary") or "{}")
+    summary = catalog.last_stage_summary("dedup")
     return {
         "recipe": recipe.name,
         "version": recipe.version,

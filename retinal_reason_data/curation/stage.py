@@ -8,10 +8,12 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from retinal_reason_data.batches import batched
-from retinal_reason_data.catalog import Catalog, dumps
+from retinal_reason_data.catalog import Catalog
+from retinal_reason_data.catalog.curation import clear_curation, iter_item_strata, pixel_digests
 from retinal_reason_data.curation.dedup import CaseInfo, DedupResult, deduplicate
 from retinal_reason_data.curation.filters import image_refusal, item_problem, normalised_sharpness, trace_problem
 from retinal_reason_data.curation.quality_figures import QualityDistributions
@@ -86,6 +88,7 @@ def curate(recipe: Recipe, catalog: Catalog) -> CurationReport:
 
     Cases stream from the catalog once, through the image filters into deduplication, which keeps what the
     later steps need of each (`CaseInfo`); replies are read a batch of items at a time."""
+    started = datetime.now(UTC)
     report = CurationReport()
     unusable: dict[tuple[str, str], str] = {}  # (case id, image sha256) -> why the image is not usable
 
@@ -94,7 +97,7 @@ def curate(recipe: Recipe, catalog: Catalog) -> CurationReport:
             _image_quality(recipe, case, unusable, report)
             yield case
 
-    digests = dict(catalog.query("SELECT sha256, digest FROM pixel_digests"))
+    digests = pixel_digests(catalog)
     known_digests = set(digests)
     dedup = deduplicate(
         graded(catalog.iter_cases(ordered=False)),  # sorting every case's JSON took 300 MB at 100k cases
@@ -156,7 +159,7 @@ def curate(recipe: Recipe, catalog: Catalog) -> CurationReport:
     report.warnings = report.refusal_warnings(recipe.filters.images.warn_refused_share)
     for line in report.warnings:
         log.warning(line)
-    _store(catalog, report, dedup, drops, assignments, digests, known_digests)
+    _store(catalog, report, dedup, drops, assignments, digests, known_digests, started)
     write_report(recipe, catalog, report, cases)
     return report
 
@@ -243,7 +246,7 @@ def _assign(
     spec = recipe.splits
     labels = {case_id: "+".join(info.labels) or "none" for case_id, info in cases.items()}
     group_items: dict[str, Counter[str]] = defaultdict(Counter)
-    for case_id, task, modality in catalog.query("SELECT case_id, task, modality FROM items ORDER BY item_id"):
+    for case_id, task, modality in iter_item_strata(catalog):
         if case_id not in case_drops:
             group_items[groups[case_id]][stratum_key(spec, task, modality, labels[case_id])] += 1
     holdout = set(spec.holdout_sources)
@@ -274,45 +277,40 @@ def _store(
     assignments: list[dict[str, Any]],
     digests: dict[str, str],
     known_digests: set[str],
+    started: datetime,
 ) -> None:
     new_digests = [{"sha256": s, "digest": d} for s, d in sorted(digests.items()) if s not in known_digests]
     with catalog.transaction():
-        placeholders = ", ".join("?" for _ in CURATION_STAGES)
-        catalog.db.execute(f"DELETE FROM drops WHERE stage IN ({placeholders})", list(CURATION_STAGES))
-        catalog.db.execute("DELETE FROM assignments")
-        catalog.db.execute("DELETE FROM image_clusters")
-        catalog.db.execute("DELETE FROM duplicate_matches")
+        clear_curation(catalog, CURATION_STAGES)
         catalog.insert("drops", drops, replace=False)
         catalog.insert("assignments", assignments)
         catalog.insert("image_clusters", dedup.image_rows)
         catalog.insert("duplicate_matches", dedup.match_rows, replace=False)
         catalog.insert("pixel_digests", new_digests)
-        catalog.set_meta(
-            "dedup_summary",
-            dumps(
-                {
-                    "exact_clusters": report.exact_clusters,
-                    "near_clusters": report.near_clusters,
-                    "cases_dropped": report.cases_dropped,
-                    "images_dropped": report.images_dropped,
-                    "pixel_matches": dedup.pixel_matches,
-                    "cross_source_clusters": sum(1 for c in dedup.clusters if len(c.sources) > 1),
-                    "label_conflicts": len(dedup.label_conflicts),
-                    "largest_cluster": max((len(c.images) for c in dedup.clusters), default=0),
-                    "matches_by_orientation": dict(
-                        sorted(Counter(str(row["orientation"]) for row in dedup.match_rows).items())
-                    ),
-                }
-            ),
+        catalog.record_stage_run(
+            "dedup",
+            started=started,
+            summary={
+                "exact_clusters": report.exact_clusters,
+                "near_clusters": report.near_clusters,
+                "cases_dropped": report.cases_dropped,
+                "images_dropped": report.images_dropped,
+                "pixel_matches": dedup.pixel_matches,
+                "cross_source_clusters": sum(1 for c in dedup.clusters if len(c.sources) > 1),
+                "label_conflicts": len(dedup.label_conflicts),
+                "largest_cluster": max((len(c.images) for c in dedup.clusters), default=0),
+                "matches_by_orientation": dict(
+                    sorted(Counter(str(row["orientation"]) for row in dedup.match_rows).items())
+                ),
+            },
         )
-        catalog.set_meta(
-            "curation_summary",
-            dumps(
-                {
-                    "images_by_quality": dict(sorted(report.images_by_quality.items())),
-                    "groups_by_split": dict(sorted(report.groups_by_split.items())),
-                }
-            ),
+        catalog.record_stage_run(
+            "curate",
+            started=started,
+            summary={
+                "images_by_quality": dict(sorted(report.images_by_quality.items())),
+                "groups_by_split": dict(sorted(report.groups_by_split.items())),
+            },
         )
 
 

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from retinal_reason_data import __version__
 from retinal_reason_data.catalog import Catalog, dumps
+from retinal_reason_data.catalog.release import has_split, iter_export_row_digests, iter_export_rows
 from retinal_reason_data.curation.leakage import check_release
 from retinal_reason_data.ingest.imaging import strip_metadata
 from retinal_reason_data.recipe import Recipe
@@ -42,7 +43,7 @@ CONFIG_SPLITS = {
 
 def config_splits(catalog: Catalog) -> dict[str, dict[str, tuple[str, ...]]]:
     """CONFIG_SPLITS, plus a `test_ood` split in both configs when the recipe holds sources out."""
-    if not catalog.query("SELECT 1 FROM assignments WHERE split = 'test_ood' LIMIT 1"):
+    if not has_split(catalog, "test_ood"):
         return CONFIG_SPLITS
     return {config: {**splits, "test_ood": ("test_ood",)} for config, splits in CONFIG_SPLITS.items()}
 
@@ -66,22 +67,7 @@ def file_digest(path: Path) -> str:
 
 
 def _plan(catalog: Catalog, config: str, catalog_splits: tuple[str, ...]) -> Iterator[tuple[Any, ...]]:
-    placeholders = ", ".join("?" for _ in catalog_splits)
-    trace_rule = "AND a.fingerprint IS NOT NULL" if config == "sft" else ""
-    cursor = catalog.db.cursor()
-    # `reviews` (annotations.apply_verdicts) holds reviewed traces: an annotator's edit, or the trace marked accepted
-    cursor.execute(
-        f"""SELECT i.data, c.data, coalesce(r.generation, g.data), a.pass_at_k
-            FROM assignments a JOIN items i USING (item_id) JOIN cases c ON c.case_id = i.case_id
-            LEFT JOIN generations g ON g.fingerprint = a.fingerprint
-            LEFT JOIN reviews r ON r.fingerprint = a.fingerprint
-            WHERE a.split IN ({placeholders}) {trace_rule}
-            ORDER BY i.item_id""",
-        list(catalog_splits),
-    )
-    while batch := cursor.fetchmany(256):
-        yield from batch
-    cursor.close()
+    yield from iter_export_rows(catalog, catalog_splits, with_trace=config == "sft")
 
 
 CARD_STATS = (
@@ -106,22 +92,9 @@ def content_key(recipe: Recipe, catalog: Catalog, stats: dict[str, Any]) -> str:
         digest.update(part.encode() + b"\x1f")
     for config, splits in config_splits(catalog).items():
         for split, sources in splits.items():
-            placeholders = ", ".join("?" for _ in sources)
             digest.update(f"{config}/{split}:".encode())
-            cursor = catalog.db.cursor()
-            cursor.execute(
-                f"""SELECT a.item_id, coalesce(a.fingerprint, ''), coalesce(CAST(a.pass_at_k AS VARCHAR), ''),
-                           md5(i.data), md5(regexp_replace(c.data, '"(path|file)":"(\\\\.|[^"\\\\])*"', '', 'g')),
-                           coalesce(md5(coalesce(r.generation, g.data)), '')
-                    FROM assignments a JOIN items i USING (item_id) JOIN cases c ON c.case_id = i.case_id
-                    LEFT JOIN generations g ON g.fingerprint = a.fingerprint
-                    LEFT JOIN reviews r ON r.fingerprint = a.fingerprint
-                    WHERE a.split IN ({placeholders}) ORDER BY a.item_id""",
-                list(sources),
-            )
-            while batch := cursor.fetchmany(4096):
+            for batch in iter_export_row_digests(catalog, sources):
                 digest.update("".join("\x1f".join(row) + "\n" for row in batch).encode())
-            cursor.close()
     return digest.hexdigest()[:32]
 
 

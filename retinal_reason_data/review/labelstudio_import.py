@@ -27,9 +27,9 @@ from typing import Any
 
 import duckdb
 import ijson
-import pyarrow as pa
 from pydantic import ValidationError
 
+from retinal_reason_data.catalog.review import named_traces_read_only
 from retinal_reason_data.recipe import Recipe
 from retinal_reason_data.review.labelstudio import CONTROLS
 from retinal_reason_data.review.verdicts import (
@@ -356,21 +356,10 @@ def _traces(recipe: Recipe, keys: set[tuple[str, str]]) -> dict[tuple[str, str],
     catalog does not hold is under (item_id, "")."""
     if not recipe.catalog_path.is_file():
         raise AnnotationError(f"{recipe.catalog_path}: no catalog yet; run `rrd build` on the recipe first")
-    asked = pa.table({"item_id": pa.array(sorted({k[0] for k in keys}), pa.string())})
-    fingerprints = pa.table({"fingerprint": pa.array(sorted({k[1] for k in keys}), pa.string())})
     try:
-        db = duckdb.connect(str(recipe.catalog_path), read_only=True)
+        items, generations = named_traces_read_only(recipe.catalog_path, (k[0] for k in keys), (k[1] for k in keys))
     except duckdb.Error as exc:
         raise AnnotationError(f"{recipe.catalog_path}: cannot read the catalog ({exc}); is a build running?") from None
-    try:
-        db.register("_items", asked)
-        db.register("_fingerprints", fingerprints)
-        items = db.execute("SELECT i.item_id, i.data FROM items i JOIN _items USING (item_id)").fetchall()
-        generations = db.execute(
-            "SELECT g.item_id, g.fingerprint, g.data FROM generations g JOIN _fingerprints USING (fingerprint)"
-        ).fetchall()
-    finally:
-        db.close()
     found = {item_id: Item.model_validate_json(data) for item_id, data in items}
     traces = {(item_id, ""): _Trace(item, None) for item_id, item in found.items()}
     for item_id, fingerprint, data in generations:

@@ -1,8 +1,7 @@
 """What the review page shows: a snapshot of the build's traces, queues, filters and stratified samples.
 
-The snapshot is copied from the catalog into a temporary DuckDB file when review starts (and again when the
-catalog changes), so the catalog stays free for `rrd build` while annotators work, and memory does not grow
-with the size of the build.
+The snapshot is copied from the catalog when review starts (and again when the catalog changes) by
+`catalog.review_snapshot`, which owns its queries.
 """
 
 from __future__ import annotations
@@ -10,17 +9,13 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-import tempfile
-import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
-import pyarrow as pa
-
+from retinal_reason_data.catalog.review_snapshot import ReviewSnapshot, SnapshotError
 from retinal_reason_data.curation.filters import trace_problem
 from retinal_reason_data.recipe import Recipe
 from retinal_reason_data.review.verdicts import Key, TraceReview
@@ -35,10 +30,6 @@ FACETS = ("source", "modality", "task", "question_type")
 QUEUES = ("all", "unreviewed", "rejected", "disagreements", "second_reader")
 READERS_STAGE = "readers"
 SFT_SPLITS = ("train", "validation", "test")
-
-
-class SnapshotError(RuntimeError):
-    """The catalog cannot be read for review (missing, or held by a running build)."""
 
 
 @dataclass(frozen=True)
@@ -77,111 +68,28 @@ class ReviewSet:
         self.mark = catalog_mark(recipe.catalog_path)
         if self.mark is None:
             raise SnapshotError(f"{recipe.catalog_path}: no catalog yet; run `rrd build` on the recipe first")
-        self._folder = tempfile.TemporaryDirectory(prefix="rrd-review-")
-        self.db = duckdb.connect(
-            str(Path(self._folder.name) / "snapshot.duckdb"),
-            # bounded memory: what does not fit stays in the file, so memory does not grow with the build
-            config={"memory_limit": "384MB", "threads": 2, "preserve_insertion_order": False},
-        )
-        self._local = threading.local()
-        try:
-            self._copy(list(reviewed))
-        except duckdb.Error as exc:
-            self.close()
-            # IOException: a build in another process holds the catalog; ResourceInUse: one in this process
-            busy = isinstance(exc, (duckdb.IOException, getattr(duckdb, "ResourceInUseException", duckdb.IOException)))
-            hint = "; is a build running?" if busy else ""
-            raise SnapshotError(f"{recipe.catalog_path}: cannot read the catalog ({exc}){hint}") from exc
-        rows = self.db.execute(
-            "SELECT item_id, fingerprint, source, modality, task, question_type FROM traces "
-            "ORDER BY item_id, fingerprint"
-        ).fetchall()
-        self.entries = [Entry(*row) for row in rows]
+        self.store = ReviewSnapshot(recipe.catalog_path, list(reviewed), READERS_STAGE)
+        self.entries = [Entry(*row) for row in self.store.trace_facets()]
         self.by_key = {entry.key: entry for entry in self.entries}
-        withheld = {
-            item_id
-            for (item_id,) in self.db.execute(
-                "SELECT DISTINCT item_id FROM item_drops WHERE stage = ?", [READERS_STAGE]
-            ).fetchall()
-        }
+        withheld = self.store.items_dropped_at(READERS_STAGE)
         self.second_reader_keys = {entry.key for entry in self.entries if entry.item_id in withheld}
         self.image_paths: dict[str, str] = {}  # sha256 -> file, for the images of items already served
 
-    def _copy(self, reviewed: list[Key]) -> None:
-        path = str(self.recipe.catalog_path).replace("'", "''")
-        self.db.execute(f"ATTACH '{path}' AS cat (READ_ONLY)")
-        self.db.register(
-            "_reviewed",
-            pa.table(
-                {
-                    "item_id": pa.array([k[0] for k in reviewed], pa.string()),
-                    "fingerprint": pa.array([k[1] for k in reviewed], pa.string()),
-                }
-            ),
-        )
-        try:
-            self.db.execute(
-                """CREATE TABLE wanted AS
-                   SELECT item_id, fingerprint FROM cat.assignments WHERE fingerprint IS NOT NULL
-                   UNION SELECT item_id, fingerprint FROM _reviewed
-                   UNION SELECT g.item_id, arg_min(g.fingerprint, (CASE WHEN g.verified THEN '0' ELSE '1' END)
-                                                   || g.fingerprint)
-                         FROM cat.generations g WHERE g.item_id IN (SELECT item_id FROM cat.drops WHERE stage = ?)
-                         GROUP BY g.item_id""",
-                [READERS_STAGE],
-            )
-            self.db.execute(
-                """CREATE TABLE traces AS
-                   SELECT w.item_id, w.fingerprint, c.source, i.modality, i.task, i.question_type, a.split,
-                          a.pass_at_k, a.attempts, a.fingerprint AS exported, i.data AS item, c.data AS case_data,
-                          g.data AS generation
-                   FROM wanted w JOIN cat.items i ON i.item_id = w.item_id JOIN cat.cases c ON c.case_id = i.case_id
-                   JOIN cat.generations g ON g.fingerprint = w.fingerprint AND g.item_id = w.item_id
-                   LEFT JOIN cat.assignments a ON a.item_id = w.item_id"""
-            )
-            self.db.execute("CREATE INDEX traces_key ON traces (item_id, fingerprint)")
-            self.db.execute(
-                """CREATE TABLE item_drops AS SELECT d.item_id, d.stage, d.reason, d.detail FROM cat.drops d
-                   WHERE d.item_id IN (SELECT item_id FROM wanted) ORDER BY d.item_id, d.stage, d.reason"""
-            )
-        finally:
-            self.db.unregister("_reviewed")
-            self.db.execute("DETACH cat")
-
     def close(self) -> None:
-        self.db.close()
-        self._folder.cleanup()
-
-    def _cursor(self) -> duckdb.DuckDBPyConnection:
-        cursor = getattr(self._local, "cursor", None)
-        if cursor is None:  # one cursor per server thread (a DuckDB connection is not shared across threads)
-            cursor = self._local.cursor = self.db.cursor()
-        return cursor
+        self.store.close()
 
     def facet_values(self) -> dict[str, list[str]]:
         return {name: sorted({entry.facet(name) for entry in self.entries}) for name in FACETS}
 
     def detail(self, key: Key) -> dict[str, Any] | None:
         """Everything the page shows for one trace (texts as plain strings; the page renders them as text)."""
-        row = (
-            self._cursor()
-            .execute(
-                "SELECT item, case_data, generation, split, pass_at_k, attempts, exported FROM traces "
-                "WHERE item_id = ? AND fingerprint = ?",
-                list(key),
-            )
-            .fetchone()
-        )
+        row = self.store.trace(key)
         if row is None:
             return None
         item, case = Item.model_validate_json(row[0]), Case.model_validate_json(row[1])
         generation = Generation.model_validate_json(row[2])
         split, pass_at_k, attempts, exported = row[3:]
-        drops = (
-            self._cursor()
-            .execute("SELECT stage, reason, detail FROM item_drops WHERE item_id = ?", [item.item_id])
-            .fetchall()
-        )
+        drops = self.store.drops(item.item_id)
         think, answer = split_response(generation.response or "")
         return {
             "item_id": item.item_id,
@@ -257,14 +165,10 @@ class ReviewSet:
         return checks
 
     def models(self, key: Key) -> tuple[Item, Generation]:
-        row = (
-            self._cursor()
-            .execute("SELECT item, generation FROM traces WHERE item_id = ? AND fingerprint = ?", list(key))
-            .fetchone()
-        )
+        row = self.store.trace(key)
         if row is None:
             raise KeyError(key)
-        return Item.model_validate_json(row[0]), Generation.model_validate_json(row[1])
+        return Item.model_validate_json(row[0]), Generation.model_validate_json(row[2])
 
     def image_path(self, sha: str) -> Path | None:
         path = self.image_paths.get(sha)

@@ -19,10 +19,10 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 from pydantic import ValidationError
 
 from retinal_reason_data.catalog import Catalog, dumps
+from retinal_reason_data.catalog.review import assigned_items, exported_traces, reviewed_traces, store_review
 from retinal_reason_data.recipe import Recipe
 from retinal_reason_data.schema import Decision, Generation, Item, RejectReason, Verdict
 from retinal_reason_data.teacher import verify
@@ -349,21 +349,7 @@ def plan_review(recipe: Recipe, catalog: Catalog) -> ReviewPlan:
     plan.ignored_adjudications = sum(len(review.ignored_adjudications) for review in plan.reviews.values())
     if not plan.reviews:
         return plan
-    keys = pa.table(
-        {
-            "item_id": pa.array([k[0] for k in plan.reviews], pa.string()),
-            "fingerprint": pa.array([k[1] for k in plan.reviews], pa.string()),
-        }
-    )
-    catalog.db.register("_reviewed", keys)
-    try:
-        found = catalog.query(
-            "SELECT r.item_id, r.fingerprint, c.source, i.task, i.data, g.data FROM _reviewed r "
-            "JOIN items i ON i.item_id = r.item_id JOIN cases c ON c.case_id = i.case_id "
-            "JOIN generations g ON g.fingerprint = r.fingerprint AND g.item_id = r.item_id"
-        )
-    finally:
-        catalog.db.unregister("_reviewed")
+    found = reviewed_traces(catalog, list(plan.reviews))
     known = {(item_id, fp): (item_json, gen_json) for item_id, fp, _, _, item_json, gen_json in found}
     plan.context = {item_id: (source, task) for item_id, _, source, task, _, _ in found}
     for key, review in sorted(plan.reviews.items()):
@@ -427,35 +413,19 @@ def apply_verdicts(recipe: Recipe, catalog: Catalog) -> ReviewReport:
         ignored_adjudications=plan.ignored_adjudications,
     )
     taken_out = {**plan.rejected_traces, **plan.unverified_edits}
-    assigned = dict(catalog.query("SELECT fingerprint, item_id FROM assignments WHERE fingerprint IS NOT NULL"))
+    assigned = exported_traces(catalog)
     drops: list[dict[str, str]] = []
     for fingerprint, review in sorted(taken_out.items()):
         if fingerprint in assigned and review.item_id not in plan.rejected_items:
             reason = "edit_unverified" if fingerprint in plan.unverified_edits else "rejected_in_review"
             drops.append(_drop(review.item_id, reason, f"trace {fingerprint[:12]}: {_who(review)}"))
-    present = {row[0] for row in catalog.query("SELECT item_id FROM assignments")}
+    present = assigned_items(catalog)
     for item_id, review in sorted(plan.rejected_items.items()):
         if item_id in present:
             drops.append(_drop(item_id, "item_rejected_in_review", _who(review)))
     report.left_out = len(drops)
-    with catalog.transaction():
-        catalog.db.execute("DELETE FROM reviews")
-        catalog.insert("reviews", plan.rows)
-        catalog.db.execute("DELETE FROM drops WHERE stage = ?", [REVIEW_STAGE])
-        catalog.insert("drops", drops, replace=False)
-        _update_where(catalog, "UPDATE assignments SET fingerprint = NULL WHERE fingerprint IN", list(taken_out))
-        _update_where(catalog, "DELETE FROM assignments WHERE item_id IN", list(plan.rejected_items))
+    store_review(catalog, REVIEW_STAGE, plan.rows, drops, list(taken_out), list(plan.rejected_items))
     return report
-
-
-def _update_where(catalog: Catalog, statement: str, values: Sequence[str]) -> None:
-    if not values:
-        return
-    catalog.db.register("_values", pa.table({"value": pa.array(list(values), pa.string())}))
-    try:
-        catalog.db.execute(f"{statement} (SELECT value FROM _values)")
-    finally:
-        catalog.db.unregister("_values")
 
 
 def _drop(item_id: str, reason: str, detail: str) -> dict[str, str]:

@@ -7,6 +7,7 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from retinal_reason_data.catalog import Catalog
+from retinal_reason_data.catalog.teacher import completion_history, guided_answered, mean_latency
 from retinal_reason_data.recipe import Recipe
 from retinal_reason_data.teacher.images import image_token_estimate
 from retinal_reason_data.teacher.prompts import SYSTEM_PROMPT, user_text
@@ -158,17 +159,11 @@ def estimate(recipe: Recipe, catalog: Catalog) -> Estimate:
 
 
 def _history(catalog: Catalog, model: str) -> tuple[float, int]:
-    row = catalog.query(
-        "SELECT avg(completion_tokens), count(*) FROM generations WHERE error IS NULL AND completion_tokens > 0 "
-        "AND json_extract_string(data, '$.model') = ?",
-        [model],
-    )[0]
-    return float(row[0] or 0.0), int(row[1])
+    return completion_history(catalog, model)
 
 
 def _guided_answered(catalog: Catalog) -> int:
-    sql = "SELECT count(*) FROM generations WHERE error IS NULL AND CAST(json_extract(data, '$.guided') AS BOOLEAN)"
-    return int(catalog.query(sql)[0][0])
+    return guided_answered(catalog)
 
 
 def _time_bound(recipe: Recipe, catalog: Catalog, requests: int, tokens_per_request: float) -> tuple[float | None, str]:
@@ -176,10 +171,7 @@ def _time_bound(recipe: Recipe, catalog: Catalog, requests: int, tokens_per_requ
     spec = recipe.teacher
     if spec.kind == "offline" or not requests:
         return None, "no requests to wait for"
-    latency = catalog.query(
-        "SELECT avg(CAST(json_extract(data, '$.latency_s') AS DOUBLE)) FROM generations "
-        "WHERE error IS NULL AND CAST(json_extract(data, '$.latency_s') AS DOUBLE) > 0"
-    )[0][0]
+    latency = mean_latency(catalog)
     rate = 0.0
     for endpoint in spec.endpoint_specs():
         bounds = []

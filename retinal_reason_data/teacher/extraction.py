@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from retinal_reason_data.catalog import Catalog, dumps
+from retinal_reason_data.catalog.teacher import extraction_fingerprints, iter_extraction_outcomes
 from retinal_reason_data.ingest.casereports.clinical import Extracted, map_diagnosis
 from retinal_reason_data.ontology import Ontology
 from retinal_reason_data.recipe import Recipe
@@ -26,9 +27,6 @@ from retinal_reason_data.text import normalise_term, stable_hash
 PROMPT_VERSION = "extract-v2"
 TEXT_FIELDS = ("chief_complaint", "history_of_present_illness", "past_history", "examination")
 MIN_OVERLAP = 0.5
-_TABLE = """CREATE TABLE IF NOT EXISTS extractions (
-    case_id VARCHAR, fingerprint VARCHAR PRIMARY KEY, model VARCHAR, rule VARCHAR, teacher VARCHAR,
-    disagreements VARCHAR, error VARCHAR)"""
 _JSON = re.compile(r"\{.*\}", re.DOTALL)
 
 
@@ -163,9 +161,8 @@ def run_extraction(recipe: Recipe, catalog: Catalog, ontology: Ontology, limit: 
     `casereports.second_reader`."""
     if recipe.teacher.kind == "offline":
         raise ValueError("teacher extraction needs an OpenAI-compatible teacher (teacher.kind: openai)")
-    catalog.db.execute(_TABLE)
     report = ExtractionReport()
-    known = {row[0] for row in catalog.query("SELECT fingerprint FROM extractions")}
+    known = extraction_fingerprints(catalog)
     pending: list[tuple[str, Case]] = []
     for case in catalog.iter_cases():
         if not case.context.case_text:
@@ -206,7 +203,7 @@ def run_extraction(recipe: Recipe, catalog: Catalog, ontology: Ontology, limit: 
             }
         )
     catalog.insert("extractions", rows)
-    for disagreements_json, error in catalog.query("SELECT disagreements, error FROM extractions"):
+    for disagreements_json, error in iter_extraction_outcomes(catalog):
         if error:
             report.errors[error.split(":")[0]] += 1
         elif disagreements_json:

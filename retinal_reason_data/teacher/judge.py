@@ -14,15 +14,13 @@ import difflib
 from dataclasses import dataclass
 
 from retinal_reason_data.catalog import Catalog
+from retinal_reason_data.catalog.teacher import iter_unverified_answers, judgement_verdicts
 from retinal_reason_data.recipe import Recipe
 from retinal_reason_data.schema import Generation, Item, QuestionType
 from retinal_reason_data.teacher.calls import ask
 from retinal_reason_data.text import normalise_term, stable_hash
 
 PROMPT_VERSION = "judge-v1"
-_TABLE = """CREATE TABLE IF NOT EXISTS judgements (
-    fingerprint VARCHAR PRIMARY KEY, item_id VARCHAR, candidate VARCHAR, verdict VARCHAR, model VARCHAR,
-    reply VARCHAR)"""
 SYSTEM = (
     "You check answers to ophthalmology questions. Given the accepted diagnosis (with its other accepted names) "
     "and a candidate answer, reply with exactly one word: 'equivalent' if the candidate names the same diagnosis "
@@ -71,13 +69,8 @@ def judge_near_misses(recipe: Recipe, catalog: Catalog) -> JudgeReport:
     report = JudgeReport()
     if recipe.teacher.kind == "offline":
         return report  # the offline drafter is no judge
-    catalog.db.execute(_TABLE)
     threshold = recipe.tasks.complex.judge_min_similarity
-    rows = catalog.query(
-        "SELECT g.data, i.data FROM generations g JOIN items i USING (item_id) "
-        "WHERE g.error IS NULL AND NOT g.verified AND i.question_type = ? ORDER BY g.fingerprint",
-        [str(QuestionType.OPEN)],
-    )
+    rows = iter_unverified_answers(catalog, str(QuestionType.OPEN))  # streamed
     wanted: list[tuple[Generation, Item, str]] = []
     for generation_json, item_json in rows:
         generation, item = Generation.model_validate_json(generation_json), Item.model_validate_json(item_json)
@@ -89,7 +82,7 @@ def judge_near_misses(recipe: Recipe, catalog: Catalog) -> JudgeReport:
             continue
         report.near_misses += 1
         wanted.append((generation, item, _fingerprint(recipe, item, candidate)))
-    known = dict(catalog.query("SELECT fingerprint, verdict FROM judgements"))
+    known = judgement_verdicts(catalog)
     pending = [(g, i, f) for g, i, f in wanted if f not in known]
     report.cached = len(wanted) - len(pending)
     unique = {f: (i, g.extracted_answer or "") for g, i, f in pending}

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from retinal_reason_data.catalog import Catalog
+from retinal_reason_data.catalog.curation import assigned_items_of_task, count_drops, delete_drops, withhold_items
+from retinal_reason_data.catalog.teacher import stored_readings
 from retinal_reason_data.ontology import Ontology
 from retinal_reason_data.recipe import Recipe
 from retinal_reason_data.review.verdicts import read_verdicts, verdict_folder
@@ -65,7 +67,7 @@ def enabled(recipe: Recipe) -> bool:
 
 def second_readings(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> dict[str, SecondReading]:
     """Case id -> the comparison, for every case read from an article's text (the current model and prompt)."""
-    stored = _stored_readings(catalog)
+    stored = stored_readings(catalog)
     readings: dict[str, SecondReading] = {}
     for case in catalog.iter_cases():
         if not case.context.case_text or not case.context.diagnosis:
@@ -73,14 +75,6 @@ def second_readings(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> dic
         row = stored.get(reading_fingerprint(recipe.teacher.model, case.context.case_text))
         readings[case.case_id] = compare_reading(case, row, ontology)
     return readings
-
-
-def _stored_readings(catalog: Catalog) -> dict[str, tuple[str | None, str | None]]:
-    if not catalog.query("SELECT 1 FROM information_schema.tables WHERE table_name = 'extractions'"):
-        return {}
-    return {fingerprint: (teacher, error) for fingerprint, teacher, error in catalog.query(
-        "SELECT fingerprint, teacher, error FROM extractions"
-    )}  # fmt: skip
 
 
 def compare_reading(case: Case, row: tuple[str | None, str | None] | None, ontology: Ontology) -> SecondReading:
@@ -112,17 +106,14 @@ def withhold_disagreements(recipe: Recipe, catalog: Catalog, ontology: Ontology)
     """After curation: take out of the release every complex item whose case the two readers do not agree on
     (unless review settled it), recording why (drops of stage `readers`)."""
     report = SecondReaderReport(enabled=enabled(recipe))
-    catalog.db.execute("DELETE FROM drops WHERE stage = ?", [STAGE])
+    delete_drops(catalog, STAGE)
     if not report.enabled:
         return report
     readings = second_readings(recipe, catalog, ontology)
     report.cases.update(reading.outcome for reading in readings.values())
     settled = _settled_items(recipe)
     drops, withheld = [], []
-    for item_id, case_id in catalog.query(
-        "SELECT a.item_id, i.case_id FROM assignments a JOIN items i ON i.item_id = a.item_id "
-        "WHERE i.task = 'complex' ORDER BY a.item_id"
-    ):
+    for item_id, case_id in assigned_items_of_task(catalog, "complex"):
         reading = readings.get(case_id)
         if reading is None or reading.outcome == "agree":
             continue
@@ -134,10 +125,7 @@ def withhold_disagreements(recipe: Recipe, catalog: Catalog, ontology: Ontology)
             f"case {case_id}: {reading.detail} (review queue '{QUEUE}')"
         )})  # fmt: skip
     report.items_withheld = len(withheld)
-    with catalog.transaction():
-        catalog.insert("drops", drops, replace=False)
-        for item_id in withheld:
-            catalog.db.execute("DELETE FROM assignments WHERE item_id = ?", [item_id])
+    withhold_items(catalog, drops, withheld)
     return report
 
 
@@ -146,12 +134,11 @@ def second_reader_stats(recipe: Recipe, catalog: Catalog, ontology: Ontology) ->
     report = SecondReaderReport(enabled=enabled(recipe))
     if report.enabled:
         report.cases.update(reading.outcome for reading in second_readings(recipe, catalog, ontology).values())
-        report.items_withheld = catalog.query("SELECT count(*) FROM drops WHERE stage = ?", [STAGE])[0][0]
+        report.items_withheld = count_drops(catalog, STAGE)
         settled = _settled_items(recipe)
         if settled:
-            rows = catalog.query("SELECT a.item_id FROM assignments a JOIN items i ON i.item_id = a.item_id "
-                                 "WHERE i.task = 'complex'")  # fmt: skip
-            report.items_settled_in_review = sum(item_id in settled for (item_id,) in rows)
+            rows = assigned_items_of_task(catalog, "complex")
+            report.items_settled_in_review = sum(item_id in settled for item_id, _ in rows)
     return report.to_dict(recipe.teacher.model if report.enabled else None)
 
 

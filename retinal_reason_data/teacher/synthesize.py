@@ -17,10 +17,12 @@ from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from retinal_reason_data.batches import batched
-from retinal_reason_data.catalog import Catalog, dumps
+from retinal_reason_data.catalog import Catalog
+from retinal_reason_data.catalog.teacher import unguided_answers
 from retinal_reason_data.ingest.imaging import ImageError
 from retinal_reason_data.ontology import Ontology
 from retinal_reason_data.recipe import Recipe
@@ -217,19 +219,13 @@ def expected_requests(catalog: Catalog, recipe: Recipe) -> int:
     this model to them)."""
     k = recipe.teacher.attempts
     model, _ = teacher_identity(recipe)
-    row = catalog.query(
-        "SELECT count(*) FROM generations g JOIN items i USING (item_id) WHERE g.error IS NULL AND g.attempt <= ? "
-        "AND json_extract_string(g.data, '$.model') = ? "
-        "AND NOT coalesce(CAST(json_extract(g.data, '$.guided') AS BOOLEAN), false)",
-        [k, model],
-    )
-    return max(0, catalog.count("items") * k - int(row[0][0]))
+    return max(0, catalog.count("items") * k - unguided_answers(catalog, model, k))
 
 
 def synthesize(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> SynthesisReport:
     """Draft traces for every item and attempt not yet answered; a rerun sends nothing it already has."""
     report = SynthesisReport()
-    started = time.perf_counter()
+    started, wall_started = time.perf_counter(), datetime.now(UTC)
     model, _ = teacher_identity(recipe)
     progress = Progress(expected_requests(catalog, recipe), f"synthesize ({model})")
     try:
@@ -241,18 +237,17 @@ def synthesize(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> Synthesi
         progress.close()
         report.seconds = time.perf_counter() - started
         catalog.bump("teacher.requests_total", report.requests)
-        catalog.set_meta(
-            "last_synthesis",
-            dumps(
-                {
-                    "requests": report.requests,
-                    "cache_hits": report.cache_hits,
-                    "calls": report.calls,
-                    "failed_calls": dict(sorted(report.failed_calls.items())),
-                    "cost": round(report.cost, 6),
-                    "seconds": round(report.seconds, 3),
-                }
-            ),
+        catalog.record_stage_run(
+            "synthesize",
+            started=wall_started,
+            summary={
+                "requests": report.requests,
+                "cache_hits": report.cache_hits,
+                "calls": report.calls,
+                "failed_calls": dict(sorted(report.failed_calls.items())),
+                "cost": round(report.cost, 6),
+                "seconds": round(report.seconds, 3),
+            },
         )
     return report
 

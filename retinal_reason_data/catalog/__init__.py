@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,7 +17,7 @@ from retinal_reason_data.batches import batched
 from retinal_reason_data.ingest.imaging import FINGERPRINT_VERSION
 from retinal_reason_data.schema import Case, Generation, ImageRef, Item, Quarantine
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # DuckDB's memory while a source is ingested: it otherwise keeps every freshly written page cached (its default
 # limit is 80 % of RAM), which grew the ingest by ~0.8 kB a case, and checkpoints briefly added ~100 MB more.
 INGEST_MEMORY_LIMIT = "32MB"
@@ -51,13 +52,35 @@ CREATE TABLE IF NOT EXISTS reviews (
 CREATE TABLE IF NOT EXISTS teacher_events (
     logged_at TIMESTAMP, fingerprint VARCHAR, item_id VARCHAR, attempt INTEGER, endpoint VARCHAR, kind VARCHAR,
     status INTEGER, detail VARCHAR);
+CREATE TABLE IF NOT EXISTS extractions (
+    case_id VARCHAR, fingerprint VARCHAR PRIMARY KEY, model VARCHAR, rule VARCHAR, teacher VARCHAR,
+    disagreements VARCHAR, error VARCHAR);
+CREATE TABLE IF NOT EXISTS judgements (
+    fingerprint VARCHAR PRIMARY KEY, item_id VARCHAR, candidate VARCHAR, verdict VARCHAR, model VARCHAR,
+    reply VARCHAR);
+CREATE TABLE IF NOT EXISTS stage_runs (
+    run INTEGER PRIMARY KEY, stage VARCHAR, started TIMESTAMP, finished TIMESTAMP, summary VARCHAR);
 """
+# The `meta` key under which schema version 1 kept the last summary of each stage (one JSON string each).
+LEGACY_SUMMARY_KEYS = {"synthesize": "last_synthesis", "dedup": "dedup_summary", "curate": "curation_summary"}
+# What turns a catalog of schema version N into version N + 1, run in order on open. Tables that are only added
+# need no statement: `_TABLES` creates them (IF NOT EXISTS keeps the rows of a table an older build made).
+_MIGRATIONS: dict[int, str] = {
+    # 2 adds `extractions` and `judgements` (created until then by the teacher stages themselves) and
+    # `stage_runs`, which takes over the stage summaries kept in `meta`
+    1: " ".join(
+        f"INSERT INTO stage_runs SELECT {run}, '{stage}', NULL, NULL, value FROM meta WHERE key = '{key}';"
+        f"DELETE FROM meta WHERE key = '{key}';"
+        for run, (stage, key) in enumerate(LEGACY_SUMMARY_KEYS.items(), start=1)
+    ),
+}
 
 Model = TypeVar("Model", bound=BaseModel)
 # "key IN" a list passed as one parameter: DuckDB semi-joins it and pushes the keys into the table scan, so only
 # matching rows are read (a JOIN with a registered Arrow table read every row's data: 0.72 s against 0.07 s for
 # 4,500 of 225k teacher replies)
 _AMONG = "IN (SELECT unnest(?))"
+_INCOMPLETE = "ingest_incomplete:"  # the `meta` key prefix marking a source whose ingest stopped half-way
 TEACHER_EVENT_SCHEMA = pa.schema(
     [
         ("logged_at", pa.timestamp("us")),
@@ -80,10 +103,7 @@ class Catalog:
         self.path = path
         self.db = duckdb.connect(str(path))
         self.db.execute(_TABLES)
-        stored = self.get_meta("schema_version")
-        if stored is not None and int(stored) != SCHEMA_VERSION:
-            raise RuntimeError(f"{path}: catalog schema {stored} is not {SCHEMA_VERSION}; delete it to rebuild")
-        self.set_meta("schema_version", str(SCHEMA_VERSION))
+        self._migrate()
         if self.get_meta("fingerprint_version") != str(FINGERPRINT_VERSION):
             # fingerprints from another version of intake's hashing would not match fresh ones: fingerprint again
             self.db.execute("DELETE FROM image_cache")
@@ -92,6 +112,21 @@ class Catalog:
     def close(self) -> None:
         self.db.close()
 
+    def _migrate(self) -> None:
+        """Bring an older catalog to SCHEMA_VERSION step by step; refuse a newer or unknown one."""
+        stored = self.get_meta("schema_version")
+        version = SCHEMA_VERSION if stored is None else int(stored)
+        with self.transaction():
+            while version < SCHEMA_VERSION and version in _MIGRATIONS:
+                if _MIGRATIONS[version]:
+                    self.db.execute(_MIGRATIONS[version])
+                version += 1
+            if version != SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.path}: catalog schema {stored} is not {SCHEMA_VERSION}; delete it to rebuild"
+                )
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+
     # --- small helpers ----------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
         row = self._one("SELECT value FROM meta WHERE key = ?", [key])
@@ -99,6 +134,25 @@ class Catalog:
 
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+
+    def record_stage_run(self, stage: str, summary: dict[str, Any], started: datetime | None = None) -> None:
+        """Store the summary of a run of `stage` that finished now (`started`: when it began, in UTC)."""
+        finished = datetime.now(UTC).replace(tzinfo=None)
+        begun = started.astimezone(UTC).replace(tzinfo=None) if started is not None else None
+        self.db.execute(
+            "INSERT INTO stage_runs SELECT coalesce(max(run), 0) + 1, ?, ?, ?, ? FROM stage_runs",
+            [stage, begun, finished, dumps(summary)],
+        )
+
+    def last_stage_summary(self, stage: str) -> dict[str, Any]:
+        """The summary of the latest run of `stage`, or {} when it never ran."""
+        row = self._one("SELECT summary FROM stage_runs WHERE stage = ? ORDER BY run DESC LIMIT 1", [stage])
+        return json.loads(row[0]) if row else {}
+
+    def incomplete_ingests(self) -> list[str]:
+        """The sources whose last ingest stopped half-way (see `source_writer`)."""
+        rows = self.query("SELECT key FROM meta WHERE key LIKE ? ORDER BY key", [f"{_INCOMPLETE}%"])
+        return [key.removeprefix(_INCOMPLETE) for (key,) in rows]
 
     def bump(self, name: str, by: int = 1) -> None:
         self.db.execute(
@@ -113,6 +167,12 @@ class Catalog:
     def count(self, table: str) -> int:
         return int(self._one(f"SELECT count(*) FROM {table}")[0])
 
+    def tally(self, table: str, column: str) -> dict[Any, int]:
+        """How many rows of `table` hold each value of `column`, by value."""
+        if not (table.isidentifier() and column.isidentifier()):
+            raise ValueError(f"not a table and column name: {table!r}, {column!r}")
+        return dict(self.query(f"SELECT {column}, count(*) FROM {table} GROUP BY {column} ORDER BY {column}"))
+
     def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         """The first row of a query, reading the result to its end (DuckDB refuses half-read results)."""
         rows = self.db.execute(sql, list(params)).fetchall()
@@ -120,6 +180,16 @@ class Catalog:
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self.db.execute(sql, list(params)).fetchall()
+
+    def iter_rows(self, sql: str, params: Sequence[Any] = (), batch: int = 5000) -> Iterator[tuple[Any, ...]]:
+        """The rows of a query, fetched a batch at a time on a cursor of their own."""
+        cursor = self.db.cursor()
+        try:
+            cursor.execute(sql, list(params))
+            while rows := cursor.fetchmany(batch):
+                yield from rows
+        finally:
+            cursor.close()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -196,7 +266,7 @@ class Catalog:
         Not one transaction: DuckDB keeps uncommitted rows in memory, which grew to about 900 MB at 100k
         cases. A run stopped half-way leaves the source partly ingested, marked in `meta`; the next
         ingest of the source replaces it whole."""
-        marker = f"ingest_incomplete:{source}"
+        marker = f"{_INCOMPLETE}{source}"
         with self.bounded_memory(INGEST_MEMORY_LIMIT):
             self.set_meta(marker, "true")
             self.db.execute("DELETE FROM cases WHERE source = ?", [source])
@@ -269,6 +339,10 @@ class Catalog:
         """The replies to these fingerprints (transport failures do not count): one query for a batch."""
         rows = self._answered_rows(fingerprints, "data")
         return {fingerprint: Generation.model_validate_json(data) for fingerprint, data in rows}
+
+    def iter_generations(self, batch: int = 1000) -> Iterator[Generation]:
+        """Every stored attempt, failures included, in storage order, a batch at a time."""
+        yield from self._iter_models("SELECT data FROM generations", Generation, batch)
 
     def _answered_rows(self, fingerprints: Sequence[str], column: str) -> list[tuple[Any, ...]]:
         if not fingerprints:
