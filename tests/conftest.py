@@ -1,4 +1,4 @@
-"""Shared fixtures: small phantom recipes written into temporary folders."""
+"""Shared fixtures: small phantom recipes, one source ingested once per session, the real-data folder."""
 
 from __future__ import annotations
 
@@ -6,36 +6,22 @@ import os
 from pathlib import Path
 
 import pytest
-import yaml
 
-SMALL_SOURCES = [
-    {"adapter": "aptos2019", "root": "raw/aptos2019", "phantom": {"cases": 15, "seed": 1}},
-    {"adapter": "oct2017", "root": "raw/oct", "phantom": {"cases": 12, "seed": 2}},
-    {"adapter": "ffa_ir", "root": "raw/ffa_ir", "phantom": {"cases": 7, "seed": 3}},
-    {"adapter": "case_reports", "root": "raw/case_reports", "phantom": {"cases": 8, "seed": 4}},
-]
+from tests.helpers.recipes import SMALL_SOURCES, write_recipe
+from tests.helpers.teacher import ingest_small
 
-
-def write_recipe(folder: Path, **overrides: object) -> Path:
-    """A small phantom recipe in `folder`; keyword arguments replace top-level keys."""
-    recipe = {
-        "name": "small",
-        "version": "0.0.1",
-        "catalog": "small.duckdb",
-        "sources": SMALL_SOURCES,
-        "teacher": {"kind": "offline", "attempts": 2, "offline_error_rate": 0.2},
-        "export": {"out": "export", "max_shard_size": "200KB"},
-    }
-    recipe.update(overrides)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
-    return path
+__all__ = ["SMALL_SOURCES", "write_recipe"]  # re-exported: older tests import them from here
 
 
 @pytest.fixture
 def recipe_path(tmp_path: Path) -> Path:
     return write_recipe(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One phantom source ingested once per session; each test synthesizes on its own copy of the catalog."""
+    return ingest_small(tmp_path_factory.mktemp("ingested"))
 
 
 @pytest.fixture(autouse=True, scope="session")

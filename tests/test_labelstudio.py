@@ -27,7 +27,7 @@ from retinal_reason_data.review.labelstudio import CONTROLS, JSON_MIN_KEYS, labe
 from retinal_reason_data.review.labelstudio_import import annotator_for, annotator_for_email
 from retinal_reason_data.review.verdicts import append_verdict, read_verdicts, verdict_folder
 from tests.conftest import write_recipe
-from tests.test_annotations import REVIEW_SOURCES, build_review_recipe, exported_traces, verdict
+from tests.helpers.review import REVIEW_SOURCES, build_review_recipe, exported_traces, verdict
 
 FIXTURES = Path(__file__).parent / "data" / "labelstudio"
 CHROMIUM = Path("/usr/bin/chromium")

@@ -18,9 +18,7 @@ from playwright.sync_api import Browser, BrowserContext, expect
 
 from retinal_reason_data.review.server import ReviewServer
 from retinal_reason_data.review.verdicts import read_verdicts
-from tests.test_annotations import build_review_recipe, exported_traces
-from tests.test_review_page import chromium, name_yourself
-from tests.test_review_server import recipe_over
+from tests.helpers.review import build_review_recipe, chromium, exported_traces, name_yourself, recipe_over
 
 
 @pytest.fixture(scope="module")

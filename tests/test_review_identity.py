@@ -20,8 +20,7 @@ from retinal_reason_data.review.verdicts import (
     read_verdicts,
     review_stats,
 )
-from tests.test_annotations import build_review_recipe, exported_traces, verdict
-from tests.test_review_server import Visitor, call, recipe_over, visitor
+from tests.helpers.review import Visitor, build_review_recipe, call, exported_traces, recipe_over, verdict, visitor
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from retinal_reason_data.review.server import Limits, ReviewServer
-from tests.test_annotations import build_review_recipe, exported_traces
-from tests.test_review_server import Visitor, call, recipe_over, visitor, written
+from tests.helpers.review import Visitor, build_review_recipe, call, exported_traces, recipe_over, visitor, written
 
 WAIT = 10.0  # seconds any single read may take before the test fails (the server answers in milliseconds)
 
