@@ -1,4 +1,4 @@
-"""Shared fixtures: small phantom recipes, one source ingested once per session, the real-data folder."""
+"""Shared fixtures: small phantom recipes, builds made once per session, the real-data folder."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.builds import rrd_build
 from tests.helpers.recipes import SMALL_SOURCES, write_recipe
 from tests.helpers.teacher import ingest_small
 
@@ -16,6 +17,22 @@ __all__ = ["SMALL_SOURCES", "write_recipe"]  # re-exported: older tests import t
 @pytest.fixture
 def recipe_path(tmp_path: Path) -> Path:
     return write_recipe(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def shared_small_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small phantom recipe (four sources, offline teacher) built once per session through `rrd build`; its
+    recipe path. Read it only: a test that writes works on `helpers.builds.copy_build` of it."""
+    return rrd_build(write_recipe(tmp_path_factory.mktemp("small_build")))
+
+
+@pytest.fixture(scope="session")
+def shared_review_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The review tests' build (`helpers.review.build_review_recipe`), once per session; its recipe path. Read it
+    only: review modules work on `helpers.builds.copy_build` of it."""
+    from tests.helpers.review import build_review_recipe  # (imports Playwright)
+
+    return build_review_recipe(tmp_path_factory.mktemp("review_build"))
 
 
 @pytest.fixture(scope="session")

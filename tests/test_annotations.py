@@ -28,8 +28,9 @@ from retinal_reason_data.review.verdicts import (
 )
 from retinal_reason_data.schema import Decision, Verdict
 from retinal_reason_data.teacher.verify import split_response
+from tests.helpers.builds import copy_build
 from tests.helpers.recipes import write_recipe
-from tests.helpers.review import REVIEW_SOURCES, build_review_recipe, exported_traces, verdict
+from tests.helpers.review import REVIEW_SOURCES, exported_traces, verdict
 
 
 # --- the model and the store ------------------------------------------------------------------------------
@@ -133,8 +134,9 @@ def test_a_batch_is_stratified_by_source_and_task() -> None:
 
 # --- a build honours the verdicts ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def review_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_review_recipe(tmp_path_factory.mktemp("annotated"))
+def review_build(tmp_path_factory: pytest.TempPathFactory, shared_review_build: Path) -> Path:
+    """A copy of the session's review build: this module's tests may write to its catalog."""
+    return copy_build(shared_review_build, tmp_path_factory.mktemp("annotated"))
 
 
 def _recipe_with_own_verdicts(built: Path, folder: Path) -> Recipe:

@@ -18,7 +18,8 @@ from retinal_reason_data.review.bodies import QueueQuery
 from retinal_reason_data.review.server import ReviewServer
 from retinal_reason_data.review.verdicts import read_verdicts
 from retinal_reason_data.teacher.verify import split_response
-from tests.helpers.review import build_review_recipe, chromium, exported_traces, name_yourself, recipe_over, visitor
+from tests.helpers.builds import copy_build
+from tests.helpers.review import chromium, exported_traces, name_yourself, recipe_over, visitor
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +28,9 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_review_recipe(tmp_path_factory.mktemp("page"))
+def built(tmp_path_factory: pytest.TempPathFactory, shared_review_build: Path) -> Path:
+    """A copy of the session's review build: this module's tests may write to its catalog."""
+    return copy_build(shared_review_build, tmp_path_factory.mktemp("page"))
 
 
 def open_page(browser: Browser, url: str, errors: list[str]) -> Page:

@@ -13,15 +13,17 @@ from typer.testing import CliRunner
 
 from retinal_reason_data.cli import app
 from retinal_reason_data.review.server import ReviewServer, SetupError, server_token
+from tests.helpers.builds import copy_build
 from tests.helpers.recipes import write_recipe
-from tests.helpers.review import Visitor, build_review_recipe, call, exported_traces, recipe_over, visitor, written
+from tests.helpers.review import Visitor, call, exported_traces, recipe_over, visitor, written
 
 SECURITY_HEADERS = ("content-security-policy", "x-content-type-options", "x-frame-options", "referrer-policy")
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_review_recipe(tmp_path_factory.mktemp("served"))
+def built(tmp_path_factory: pytest.TempPathFactory, shared_review_build: Path) -> Path:
+    """A copy of the session's review build: this module's tests may write to its catalog."""
+    return copy_build(shared_review_build, tmp_path_factory.mktemp("served"))
 
 
 @pytest.fixture
