@@ -70,8 +70,17 @@ def realdata() -> Path:
     return folder
 
 
+# a test that needs one of these (directly or through another fixture) waits for a build or a browser: `slow`
+# (`corpus`: test_bad_inputs' ingest of every hostile input)
+SLOW_FIXTURES = {"shared_small_build", "shared_review_build", "ingested", "browser", "corpus"}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that use the `realdata` fixture carry the `realdata` marker (`pytest -m "not realdata"`)."""
+    """Tests that use the `realdata` fixture carry the `realdata` marker (`pytest -m "not realdata"`); tests that
+    use a fixture of SLOW_FIXTURES carry `slow` (`pytest -m "not slow"`), as do those marked so in their module."""
     for item in items:
-        if "realdata" in getattr(item, "fixturenames", ()):
+        names = set(getattr(item, "fixturenames", ()))
+        if "realdata" in names:
             item.add_marker(pytest.mark.realdata)
+        if names & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)

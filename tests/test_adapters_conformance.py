@@ -59,6 +59,7 @@ def write_phantom(adapter: Adapter, root: Path, cases: int, seed: int) -> bool:
     return True
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_the_phantom_reads_through_ingest_and_the_counts_reconcile(name: str, tmp_path: Path) -> None:
     adapter = ADAPTERS[name]

@@ -27,6 +27,8 @@ from tests import fake_openai as fake
 from tests.fake_openai import FakeOpenAI, SilentServer
 from tests.helpers.teacher import make_request
 
+pytestmark = pytest.mark.slow  # real clients against servers with real timeouts and rate limits
+
 TRANSPORTS = ["openai", "aiohttp"]
 
 
