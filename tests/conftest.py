@@ -1,4 +1,4 @@
-"""Shared fixtures: small phantom recipes written into temporary folders."""
+"""Shared fixtures: small phantom recipes, builds made once per session, the real-data folder."""
 
 from __future__ import annotations
 
@@ -6,36 +6,39 @@ import os
 from pathlib import Path
 
 import pytest
-import yaml
 
-SMALL_SOURCES = [
-    {"adapter": "aptos2019", "root": "raw/aptos2019", "phantom": {"cases": 15, "seed": 1}},
-    {"adapter": "oct2017", "root": "raw/oct", "phantom": {"cases": 12, "seed": 2}},
-    {"adapter": "ffa_ir", "root": "raw/ffa_ir", "phantom": {"cases": 7, "seed": 3}},
-    {"adapter": "case_reports", "root": "raw/case_reports", "phantom": {"cases": 8, "seed": 4}},
-]
+from tests.helpers.builds import rrd_build
+from tests.helpers.recipes import SMALL_SOURCES, write_recipe
+from tests.helpers.teacher import ingest_small
 
-
-def write_recipe(folder: Path, **overrides: object) -> Path:
-    """A small phantom recipe in `folder`; keyword arguments replace top-level keys."""
-    recipe = {
-        "name": "small",
-        "version": "0.0.1",
-        "catalog": "small.duckdb",
-        "sources": SMALL_SOURCES,
-        "teacher": {"kind": "offline", "attempts": 2, "offline_error_rate": 0.2},
-        "export": {"out": "export", "max_shard_size": "200KB"},
-    }
-    recipe.update(overrides)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
-    return path
+__all__ = ["SMALL_SOURCES", "write_recipe"]  # re-exported: older tests import them from here
 
 
 @pytest.fixture
 def recipe_path(tmp_path: Path) -> Path:
     return write_recipe(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def shared_small_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small phantom recipe (four sources, offline teacher) built once per session through `rrd build`; its
+    recipe path. Read it only: a test that writes works on `helpers.builds.copy_build` of it."""
+    return rrd_build(write_recipe(tmp_path_factory.mktemp("small_build")))
+
+
+@pytest.fixture(scope="session")
+def shared_review_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The review tests' build (`helpers.review.build_review_recipe`), once per session; its recipe path. Read it
+    only: review modules work on `helpers.builds.copy_build` of it."""
+    from tests.helpers.review import build_review_recipe  # (imports Playwright)
+
+    return build_review_recipe(tmp_path_factory.mktemp("review_build"))
+
+
+@pytest.fixture(scope="session")
+def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One phantom source ingested once per session; each test synthesizes on its own copy of the catalog."""
+    return ingest_small(tmp_path_factory.mktemp("ingested"))
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -67,8 +70,17 @@ def realdata() -> Path:
     return folder
 
 
+# a test that needs one of these (directly or through another fixture) waits for a build or a browser: `slow`
+# (`corpus`: test_bad_inputs' ingest of every hostile input)
+SLOW_FIXTURES = {"shared_small_build", "shared_review_build", "ingested", "browser", "corpus"}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that use the `realdata` fixture carry the `realdata` marker (`pytest -m "not realdata"`)."""
+    """Tests that use the `realdata` fixture carry the `realdata` marker (`pytest -m "not realdata"`); tests that
+    use a fixture of SLOW_FIXTURES carry `slow` (`pytest -m "not slow"`), as do those marked so in their module."""
     for item in items:
-        if "realdata" in getattr(item, "fixturenames", ()):
+        names = set(getattr(item, "fixturenames", ()))
+        if "realdata" in names:
             item.add_marker(pytest.mark.realdata)
+        if names & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)

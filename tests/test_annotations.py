@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 import multiprocessing
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
-import duckdb
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from retinal_reason_data.catalog import Catalog
 from retinal_reason_data.cli import app
-from retinal_reason_data.pipeline import BuildReport, build, run_export
+from retinal_reason_data.pipeline import BuildReport, run_export
 from retinal_reason_data.recipe import Recipe, load_recipe
 from retinal_reason_data.review.snapshot import Entry, allocate, stratified_sample
 from retinal_reason_data.review.verdicts import (
@@ -29,49 +28,9 @@ from retinal_reason_data.review.verdicts import (
 )
 from retinal_reason_data.schema import Decision, Verdict
 from retinal_reason_data.teacher.verify import split_response
-from tests.conftest import write_recipe
-
-REVIEW_SOURCES = [
-    {"adapter": "aptos2019", "root": "raw/aptos2019", "phantom": {"cases": 6, "seed": 1}},
-    {"adapter": "ffa_ir", "root": "raw/ffa_ir", "phantom": {"cases": 3, "seed": 3}},
-    {"adapter": "case_reports", "root": "raw/case_reports", "phantom": {"cases": 4, "seed": 4}},
-]
-T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
-
-
-def build_review_recipe(folder: Path) -> Path:
-    """A small phantom build (offline teacher) to review: a dozen traces over three sources, both tasks."""
-    path = write_recipe(folder, sources=REVIEW_SOURCES)
-    recipe = load_recipe(path)
-    catalog = Catalog(recipe.catalog_path)
-    try:
-        build(recipe, catalog)
-    finally:
-        catalog.close()
-    return path
-
-
-def exported_traces(recipe: Recipe) -> list[tuple[str, str, str]]:
-    """(item_id, fingerprint, question_type) of every trace the build exports, in item order."""
-    db = duckdb.connect(str(recipe.catalog_path), read_only=True)
-    try:
-        return db.execute(
-            "SELECT a.item_id, a.fingerprint, i.question_type FROM assignments a JOIN items i USING (item_id) "
-            "WHERE a.fingerprint IS NOT NULL ORDER BY a.item_id"
-        ).fetchall()
-    finally:
-        db.close()
-
-
-def verdict(item: str, generation: str, annotator: str, decision: str, minutes: int = 0, **fields: object) -> Verdict:
-    return Verdict(
-        item_id=item,
-        generation_id=generation,
-        annotator=annotator,
-        decision=decision,
-        time=T0 + timedelta(minutes=minutes),
-        **fields,
-    )
+from tests.helpers.builds import copy_build
+from tests.helpers.recipes import write_recipe
+from tests.helpers.review import REVIEW_SOURCES, exported_traces, verdict
 
 
 # --- the model and the store ------------------------------------------------------------------------------
@@ -175,8 +134,9 @@ def test_a_batch_is_stratified_by_source_and_task() -> None:
 
 # --- a build honours the verdicts ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def review_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_review_recipe(tmp_path_factory.mktemp("annotated"))
+def review_build(tmp_path_factory: pytest.TempPathFactory, shared_review_build: Path) -> Path:
+    """A copy of the session's review build: this module's tests may write to its catalog."""
+    return copy_build(shared_review_build, tmp_path_factory.mktemp("annotated"))
 
 
 def _recipe_with_own_verdicts(built: Path, folder: Path) -> Recipe:

@@ -551,6 +551,7 @@ def test_nothing_outside_the_roots_was_read(corpus: Corpus) -> None:
     assert all(outside not in row["file"] for row in corpus.quarantine)
 
 
+@pytest.mark.slow
 def test_outside_the_root_is_read_when_the_recipe_allows_it(tmp_path: Path) -> None:
     root = tmp_path / "raw" / "manifest"
     (root / "images").mkdir(parents=True)
@@ -667,6 +668,7 @@ TEACHER_FAULTS = {
 }
 
 
+@pytest.mark.slow
 def test_teacher_replies_that_are_not_completions_are_counted_and_the_rest_get_through(tmp_path: Path) -> None:
     source = _source_recipe(tmp_path)
     _aptos(tmp_path / "raw" / "good", [f"t{i},{i % 5}" for i in range(6)], {f"t{i}.png": 50 + i for i in range(6)})

@@ -22,6 +22,8 @@ from retinal_reason_data.tasks.options import LETTERS, seeded_rng
 from tests.conftest import write_recipe
 from tests.fake_openai import FakeOpenAI
 
+pytestmark = pytest.mark.slow  # the module's own build of case reports
+
 ONTOLOGY = default_ontology()
 runner = CliRunner()
 

@@ -23,6 +23,8 @@ from retinal_reason_data.recipe import load_recipe
 from retinal_reason_data.release.hf import export_hf
 from tests.conftest import write_recipe
 
+pytestmark = pytest.mark.slow  # the module's own build of a compilation
+
 runner = CliRunner()
 GRADES = {"0": "dr.none", "1": "dr.mild", "2": "dr.moderate", "3": "dr.severe", "4": "dr.proliferative"}
 

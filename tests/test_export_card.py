@@ -11,22 +11,24 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from retinal_reason_data.cli import app
 from retinal_reason_data.release.figures import FIGURES, bar_chart, render_figures
 from retinal_reason_data.release.index import row_digest
 from retinal_reason_data.release.mm_retinal_reason import release_answer
 from retinal_reason_data.release.ophthareason import target_file
 from retinal_reason_data.release.summary import ReleaseSummary
-from tests.conftest import write_recipe
+from tests.helpers.builds import copy_build, rrd_export
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def out(tmp_path_factory: pytest.TempPathFactory, shared_small_build: Path) -> Path:
+    """The session's small build exported with a card that has a citation, an override and teacher terms."""
     folder = tmp_path_factory.mktemp("card")
-    recipe = write_recipe(
+    recipe = copy_build(
+        shared_small_build,
         folder,
+        keep_export=False,
         export={
             "out": "export",
             "max_shard_size": "200KB",
@@ -37,8 +39,7 @@ def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
             },
         },
     )
-    result = runner.invoke(app, ["build", str(recipe)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    rrd_export(recipe)
     return folder / "export"
 
 

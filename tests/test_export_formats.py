@@ -31,17 +31,18 @@ from retinal_reason_data.release.ophthareason import write_ophthareason_eval
 from retinal_reason_data.release.reader import iter_rows
 from retinal_reason_data.rewards import compute_score, easyr1_compute_score, parse_ground_truth
 from tests.conftest import write_recipe
+from tests.helpers.builds import copy_build, rrd_export
 
 FORMATS = ["hf", "mm-retinal-reason", "ophthareason-eval", "verl", "easyr1", "sharegpt"]
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def out(tmp_path_factory: pytest.TempPathFactory, shared_small_build: Path) -> Path:
+    """The session's small build exported in every format."""
+    export = {"out": "export", "max_shard_size": "200KB", "formats": FORMATS}
     folder = tmp_path_factory.mktemp("formats")
-    recipe = write_recipe(folder, export={"out": "export", "max_shard_size": "200KB", "formats": FORMATS})
-    result = runner.invoke(app, ["build", str(recipe)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    rrd_export(copy_build(shared_small_build, folder, keep_export=False, export=export))
     return folder / "export"
 
 

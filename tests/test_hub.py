@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from retinal_reason_data.cli import app
 from tests.conftest import SMALL_SOURCES, write_recipe
+from tests.helpers.builds import copy_build
 from tests.hub_emulator import HubEmulator
 
 TOKEN = "hf_emulatorTOKEN_do_not_print_7f3a"
@@ -43,11 +44,12 @@ def _recipe(folder: Path, sources: list[dict[str, object]] = SMALL_SOURCES) -> P
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One built export (all formats), copied by each test that changes it."""
-    recipe = _recipe(tmp_path_factory.mktemp("release"))
-    rrd("build", str(recipe))
-    return recipe.parent
+def built(tmp_path_factory: pytest.TempPathFactory, shared_small_build: Path) -> Path:
+    """The session's small build exported in all formats, copied by each test that changes it."""
+    folder = tmp_path_factory.mktemp("release")
+    copy_build(shared_small_build, folder, keep_export=False)
+    rrd("export", str(_recipe(folder)))
+    return folder
 
 
 @pytest.fixture

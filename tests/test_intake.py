@@ -29,6 +29,7 @@ def test_quality_measures_separate_good_dark_blurred_and_fieldless_images() -> N
     assert q_flat.contrast == 0.0 and q_flat.sharpness == 0.0
 
 
+@pytest.mark.slow
 def test_the_pool_gives_the_same_cases_and_quarantine_as_one_process(tmp_path: Path) -> None:
     spec = SourceSpec(adapter="aptos2019", root=tmp_path / "aptos", phantom=PhantomSpec(cases=14, seed=3))
     ensure_phantom(spec)

@@ -36,6 +36,7 @@ def test_seen_ids_tell_repeats_across_merges() -> None:
     assert seen.add("id10") and not seen.add("id10") and len(seen) == 11
 
 
+@pytest.mark.slow
 def test_a_repeated_case_id_is_quarantined_even_when_its_first_row_was_refused(tmp_path: Path) -> None:
     spec = _aptos(tmp_path)
     table = spec.root / "train.csv"
@@ -54,6 +55,7 @@ def test_a_repeated_case_id_is_quarantined_even_when_its_first_row_was_refused(t
     assert catalog.get_case(f"aptos2019:{refused}") is None
 
 
+@pytest.mark.slow
 def test_small_batches_in_flight_two_at_a_time_give_what_one_batch_gives(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -71,6 +73,7 @@ def test_small_batches_in_flight_two_at_a_time_give_what_one_batch_gives(
     assert results[0] == results[1] and results[0][2].quarantined["duplicate_case_id"] == 1
 
 
+@pytest.mark.slow
 def test_a_second_ingest_reads_fingerprints_from_the_cache_unless_the_file_changed(tmp_path: Path) -> None:
     spec = _aptos(tmp_path)
     catalog = Catalog(tmp_path / "c.duckdb")

@@ -27,7 +27,8 @@ from retinal_reason_data.review.labelstudio import CONTROLS, JSON_MIN_KEYS, labe
 from retinal_reason_data.review.labelstudio_import import annotator_for, annotator_for_email
 from retinal_reason_data.review.verdicts import append_verdict, read_verdicts, verdict_folder
 from tests.conftest import write_recipe
-from tests.test_annotations import REVIEW_SOURCES, build_review_recipe, exported_traces, verdict
+from tests.helpers.builds import copy_build
+from tests.helpers.review import REVIEW_SOURCES, exported_traces, verdict
 
 FIXTURES = Path(__file__).parent / "data" / "labelstudio"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -37,8 +38,9 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_review_recipe(tmp_path_factory.mktemp("labelstudio"))
+def built(tmp_path_factory: pytest.TempPathFactory, shared_review_build: Path) -> Path:
+    """A copy of the session's review build: this module's tests may write to its catalog."""
+    return copy_build(shared_review_build, tmp_path_factory.mktemp("labelstudio"))
 
 
 def recipe_over(built: Path, folder: Path) -> Recipe:

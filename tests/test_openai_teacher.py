@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import pytest
 from typer.testing import CliRunner
 
 from retinal_reason_data.cli import app
@@ -30,6 +31,7 @@ def answer_first_option(request: dict[str, Any]) -> str:
     return f"<think>{think}</think><answer>{answer}</answer>"
 
 
+@pytest.mark.slow
 def test_openai_teacher_stores_every_response_and_resumes_without_requests(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("TEST_TEACHER_KEY", "sk-test-secret-123")
     with FakeOpenAI(answer_first_option) as server:

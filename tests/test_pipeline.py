@@ -16,6 +16,8 @@ from retinal_reason_data.cli import app
 from retinal_reason_data.ingest.imaging import png_chunk_types
 from tests.conftest import SMALL_SOURCES, write_recipe
 
+pytestmark = pytest.mark.slow  # the module's own build, rebuilt and re-exported
+
 runner = CliRunner()
 
 

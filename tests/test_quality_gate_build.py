@@ -19,6 +19,8 @@ from retinal_reason_data.pipeline import EmptyExportError, build
 from retinal_reason_data.recipe import load_recipe
 from tests.conftest import write_recipe
 
+pytestmark = pytest.mark.slow  # builds over phantom and real collections
+
 APTOS_ONLY = [{"adapter": "aptos2019", "root": "raw/aptos2019", "phantom": {"cases": 12, "seed": 1}}]
 ALL_REFUSED = {"images": {"max_brightness": 0.01}}  # every photograph "overexposed"
 

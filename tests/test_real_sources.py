@@ -216,6 +216,7 @@ def kermany(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, A
     return recipe, after_ingest
 
 
+@pytest.mark.slow
 def test_oct2017_reads_real_kermany_bscans_whole(kermany: tuple[Path, dict[str, Any]]) -> None:
     recipe, stats = kermany
     assert stats["cases_by_source"] == {"oct2017": 11}
@@ -267,6 +268,7 @@ def test_real_same_patient_bscans_land_on_one_split(kermany: tuple[Path, dict[st
         assert len(a) == 1 and a == b, (first, a, second, b)
 
 
+@pytest.mark.slow
 def test_real_bscans_with_planted_metadata_export_clean(tmp_path: Path) -> None:
     """EXIF and a comment planted in copies of the real JPEGs ingest without quarantine and are gone from the
     exported bytes, whose pixels are the original files'."""
@@ -329,6 +331,7 @@ def octdl(realdata: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
     return recipe, originals
 
 
+@pytest.mark.slow
 def test_octdl_samples_ingest_whole_through_image_folder(octdl: tuple[Path, dict[str, Path]]) -> None:
     recipe, _ = octdl
     stats = _stats(recipe)
@@ -361,6 +364,7 @@ def test_octdl_exported_images_carry_no_planted_metadata(octdl: tuple[Path, dict
     assert _check_export_is_clean(recipe.parent / "export", originals) >= 21
 
 
+@pytest.mark.slow
 def test_ffa_disease_folders_map_to_ffa_codes_and_unmapped_ones_are_quarantined(realdata: Path, tmp_path: Path) -> None:
     root = realdata / FFA_ROOT / "02.disease_diagnosis"
     source = {"adapter": "image_folder", "name": "ffa_disease", "root": str(root), "options": {"modality": "FFA"}}
@@ -406,6 +410,7 @@ def test_phase_frames_red_free_included_make_no_ffa_questions(realdata: Path, tm
     assert by_folder == {"arterial_phase": 20, "non_ffa": 20, "venous_phase": 20}
 
 
+@pytest.mark.slow
 def test_a_label_mapped_to_a_finding_of_another_modality_is_refused_not_asked(realdata: Path, tmp_path: Path) -> None:
     """The red-free `non_ffa` frames declared FFA and mapped to a fundus-photograph finding would have become
     "this fluorescein angiogram" questions; the label's modality must be one of the images'."""

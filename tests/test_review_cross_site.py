@@ -18,9 +18,8 @@ from playwright.sync_api import Browser, BrowserContext, expect
 
 from retinal_reason_data.review.server import ReviewServer
 from retinal_reason_data.review.verdicts import read_verdicts
-from tests.test_annotations import build_review_recipe, exported_traces
-from tests.test_review_page import chromium, name_yourself
-from tests.test_review_server import recipe_over
+from tests.helpers.builds import copy_build
+from tests.helpers.review import chromium, exported_traces, name_yourself, recipe_over
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +28,9 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_review_recipe(tmp_path_factory.mktemp("cross_site"))
+def built(tmp_path_factory: pytest.TempPathFactory, shared_review_build: Path) -> Path:
+    """A copy of the session's review build: this module's tests may write to its catalog."""
+    return copy_build(shared_review_build, tmp_path_factory.mktemp("cross_site"))
 
 
 def attack_page(target: str, item: str, generation: str) -> str:

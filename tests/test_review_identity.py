@@ -20,13 +20,14 @@ from retinal_reason_data.review.verdicts import (
     read_verdicts,
     review_stats,
 )
-from tests.test_annotations import build_review_recipe, exported_traces, verdict
-from tests.test_review_server import Visitor, call, recipe_over, visitor
+from tests.helpers.builds import copy_build
+from tests.helpers.review import Visitor, call, exported_traces, recipe_over, verdict, visitor
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_review_recipe(tmp_path_factory.mktemp("identity"))
+def built(tmp_path_factory: pytest.TempPathFactory, shared_review_build: Path) -> Path:
+    """A copy of the session's review build: this module's tests may write to its catalog."""
+    return copy_build(shared_review_build, tmp_path_factory.mktemp("identity"))
 
 
 @pytest.fixture

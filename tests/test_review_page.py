@@ -11,39 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from retinal_reason_data.catalog import Catalog
 from retinal_reason_data.review.bodies import QueueQuery
 from retinal_reason_data.review.server import ReviewServer
 from retinal_reason_data.review.verdicts import read_verdicts
 from retinal_reason_data.teacher.verify import split_response
-from tests.test_annotations import build_review_recipe, exported_traces
-from tests.test_review_server import recipe_over, visitor
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def chromium() -> Iterator[Browser]:
-    """Debian's headless Chromium under Playwright (each context a fresh profile: its own cookies)."""
-    if not CHROMIUM.exists():
-        pytest.fail(
-            "Debian's chromium is needed at /usr/bin/chromium: `make test` installs it (apt-get install chromium)"
-        )
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
+from tests.helpers.builds import copy_build
+from tests.helpers.review import chromium, exported_traces, name_yourself, recipe_over, visitor
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +28,9 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_review_recipe(tmp_path_factory.mktemp("page"))
+def built(tmp_path_factory: pytest.TempPathFactory, shared_review_build: Path) -> Path:
+    """A copy of the session's review build: this module's tests may write to its catalog."""
+    return copy_build(shared_review_build, tmp_path_factory.mktemp("page"))
 
 
 def open_page(browser: Browser, url: str, errors: list[str]) -> Page:
@@ -62,12 +39,6 @@ def open_page(browser: Browser, url: str, errors: list[str]) -> Page:
     page.goto(url)
     page.wait_for_selector("#steps p")
     return page
-
-
-def name_yourself(page: Page, name: str) -> None:
-    page.locator("#annotator").fill(name)
-    page.locator("#annotator").press("Enter")
-    expect(page.locator("#status")).to_have_text(f"Verdicts are saved as {name}")
 
 
 def session_id(page: Page) -> str:

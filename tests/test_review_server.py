@@ -3,9 +3,7 @@ queues, filters, batches and verdicts; Label Studio is in test_labelstudio.py.""
 
 from __future__ import annotations
 
-import http.client
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,24 +12,18 @@ import pytest
 from typer.testing import CliRunner
 
 from retinal_reason_data.cli import app
-from retinal_reason_data.recipe import Recipe, load_recipe
 from retinal_reason_data.review.server import ReviewServer, SetupError, server_token
-from retinal_reason_data.review.verdicts import read_verdicts
-from tests.conftest import write_recipe
-from tests.test_annotations import REVIEW_SOURCES, build_review_recipe, exported_traces
+from tests.helpers.builds import copy_build
+from tests.helpers.recipes import write_recipe
+from tests.helpers.review import Visitor, call, exported_traces, recipe_over, visitor, written
 
 SECURITY_HEADERS = ("content-security-policy", "x-content-type-options", "x-frame-options", "referrer-policy")
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_review_recipe(tmp_path_factory.mktemp("served"))
-
-
-def recipe_over(built: Path, folder: Path) -> Recipe:
-    """A recipe over the built catalog whose verdicts (annotations/) live in `folder`."""
-    sources = [{**source, "root": str(built.parent / source["root"])} for source in REVIEW_SOURCES]
-    return load_recipe(write_recipe(folder, sources=sources, catalog=str(built.parent / "small.duckdb")))
+def built(tmp_path_factory: pytest.TempPathFactory, shared_review_build: Path) -> Path:
+    """A copy of the session's review build: this module's tests may write to its catalog."""
+    return copy_build(shared_review_build, tmp_path_factory.mktemp("served"))
 
 
 @pytest.fixture
@@ -42,101 +34,9 @@ def server(built: Path, tmp_path: Path) -> Iterator[ReviewServer]:
     running.close()
 
 
-Reply = tuple[int, dict[str, str], bytes]
-
-
-def call(
-    server: ReviewServer,
-    method: str,
-    path: str,
-    body: Any = None,
-    headers: dict[str, str] | None = None,
-    host: str = "127.0.0.1",
-) -> Reply:
-    """One request on a fresh connection, as a client without a session sends it (JSON body unless bytes)."""
-    connection = http.client.HTTPConnection(host, server.port, timeout=10)
-    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-    sent = {"Content-Type": "application/json"} if data is not None else {}
-    connection.request(method, path, body=data, headers=sent | (headers or {}))
-    response = connection.getresponse()
-    result = response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    connection.close()
-    return result
-
-
-class Visitor:
-    """A browser as the review server sees it: the session cookie it got with the page, the CSRF token the page
-    read from /api/session, and the page's own origin on every POST."""
-
-    def __init__(self, server: ReviewServer, host: str = "127.0.0.1", entry: str = "/") -> None:
-        self.server, self.host = server, host
-        self.origin = f"http://{host}:{server.port}"
-        status, headers, body = call(server, "GET", entry, host=host)
-        if status == 303:  # the token's address: the cookie comes with the redirect
-            status, headers, body = 200, headers, b""
-        assert status == 200, body
-        self.cookie = headers["set-cookie"].split(";")[0]
-        self.session = self.get("/api/session")
-        self.csrf = self.session["csrf"]
-
-    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Reply:
-        sent = {"Cookie": self.cookie}
-        if method == "POST":
-            sent |= {"Origin": self.origin, "X-RRD-Request": "1", "X-RRD-CSRF": self.csrf}
-        return call(self.server, method, path, body, sent | (headers or {}), host=self.host)
-
-    def get(self, path: str) -> Any:
-        status, _, body = self.request("GET", path)
-        assert status == 200, body
-        return json.loads(body)
-
-    def post(self, path: str, value: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        status, _, body = self.request("POST", path, value, headers)
-        return status, json.loads(body)
-
-    def post_announced(self, path: str, length: int) -> tuple[int, Any]:
-        """A POST whose header announces `length` bytes of body, answered before the body is sent: the server must
-        refuse an oversized body from its Content-Length alone. (Sending the body first raced the server's close:
-        the client's write failed with a broken pipe before it read the 413.)"""
-        head = [
-            f"POST {path} HTTP/1.1",
-            f"Host: {self.host}:{self.server.port}",
-            "Content-Type: application/json",
-            f"Content-Length: {length}",
-            f"Cookie: {self.cookie}",
-            f"Origin: {self.origin}",
-            "X-RRD-Request: 1",
-            f"X-RRD-CSRF: {self.csrf}",
-        ]
-        with socket.create_connection((self.host, self.server.port), timeout=10) as sock:
-            sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
-            response = http.client.HTTPResponse(sock)
-            response.begin()
-            return response.status, json.loads(response.read())
-
-    def name(self, annotator: str) -> None:
-        status, body = self.post("/api/annotator", {"annotator": annotator})
-        assert status == 200 and body["annotator"] == annotator, body
-
-    def verdict(self, **fields: Any) -> tuple[int, Any]:
-        return self.post("/api/verdict", fields)
-
-
-def visitor(server: ReviewServer, annotator: str | None = None) -> Visitor:
-    """A new browser session, named `annotator` (when given)."""
-    browser = Visitor(server)
-    if annotator:
-        browser.name(annotator)
-    return browser
-
-
 def get_json(server: ReviewServer, path: str) -> Any:
     """GET as a fresh, unnamed browser session."""
     return Visitor(server).get(path)
-
-
-def written(server: ReviewServer) -> int:
-    return read_verdicts(server.state.folder).count
 
 
 def test_the_page_opens_a_session_on_the_loopback_and_the_host_is_checked(server: ReviewServer) -> None:

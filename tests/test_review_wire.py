@@ -16,15 +16,16 @@ from pathlib import Path
 import pytest
 
 from retinal_reason_data.review.server import Limits, ReviewServer
-from tests.test_annotations import build_review_recipe, exported_traces
-from tests.test_review_server import Visitor, call, recipe_over, visitor, written
+from tests.helpers.builds import copy_build
+from tests.helpers.review import Visitor, call, exported_traces, recipe_over, visitor, written
 
 WAIT = 10.0  # seconds any single read may take before the test fails (the server answers in milliseconds)
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_review_recipe(tmp_path_factory.mktemp("wire"))
+def built(tmp_path_factory: pytest.TempPathFactory, shared_review_build: Path) -> Path:
+    """A copy of the session's review build: this module's tests may write to its catalog."""
+    return copy_build(shared_review_build, tmp_path_factory.mktemp("wire"))
 
 
 def start(built: Path, folder: Path, limits: Limits | None = None) -> ReviewServer:

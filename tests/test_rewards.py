@@ -228,6 +228,7 @@ OTHER_ANSWERS = st.builds(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(REPLIES, OTHER_ANSWERS, st.sampled_from(TRUTHS))
 def test_text_after_the_answer_never_raises_the_score(reply: str, addition: str, truth: str) -> None:

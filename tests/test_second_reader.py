@@ -23,6 +23,8 @@ from retinal_reason_data.schema import Decision, Verdict
 from tests.conftest import write_recipe
 from tests.fake_openai import FakeOpenAI
 
+pytestmark = pytest.mark.slow  # the module's own ingest and builds with two readers
+
 runner = CliRunner()
 _STATED = re.compile(r"(?:diagnosis of|diagnosed with|final diagnosis was) ([A-Za-z' -]+?)(?: \(|\.| was)")
 

@@ -359,6 +359,7 @@ def test_phantoms_of_these_layouts_are_deterministic(tmp_path: Path) -> None:
     assert first == second
 
 
+@pytest.mark.slow
 def test_generic_adapters_build_from_a_recipe_via_the_cli(tmp_path: Path) -> None:
     sources = [
         {

@@ -19,7 +19,7 @@ from retinal_reason_data.recipe import BasicTasks, load_recipe
 from retinal_reason_data.schema import Case, ImageRef, Item, Provenance, QuestionType
 from retinal_reason_data.tasks.basic import basic_items
 from tests.conftest import write_recipe
-from tests.test_tasks_scales import check_findings, check_graded
+from tests.helpers.questions import check_findings, check_graded
 
 ONTOLOGY = default_ontology()
 ALL_TYPES = BasicTasks()

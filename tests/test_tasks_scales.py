@@ -7,13 +7,13 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from retinal_reason_data.curation.filters import item_problem
-from retinal_reason_data.ontology import Entry, Ontology, Scale, default_ontology
-from retinal_reason_data.recipe import BasicTasks, FiltersSpec
+from retinal_reason_data.ontology import Entry, Ontology, default_ontology
+from retinal_reason_data.recipe import BasicTasks
 from retinal_reason_data.schema import Case, Finding, ImageRef, Item, Modality, Provenance, QuestionType, TaskKind
-from retinal_reason_data.tasks.basic import FINDING_CATEGORIES, basic_items, facets
-from retinal_reason_data.tasks.options import LETTERS, nested_names
+from retinal_reason_data.tasks.basic import basic_items, facets
+from retinal_reason_data.tasks.options import nested_names
 from retinal_reason_data.teacher.offline import draft
+from tests.helpers.questions import check_findings, check_graded, correct_options, grade_names, scales_named
 
 ONTOLOGY = default_ontology()
 GRADED = [entry for entry in ONTOLOGY.entries.values() if entry.scale]
@@ -36,77 +36,6 @@ def _case(case_id: str, codes: list[str], modality: Modality = Modality.CFP) -> 
 def _items(case: Case, types: list[QuestionType] | None = None, seed: int = 0, options: int = 4) -> list[Item]:
     spec = BasicTasks(types=types or list(QuestionType), options=options)
     return list(basic_items(case, ONTOLOGY, spec, seed))
-
-
-def _correct(item: Item) -> list[str]:
-    return [item.options[LETTERS.index(letter)] for letter in item.answer.text.split(",")]
-
-
-def _scales_named(question: str) -> set[str]:
-    return {key for key, scale in ONTOLOGY.scales.items() if scale.name.lower() in question.lower()}
-
-
-def _grade_names(scale: Scale) -> list[str]:
-    return [ONTOLOGY.entry(code).name for code in scale.grades]
-
-
-def _check_choice_layout(item: Item) -> None:
-    """No option equals another, and the answer's letters are among the options."""
-    assert len(set(item.options)) == len(item.options) >= 2, item.options
-    letters = item.answer.text.split(",")
-    assert letters == sorted(set(letters)) and all(LETTERS.index(x) < len(item.options) for x in letters), item
-
-
-def check_graded(item: Item, scale_key: str, code: str) -> None:
-    """A question about a grade: it names its scale (and no other), and everything it offers is of that scale."""
-    scale = ONTOLOGY.scales[scale_key]
-    assert _scales_named(item.question) == {scale_key}, item.question
-    assert item_problem(item, FiltersSpec()) is None, f"the question states its answer: {item.question}"
-    names = _grade_names(scale)
-    if item.question_type is QuestionType.SINGLE_CHOICE:
-        _check_choice_layout(item)
-        assert set(item.options) <= set(names), item.options
-        assert len(item.options) == min(4, len(names)) and _correct(item) == [ONTOLOGY.entry(code).name]
-    elif item.question_type is QuestionType.MULTIPLE_CHOICE:
-        _check_choice_layout(item)
-        for statement in item.options:
-            assert [n for n in names if n.lower() in statement.lower()], f"{statement!r} is not about {scale_key}"
-        assert item.answer.code == code
-    elif item.question_type is QuestionType.TRUE_FALSE:
-        asked = item.answer.code
-        assert asked in scale.grades and f'"{ONTOLOGY.entry(asked).name}"' in item.question, item.question
-        assert item.answer.text == ("True" if asked == code else "False")
-    else:
-        assert not item.options and item.answer.text == ONTOLOGY.entry(code).name and item.answer.code == code
-
-
-def check_findings(item: Item, codes: set[str], present: set[str]) -> None:
-    """A question about findings that are not grades: no scale named, no grade offered, the answer's kind first."""
-    assert _scales_named(item.question) == set(), item.question
-    assert item_problem(item, FiltersSpec()) is None, f"the question states its answer: {item.question}"
-    if len(codes) == 1 and ONTOLOGY.entry(next(iter(codes))).category in FINDING_CATEGORIES:
-        assert "diagnosis" not in item.question, f"a sign asked as a diagnosis: {item.question}"
-    if item.question_type in (QuestionType.SINGLE_CHOICE, QuestionType.MULTIPLE_CHOICE):
-        _check_choice_layout(item)
-        correct = _correct(item)
-        for option in item.options:
-            entry = ONTOLOGY.lookup(option)
-            assert entry is not None and entry.scale is None, f"{option!r} offered for {sorted(codes)}"
-            assert item.modality in entry.modalities
-            assert (entry.code in codes) == (option in correct), (option, item)
-            if option not in correct:
-                assert entry.code not in present and not any(ONTOLOGY.same_concept(entry.code, c) for c in present)
-                broader_or_narrower = [c for c in present if nested_names(entry.name, ONTOLOGY.entry(c).name)]
-                assert not broader_or_narrower, f"{option!r} is also right for {broader_or_narrower}"
-    elif item.question_type is QuestionType.TRUE_FALSE:
-        asked = ONTOLOGY.entry(item.answer.code)
-        assert asked.scale is None and (asked.code in codes) == (item.answer.text == "True")
-        if item.answer.text == "False":  # a broader or narrower form of a present finding would be true
-            assert not [c for c in present if nested_names(asked.name, ONTOLOGY.entry(c).name)], item.question
-    else:
-        accepted = {item.answer.text, *item.answer.aliases}
-        assert item.answer.text in {ONTOLOGY.entry(c).name for c in codes}
-        assert not accepted & {e.name for e in GRADED}, accepted
 
 
 @pytest.mark.parametrize("entry", GRADED, ids=lambda e: e.code)
@@ -144,7 +73,7 @@ def test_distractors_come_from_the_answers_category_while_it_has_enough() -> Non
             ]
             items = _items(_case(f"c-{entry.code}", [entry.code], modality), [QuestionType.SINGLE_CHOICE])
             for item in items:
-                wrong = [ONTOLOGY.lookup(o) for o in item.options if o not in _correct(item)]
+                wrong = [ONTOLOGY.lookup(o) for o in item.options if o not in correct_options(item)]
                 in_category = sum(w.category == entry.category for w in wrong)
                 assert in_category == min(len(wrong), len(same)), (entry.code, modality, item.options)
 
@@ -155,7 +84,7 @@ def test_a_case_graded_on_two_scales_gets_a_question_per_scale() -> None:
         for question_type in QuestionType:
             for seed in SEEDS:
                 items = _items(_case("idrid:train/IDRiD_004", codes), [question_type], seed)
-                by_scale = {next(iter(_scales_named(item.question))): item for item in items}
+                by_scale = {next(iter(scales_named(item.question))): item for item in items}
                 expected = {
                     ONTOLOGY.entry(c).scale
                     for c in codes
@@ -174,8 +103,8 @@ def test_grades_never_mix_into_a_question_about_other_findings() -> None:
     for question_type in QuestionType:
         for seed in SEEDS:
             items = _items(_case("odir:1_left", codes), [question_type], seed)
-            graded = [i for i in items if _scales_named(i.question)]
-            others = [i for i in items if not _scales_named(i.question)]
+            graded = [i for i in items if scales_named(i.question)]
+            others = [i for i in items if not scales_named(i.question)]
             assert len(graded) == 1 and len(others) == 1
             check_graded(graded[0], "icdr", "dr.moderate")
             check_findings(others[0], {"vasc.hypertensive", "lesion.drusen"}, set(codes))
@@ -189,7 +118,7 @@ def test_a_scale_with_fewer_grades_than_options_offers_all_its_grades() -> None:
     (item,) = _items(_case("r", ["dme.referable"]), [QuestionType.SINGLE_CHOICE], options=4)
     assert sorted(item.options) == ["No referable diabetic macular oedema", "Referable diabetic macular oedema"]
     (item,) = _items(_case("d", ["dr.mild"]), [QuestionType.SINGLE_CHOICE], options=3)
-    assert len(item.options) == 3 and set(item.options) <= set(_grade_names(ONTOLOGY.scales["icdr"]))
+    assert len(item.options) == 3 and set(item.options) <= set(grade_names(ONTOLOGY.scales["icdr"]))
 
 
 def test_items_of_findings_only_are_those_asked_before_scales_had_facets() -> None:
@@ -211,7 +140,7 @@ def test_the_offline_drafter_reasons_about_the_questions_scale_only() -> None:
     )
     assert "neovascularisation" in draft(dr, case, ONTOLOGY, 1, 0.0, 0)
     wrong = {draft(dme, case, ONTOLOGY, attempt, 1.0, 0).split("<answer>")[1] for attempt in range(12)}
-    assert wrong and {w.removesuffix("</answer>") for w in wrong} <= set(_grade_names(ONTOLOGY.scales["dme_risk"]))
+    assert wrong and {w.removesuffix("</answer>") for w in wrong} <= set(grade_names(ONTOLOGY.scales["dme_risk"]))
 
 
 # --- the ontology refuses a scale it cannot word ------------------------------------------------------------------

@@ -17,7 +17,6 @@ import openai  # noqa: F401 - imported once here, so that no test times the impo
 import pytest
 
 from retinal_reason_data.recipe import TeacherSpec
-from retinal_reason_data.schema import Answer, Item
 from retinal_reason_data.teacher.endpoints import Endpoint
 from retinal_reason_data.teacher.engine import EndpointsExhausted, Engine
 from retinal_reason_data.teacher.progress import Progress
@@ -26,24 +25,11 @@ from retinal_reason_data.teacher.synthesize import judge
 from retinal_reason_data.teacher.transports import encode_payload, make_transport
 from tests import fake_openai as fake
 from tests.fake_openai import FakeOpenAI, SilentServer
+from tests.helpers.teacher import make_request
+
+pytestmark = pytest.mark.slow  # real clients against servers with real timeouts and rate limits
 
 TRANSPORTS = ["openai", "aiohttp"]
-
-
-def make_request(n: int, prompt_tokens: int = 84) -> Request:
-    item = Item(
-        item_id=f"item-{n:03d}",
-        case_id=f"case-{n:03d}",
-        task="basic",
-        question_type="single_choice",
-        modality="CFP",
-        question="Which finding is present?",
-        options=["Hard exudates", "Drusen", "Cotton wool spots", "Normal"],
-        answer=Answer(text="A"),
-        image_shas=[],
-    )
-    messages = [{"role": "user", "content": [{"type": "text", "text": item.question}]}]
-    return Request(f"fp-{n:03d}", item, 1, messages, prompt_tokens_estimate=prompt_tokens)
 
 
 @dataclass

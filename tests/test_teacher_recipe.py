@@ -122,7 +122,7 @@ def test_a_template_change_is_a_new_prompt_version() -> None:
 
 def test_the_fingerprint_follows_the_rendered_template(monkeypatch: pytest.MonkeyPatch) -> None:
     from retinal_reason_data.teacher import prompts
-    from tests.test_teacher_engine import make_request
+    from tests.helpers.teacher import make_request
 
     item = make_request(1).item
     before = prompts.request_fingerprint("m", {}, item, 1)

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from retinal_reason_data.cli import app
 from tests.fake_openai import DEFAULT_TEXT, FakeOpenAI
-from tests.test_teacher_synthesis import ingested, teacher_recipe  # noqa: F401 - the fixture is used by name
+from tests.helpers.teacher import teacher_recipe
 
 RRD = Path(sys.executable).parent / "rrd"
 COMMITTED = re.compile(r"teacher: committed \d+ replies \((\d+) in this run\)")

@@ -8,7 +8,6 @@ import itertools
 import json
 import logging
 import re
-import shutil
 import threading
 from io import BytesIO
 from pathlib import Path
@@ -22,42 +21,11 @@ from typer.testing import CliRunner
 
 from retinal_reason_data.cli import app
 from tests import fake_openai as fake
-from tests.conftest import SMALL_SOURCES, write_recipe
 from tests.fake_openai import FakeOpenAI
+from tests.helpers.teacher import teacher_recipe
 
 runner = CliRunner()
 PRICES = {"fake-vlm": {"prompt_per_mtok": 1000.0, "completion_per_mtok": 2000.0}}
-
-
-@pytest.fixture(scope="module")
-def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One phantom source ingested once; each test synthesizes on its own copy of the catalog."""
-    folder = tmp_path_factory.mktemp("ingested")
-    recipe = write_recipe(folder, sources=SMALL_SOURCES[:1])
-    result = runner.invoke(app, ["ingest", str(recipe)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return folder
-
-
-def teacher_recipe(folder: Path, ingested: Path, base_url: str | None, **teacher: Any) -> Path:
-    """A recipe on a copy of the ingested catalog, with an OpenAI-compatible teacher."""
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ingested / "small.duckdb", folder / "small.duckdb")
-    source = {**SMALL_SOURCES[0], "root": str(ingested / SMALL_SOURCES[0]["root"])}
-    spec = {
-        "kind": "openai",
-        "model": "fake-vlm",
-        "concurrency": 4,
-        "attempts": 2,
-        "max_tokens": 64,
-        "temperature": 0.7,
-    }
-    if base_url:
-        spec["base_url"] = base_url
-    spec |= {"timeout_s": 2.0, "backoff_s": 0.02, "backoff_max_s": 0.2}
-    # a dozen cases and a stand-in model leave some splits empty: these tests are about the teacher, not the export
-    export = {"out": "export", "max_shard_size": "200KB", "allow_empty": True}
-    return write_recipe(folder, sources=[source], teacher=spec | teacher, export=export)
 
 
 def rrd(*args: str, code: int = 0) -> str:

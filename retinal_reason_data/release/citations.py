@@ -31,6 +31,8 @@ CITATIONS: dict[str, str] = {
     "OphthaReason Model toward Dynamic Multimodal Reasoning. arXiv:2508.16129, 2025.",
     "mm_retinal_v1": "Wu R et al. MM-Retinal: Knowledge-Enhanced Foundational Pretraining with Fundus Image-Text "
     "Expertise. MICCAI 2024.",
+    "multicare": "Nievas Offidani MA, Delrieux CA. Dataset of clinical cases, images, image labels and captions from "
+    "open access case reports from PubMed Central (1990-2023). Data in Brief 52:110008, 2024.",
     "oct2017": "Kermany DS et al. Identifying Medical Diagnoses and Treatable Diseases by Image-Based Deep "
     "Learning. Cell 172(5):1122-1131, 2018.",
     "octdl": "Kulyabin M et al. OCTDL: Optical Coherence Tomography Dataset for Image-Based Deep Learning "
@@ -42,6 +44,8 @@ CITATIONS: dict[str, str] = {
     "research. IEEE EMBC 2010.",
     "papila": "Kovalyk O et al. PAPILA: Dataset with fundus images and clinical data of both eyes of the same "
     "patient for glaucoma assessment. Scientific Data 9:291, 2022.",
+    "pmc_patients": "Zhao Z, Jin Q, Chen F, Peng T, Yu S. A large-scale dataset of patient summaries for "
+    "retrieval-based clinical decision support systems. Scientific Data 10:909, 2023 (arXiv:2202.13876).",
     "refuge": "Orlando JI et al. REFUGE Challenge: A unified framework for evaluating automated methods for "
     "glaucoma assessment from fundus photographs. Medical Image Analysis 59:101570, 2020.",
     "rfmid": "Pachade S et al. Retinal Fundus Multi-Disease Image Dataset (RFMiD): A Dataset for Multi-Disease "
