@@ -17,6 +17,7 @@ from retinal_reason_data.cli import app
 from retinal_reason_data.ingest.sources import ADAPTERS
 from retinal_reason_data.ingest.sources.base import Adapter
 from retinal_reason_data.ontology import default_ontology
+from retinal_reason_data.phantoms.registry import NoPhantomWriter, writer_for
 from retinal_reason_data.pipeline import BuildReport, ingest
 from retinal_reason_data.recipe import load_recipe
 from retinal_reason_data.release.citations import CITATIONS
@@ -53,9 +54,11 @@ SOURCE_ENDING = {"labels_undecodable", "file_unreadable"}
 def write_phantom(adapter: Adapter, root: Path, cases: int, seed: int) -> bool:
     """Write `adapter`'s phantom layout under `root`; False where the adapter has none. (The one place this test
     reaches a phantom writer: where the writers move, only this function changes.)"""
-    if adapter.write_phantom is None:
+    try:
+        writer = writer_for(adapter.name)
+    except NoPhantomWriter:
         return False
-    adapter.write_phantom(root, cases, seed)
+    writer(root, cases, seed)
     return True
 
 
