@@ -13,7 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from retinal_reason_data.release.formats import FORMAT_NAMES
 from retinal_reason_data.schema import Modality, QuestionType
+from retinal_reason_data.teacher.backends import BACKEND_NAMES, BACKENDS
 from retinal_reason_data.text import bom_codec
+
+TeacherKind = Literal[BACKEND_NAMES]  # the registered teacher backends (teacher/backends.py)
+
+
+def _is_model(kind: object) -> bool:
+    """Whether the teacher kind is a model (sends requests to endpoints), from the backend registry."""
+    backend = BACKENDS.get(kind) if isinstance(kind, str) else None
+    return backend is not None and backend.is_model
 
 
 class RecipeError(ValueError):
@@ -135,7 +144,7 @@ class EndpointSpec(Section):
 
 
 class TeacherSpec(Section):
-    kind: Literal["offline", "openai"] = "offline"
+    kind: TeacherKind = "offline"
     base_url: str | None = None
     model: str = "offline-drafter"
     api_key_env: str | None = Field(
@@ -189,7 +198,7 @@ class TeacherSpec(Section):
     def _several_attempts_need_sampling(cls, value: int, info: Any) -> int:  # a ValidationInfo
         """k attempts at temperature 0 are k paid copies of one greedy reply (a seed does not change greedy
         decoding), so a model teacher refuses them; the offline drafter has no temperature."""
-        if value > 1 and info.data.get("kind") == "openai" and info.data.get("temperature") == 0:
+        if value > 1 and _is_model(info.data.get("kind")) and info.data.get("temperature") == 0:
             raise ValueError(
                 f"{value} {info.field_name} at temperature 0 would be {value} paid copies of one greedy reply "
                 "(a seed does not change greedy decoding): set teacher.temperature (e.g. 0.7) or "
@@ -199,8 +208,8 @@ class TeacherSpec(Section):
 
     @model_validator(mode="after")
     def _openai_needs_endpoint(self) -> TeacherSpec:
-        if self.kind == "openai" and not self.base_url and not self.endpoints:
-            raise ValueError("kind 'openai' needs base_url or endpoints (OpenAI-compatible endpoints)")
+        if _is_model(self.kind) and not self.base_url and not self.endpoints:
+            raise ValueError(f"kind {self.kind!r} needs base_url or endpoints (OpenAI-compatible endpoints)")
         if self.base_url and self.endpoints:
             raise ValueError("give either base_url (one endpoint) or endpoints (several), not both")
         return self

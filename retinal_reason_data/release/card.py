@@ -16,6 +16,7 @@ from retinal_reason_data.release.formats import FORMATS
 from retinal_reason_data.release.output import FormatReport
 from retinal_reason_data.release.summary import BREAKDOWN_FIELDS, ReleaseSummary
 from retinal_reason_data.review.verdicts import card_section as review_card_section
+from retinal_reason_data.teacher.backends import BACKENDS
 from retinal_reason_data.teacher.second_reader import card_section as readers_card_section
 
 OFFLINE_NOTICE = (
@@ -97,7 +98,8 @@ def _teacher_section(recipe: Recipe, summary: ReleaseSummary, stats: dict[str, A
     models = ", ".join(f"`{model}` ({n} rows)" for model, n in sorted(summary.teacher_models.items())) or "none"
     prompts = ", ".join(f"`{v}` ({n} rows)" for v, n in sorted(summary.prompt_versions.items())) or "none"
     lines = ["## Teacher\n", f"- Teacher model of the `sft` traces: {models}", f"- Prompt version: {prompts}"]
-    if teacher.get("kind") == "offline":
+    backend = BACKENDS.get(teacher.get("kind", ""))
+    if backend is not None and not backend.is_model:
         lines += ["", OFFLINE_NOTICE]
     else:
         lines += [

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from retinal_reason_data.catalog import Catalog
 from retinal_reason_data.catalog.teacher import completion_history, guided_answered, mean_latency
 from retinal_reason_data.recipe import Recipe
+from retinal_reason_data.teacher.backends import backend_of
 from retinal_reason_data.teacher.images import image_token_estimate
 from retinal_reason_data.teacher.prompts import SYSTEM_PROMPT, user_text
 from retinal_reason_data.teacher.synthesize import SynthesisReport, pending_attempts, teacher_identity
@@ -83,7 +84,7 @@ def endpoint_plan(recipe: Recipe) -> list[dict[str, object]]:
     the environment variable its key comes from (whether it is set; the key itself is never read out)."""
     from retinal_reason_data.teacher.transports import endpoint_name, plain_base_url
 
-    if recipe.teacher.kind == "offline":
+    if not backend_of(recipe).is_model:
         return []
     return [
         {
@@ -128,7 +129,7 @@ def estimate(recipe: Recipe, catalog: Catalog) -> Estimate:
     completion = requests * per_reply
     completion_max = (requests + guided_at_most) * spec.max_tokens
     price = spec.prices.get(spec.model)
-    if spec.kind == "offline":
+    if not backend_of(recipe).is_model:
         cost = cost_max = 0.0
         note = "(the offline drafter is free)"
     elif price is None:
@@ -169,7 +170,7 @@ def _guided_answered(catalog: Catalog) -> int:
 def _time_bound(recipe: Recipe, catalog: Catalog, requests: int, tokens_per_request: float) -> tuple[float | None, str]:
     """A lower bound on the time: the rpm/tpm limits, and concurrency over the latency seen so far."""
     spec = recipe.teacher
-    if spec.kind == "offline" or not requests:
+    if not backend_of(recipe).is_model or not requests:
         return None, "no requests to wait for"
     latency = mean_latency(catalog)
     rate = 0.0

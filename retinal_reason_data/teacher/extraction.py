@@ -21,6 +21,7 @@ from retinal_reason_data.ingest.casereports.clinical import Extracted, map_diagn
 from retinal_reason_data.ontology import Ontology
 from retinal_reason_data.recipe import Recipe
 from retinal_reason_data.schema import Case
+from retinal_reason_data.teacher.backends import backend_of
 from retinal_reason_data.teacher.calls import ask
 from retinal_reason_data.text import normalise_term, stable_hash
 
@@ -159,7 +160,7 @@ def run_extraction(recipe: Recipe, catalog: Catalog, ontology: Ontology, limit: 
     """Ask the teacher to read every case report that has its case text (those not read yet), store the
     readings and the disagreements, and count them. The readings are the second reader of the build: see
     `casereports.second_reader`."""
-    if recipe.teacher.kind == "offline":
+    if not backend_of(recipe).is_model:
         raise ValueError("teacher extraction needs an OpenAI-compatible teacher (teacher.kind: openai)")
     report = ExtractionReport()
     known = extraction_fingerprints(catalog)

@@ -17,6 +17,7 @@ from retinal_reason_data.catalog import Catalog
 from retinal_reason_data.catalog.teacher import iter_unverified_answers, judgement_verdicts
 from retinal_reason_data.recipe import Recipe
 from retinal_reason_data.schema import Generation, Item, QuestionType
+from retinal_reason_data.teacher.backends import backend_of
 from retinal_reason_data.teacher.calls import ask
 from retinal_reason_data.text import normalise_term, stable_hash
 
@@ -67,7 +68,7 @@ def verdict_of(reply: str | None) -> str | None:
 def judge_near_misses(recipe: Recipe, catalog: Catalog) -> JudgeReport:
     """Judge every unverified open answer close enough to an accepted name; update the generations."""
     report = JudgeReport()
-    if recipe.teacher.kind == "offline":
+    if not backend_of(recipe).is_model:
         return report  # the offline drafter is no judge
     threshold = recipe.tasks.complex.judge_min_similarity
     rows = iter_unverified_answers(catalog, str(QuestionType.OPEN))  # streamed

@@ -27,6 +27,7 @@ from retinal_reason_data.ontology import Ontology
 from retinal_reason_data.recipe import Recipe
 from retinal_reason_data.review.verdicts import read_verdicts, verdict_folder
 from retinal_reason_data.schema import Case, Decision
+from retinal_reason_data.teacher.backends import backend_of
 from retinal_reason_data.teacher.extraction import TeacherExtraction, reading_fingerprint, same_diagnosis
 
 STAGE = "readers"
@@ -62,7 +63,7 @@ class SecondReaderReport:
 
 def enabled(recipe: Recipe) -> bool:
     """A second reader exists only when the teacher is a model (and the recipe keeps `tasks.complex.second_reader`)."""
-    return recipe.teacher.kind != "offline" and recipe.tasks.complex.second_reader
+    return backend_of(recipe).is_model and recipe.tasks.complex.second_reader
 
 
 def second_readings(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> dict[str, SecondReading]:

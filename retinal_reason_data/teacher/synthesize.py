@@ -28,6 +28,7 @@ from retinal_reason_data.ontology import Ontology
 from retinal_reason_data.recipe import Recipe
 from retinal_reason_data.schema import Case, Generation, Item
 from retinal_reason_data.teacher import offline
+from retinal_reason_data.teacher.backends import backend_of
 from retinal_reason_data.teacher.images import data_url_or_error, image_data_url, image_token_estimate
 from retinal_reason_data.teacher.outcomes import is_refusal, reveals_guidance
 from retinal_reason_data.teacher.progress import Progress
@@ -41,7 +42,7 @@ from retinal_reason_data.teacher.prompts import (
     request_fingerprint,
     user_text,
 )
-from retinal_reason_data.teacher.requests import Reply, Request, generation_params
+from retinal_reason_data.teacher.requests import Reply, Request
 from retinal_reason_data.teacher.verify import score
 
 __all__ = ["SynthesisReport", "SynthesisStopped", "failure_reason", "image_data_url", "synthesize", "teacher_identity"]
@@ -86,10 +87,7 @@ class Attempt:
 
 def teacher_identity(recipe: Recipe) -> tuple[str, dict[str, object]]:
     """The model name and parameters that enter every request fingerprint."""
-    spec = recipe.teacher
-    if spec.kind == "offline":
-        return offline.MODEL_NAME, {"error_rate": spec.offline_error_rate, "seed": recipe.seed}
-    return spec.model, {**generation_params(spec), "image_max_side": spec.image_max_side}
+    return backend_of(recipe).identity(recipe.teacher, recipe.seed)
 
 
 def blind_fingerprints(recipe: Recipe, item: Item) -> list[str]:
@@ -229,10 +227,7 @@ def synthesize(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> Synthesi
     model, _ = teacher_identity(recipe)
     progress = Progress(expected_requests(catalog, recipe), f"synthesize ({model})")
     try:
-        if recipe.teacher.kind == "offline":
-            _synthesize_offline(recipe, catalog, ontology, report, progress)
-        else:
-            _synthesize_remote(recipe, catalog, report, progress)
+        backend_of(recipe).run(recipe, catalog, ontology, report, progress)
     finally:
         progress.close()
         report.seconds = time.perf_counter() - started
@@ -253,9 +248,10 @@ def synthesize(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> Synthesi
 
 
 # --- the offline drafter ------------------------------------------------------------------------------
-def _synthesize_offline(
+def synthesize_offline(
     recipe: Recipe, catalog: Catalog, ontology: Ontology, report: SynthesisReport, progress: Progress
 ) -> None:
+    """The offline drafter's run: a templated trace for every pending attempt, committed in batches."""
     spec = recipe.teacher
     batch: list[Generation] = []
     phases = [False, True] if spec.guided_attempts else [False]
@@ -279,7 +275,10 @@ def _synthesize_offline(
 
 
 # --- OpenAI-compatible endpoints ----------------------------------------------------------------------
-def _synthesize_remote(recipe: Recipe, catalog: Catalog, report: SynthesisReport, progress: Progress) -> None:
+def synthesize_remote(
+    recipe: Recipe, catalog: Catalog, ontology: Ontology, report: SynthesisReport, progress: Progress
+) -> None:
+    """A model's run: every pending attempt through the engine (limits, retries, cache, resume)."""
     from retinal_reason_data.teacher.engine import EndpointsExhausted  # imports the clients only when used
     from retinal_reason_data.teacher.transports import MissingKey, read_key
 
