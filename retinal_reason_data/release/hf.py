@@ -56,14 +56,8 @@ def recipe_hash(recipe: Recipe) -> str:
     for source in data["sources"]:
         source.pop("root", None)
     gate_model = recipe.filters.images.gate_model  # a file: its content counts, not where it lives
-    data["filters"]["images"]["gate_model"] = file_digest(gate_model) if gate_model else None
+    data["filters"]["images"]["gate_model"] = file_sha256(gate_model) if gate_model else None
     return stable_hash(dumps(data), length=32)
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes."""
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _plan(catalog: Catalog, config: str, catalog_splits: tuple[str, ...]) -> Iterator[tuple[Any, ...]]:

@@ -27,7 +27,7 @@ from retinal_reason_data.ontology import Entry, Ontology
 from retinal_reason_data.recipe import ComplexTasks
 from retinal_reason_data.schema import Answer, Case, Item, Modality, QuestionType, TaskKind
 from retinal_reason_data.tasks.basic import MODALITY_NOUN
-from retinal_reason_data.tasks.options import lay_out, seeded_rng
+from retinal_reason_data.tasks.options import lay_out, nested_names, seeded_rng
 from retinal_reason_data.text import normalise_term, stable_hash
 
 DIAGNOSIS_CATEGORIES = (
@@ -285,17 +285,13 @@ def vignette(
     return text, captions
 
 
-def _name_tokens(name: str) -> frozenset[str]:
-    return frozenset(word for word in normalise_term(name).split() if word not in _STOP_WORDS)
-
-
 def choose_distractors(
     ontology: Ontology, entry: Entry | None, terms: list[str], modalities: set[Modality], count: int, rng: random.Random
 ) -> list[Entry]:
     """Other diagnoses of the ontology: the answer's category first, then those seen in the case's imaging
     modalities; never a synonym of the answer, nor a broader or narrower name of it ('retinal artery
     occlusion' for 'central retinal artery occlusion')."""
-    answer_tokens = [_name_tokens(term) for term in terms if " " in term or len(term) > 8]
+    answer_terms = [term for term in terms if " " in term or len(term) > 8]
     excluded = {normalise_term(term) for term in terms}
 
     def allowed(candidate: Entry) -> bool:
@@ -307,8 +303,7 @@ def choose_distractors(
             return False
         if entry is not None and ontology.same_concept(candidate.code, entry.code):
             return False
-        tokens = _name_tokens(candidate.name)
-        return not any(tokens <= other or other <= tokens for other in answer_tokens if other)
+        return not any(nested_names(candidate.name, term) for term in answer_terms)
 
     pool = sorted((c for c in ontology.entries.values() if allowed(c)), key=lambda c: c.code)
     category = entry.category if entry is not None else None
