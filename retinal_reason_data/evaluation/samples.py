@@ -31,7 +31,12 @@ class Sample(BaseModel):
     question_type: str
     modality: str
     prompt: str = Field(description="The text the model reads, as the release's own prompt writes it.")
-    images: tuple[SampleImage, ...] = Field(description="Shown before the text, in order.")
+    images: tuple[SampleImage, ...] = Field(description="The images, in order.")
+    system: str = Field(default="", description="A system message, when the release's evaluation sends one.")
+    images_first: bool = Field(
+        default=True,
+        description="Images before the text (the `rl` prompt); False: text first (OphthaReason's eval.py).",
+    )
     answer: str = Field(description="The answer as people read it (letters, a name, True/False).")
     ground_truth: str = Field(description="What the scorer checks a reply against.")
     scorer: str = Field(default="reward", description="Key of `scorers.SCORERS` that scores this sample.")
