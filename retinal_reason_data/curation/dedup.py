@@ -4,8 +4,9 @@ clusters whose labels disagree.
 - Exact: the same bytes (one SHA-256), or the same pixels after decoding (checked by decoding both files in
   full, only for candidate pairs of equal size that the hash already matched).
 - Near: `near_hash` within `near_threshold` bits and `detail_hash` within `detail_threshold` bits, in the
-  original orientation or, with `orientations`, after any flip or quarter turn (`fieldhash.orient`). Two eyes
-  of one patient (same pseudonym, different eyes) are never duplicates, mirrored or not.
+  original orientation or, with `orientations`, after any flip or quarter turn (`fieldhash.orient`), all of
+  them found in one search (`orbit_hamming`). Two eyes of one patient (same pseudonym, different eyes) are never
+  duplicates, mirrored or not.
 - A cluster is a connected set of matched images. The kept image is the first by the recipe's criteria
   (source priority, resolution, quality; then case id); a case is dropped when none of its images is kept,
   i.e. when everything it shows is already shown by a kept case. Every case of a cluster is linked for the
@@ -20,15 +21,18 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from retinal_reason_data.curation.filters import normalised_sharpness
 from retinal_reason_data.curation.hamming import hex_to_bytes, near_pairs, popcount_distance
-from retinal_reason_data.ingest.fieldhash import ORIENTATIONS, orient
+from retinal_reason_data.curation.orbit_hamming import Group, orbit_pairs
+from retinal_reason_data.ingest.fieldhash import ORIENTATIONS, orientation_map
 from retinal_reason_data.ingest.imaging import ImageError, open_image
 from retinal_reason_data.recipe import DedupSpec
 from retinal_reason_data.schema import Case, Eye, ImageRef
 
-# searching these orientations of the right-hand set finds all 8 (rot270 pairs are rot90 pairs reversed)
-_SEARCHED = tuple(name for name in ORIENTATIONS if name not in ("identity", "rot270"))
+# the flips and quarter turns as signed permutations of the 256 bits of near_hash and detail_hash
+ORIENTATION_GROUP = Group([orientation_map(name) for name in ORIENTATIONS])
 _PIXEL_CHECK_BITS = 8  # equal-size pairs this close are decoded in full to test for identical pixels
 _PARALLEL_FROM = 200_000  # images from which the search uses one process per core
 
@@ -263,28 +267,9 @@ def _matches(
     detail = hex_to_bytes([images[sha].ref.detail_hash or "" for sha in shas])
     workers = None if len(shas) >= _PARALLEL_FROM else 1
     found: dict[tuple[int, int], Match] = {}
-    orientations = ("identity", *_SEARCHED) if spec.orientations else ("identity",)
-    for orientation in orientations:
-        if orientation == "identity":
-            pairs = near_pairs(near, spec.near_threshold, workers=workers)
-        else:
-            pairs = near_pairs(near, spec.near_threshold, other=orient(near, orientation), workers=workers)
-        if len(pairs) == 0:
-            continue
-        i, j = pairs.i, pairs.j
-        keep = i != j
-        i, j, near_distance = i[keep], j[keep], pairs.distance[keep]
-        turned = detail[j] if orientation == "identity" else orient(detail[j], orientation)
-        detail_distance = popcount_distance(detail[i], turned)
-        for a, b, d_near, d_detail in zip(
-            i.tolist(), j.tolist(), near_distance.tolist(), detail_distance.tolist(), strict=True
-        ):
-            key = (min(a, b), max(a, b))
-            if d_detail > spec.detail_threshold or _other_eye(images[shas[a]], images[shas[b]], infos):
-                continue
-            previous = found.get(key)
-            if previous is None or (d_near + d_detail) < previous.near_distance + previous.detail_distance:
-                found[key] = Match(shas[key[0]], shas[key[1]], "near", d_near, d_detail, orientation)
+    for a, b, d_near, d_detail, orientation in _near_matches(near, detail, spec, workers):
+        if not _other_eye(images[shas[a]], images[shas[b]], infos):
+            found[(a, b)] = Match(shas[a], shas[b], "near", d_near, d_detail, orientation)
     matches = []
     for key in sorted(found):
         match = found[key]
@@ -296,6 +281,37 @@ def _matches(
                     match = Match(match.a, match.b, "pixels", 0, 0, "identity")
         matches.append(match)
     return matches
+
+
+def _near_matches(
+    near: np.ndarray, detail: np.ndarray, spec: DedupSpec, workers: int | None
+) -> list[tuple[int, int, int, int, str]]:
+    """Pairs (a < b, near distance, detail distance, orientation) within both thresholds in some orientation
+    (`hash(a)` close to `hash(b)` turned by it); of several, the one with the smallest sum of distances (the first
+    in `ORIENTATIONS` on ties). All orientations are searched in one pass (`orbit_hamming`)."""
+    if spec.orientations:
+        pairs = orbit_pairs(near, spec.near_threshold, ORIENTATION_GROUP, workers=workers)
+        elements = range(len(ORIENTATIONS))
+    else:
+        pairs = near_pairs(near, spec.near_threshold, workers=workers)
+        elements = range(1)
+    i, j = pairs.i, pairs.j
+    if len(i) == 0:
+        return []
+    far = np.iinfo(np.int32).max
+    best_sum = np.full(len(i), far, dtype=np.int64)
+    best = np.zeros((3, len(i)), dtype=np.int64)  # near distance, detail distance, element
+    for element in elements:
+        near_b = ORIENTATION_GROUP.apply(near[j], element) if element else near[j]
+        detail_b = ORIENTATION_GROUP.apply(detail[j], element) if element else detail[j]
+        d_near, d_detail = popcount_distance(near[i], near_b), popcount_distance(detail[i], detail_b)
+        total = np.where((d_near <= spec.near_threshold) & (d_detail <= spec.detail_threshold), d_near + d_detail, far)
+        better = total < best_sum
+        best_sum[better] = total[better]
+        best[:, better] = np.stack([d_near, d_detail, np.full(len(i), element)])[:, better]
+    keep = best_sum < far
+    rows = zip(i[keep].tolist(), j[keep].tolist(), *best[:, keep].tolist(), strict=True)
+    return [(a, b, d_near, d_detail, ORIENTATIONS[element]) for a, b, d_near, d_detail, element in rows]
 
 
 def _other_eye(first: ImageInfo, second: ImageInfo, infos: dict[str, CaseInfo]) -> bool:
