@@ -117,7 +117,8 @@ def test_automatic_plan_and_workers_give_the_seven_searches_pair_set() -> None:
     found = orbit_pairs(hashes, 18, ORIENTATION_GROUP, plan=plan, workers=2)
     expected = _seven_searches(hashes, 18)
     assert len(expected) > 1000
-    assert dict(zip(zip(found.i.tolist(), found.j.tolist()), found.distance.tolist(), strict=True)) == expected
+    pairs = zip(found.i.tolist(), found.j.tolist(), strict=True)
+    assert dict(zip(pairs, found.distance.tolist(), strict=True)) == expected
 
 
 def test_dedup_near_matches_are_those_of_the_seven_searches_with_the_detail_check() -> None:
