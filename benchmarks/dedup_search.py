@@ -1,15 +1,23 @@
-"""Near-duplicate search time: the exact multi-index Hamming search against imagededup's `find_duplicates`.
+"""Near-duplicate search time and memory: the exact multi-index Hamming search, every orientation in one pass
+(`orbit_hamming`) against the seven searches it replaces, and imagededup's `find_duplicates`.
 
-Run (imagededup needs torch; `make bench-env` makes .venv-bench with it):
-    .venv-bench/bin/python benchmarks/dedup_search.py [--sizes 10000 100000 1000000] [--imagededup-limit 600]
+Run (imagededup needs torch; `make bench-env` makes .venv-bench with it; without it, `--skip-imagededup`):
+    .venv/bin/python benchmarks/dedup_search.py --sizes 10000 100000 1000000 --skip-imagededup [--seven-up-to N]
 
 The hashes must look like fundus hashes, or the benchmark flatters the index (fundus photographs share
 their layout, so their hashes are far from uniform). So: phantom photographs are drawn and hashed as intake
 does; the 16 x 16 DCT coefficients behind `near_hash` are fitted with a Gaussian (mean and shrunk
 covariance), and N hashes are the signs of N draws from it; one in ten is then replaced by a copy of another
-with 0-12 bits flipped (near duplicates to find). Distance percentiles of the phantoms and of the draws are
-printed side by side. Every method gets the same hashes and the same threshold (`dedup.near_threshold`), and
-their pair sets are compared.
+with 0-12 bits flipped (near duplicates to find), and one copy in three is also flipped or turned (a random
+one of the seven other orientations). Distance percentiles of the phantoms and of the draws are printed side by
+side. Every method gets the same hashes and the same threshold (`dedup.near_threshold`), and their pair sets are
+compared.
+
+Each of our searches runs in a child process (`--child`) that loads the hashes and searches them with its worker
+processes; the parent samples the memory of that process tree every 20 ms: the sum of VmRSS over the child and
+its workers (pages the workers share with their parent after the fork are counted in each), and the sum of
+their proportional set sizes (Pss from /proc/PID/smaps_rollup: a shared page counted once, split between its
+sharers). Both peaks are reported, RSS as the conservative one; the time is the search's own (after loading).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -26,8 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
+from retinal_reason_data.curation.dedup import ORIENTATION_GROUP
 from retinal_reason_data.curation.hamming import brute_force_pairs, near_pairs, popcount_distance
-from retinal_reason_data.ingest.fieldhash import HASH_SIDE, band_coefficients
+from retinal_reason_data.curation.orbit_hamming import orbit_pairs
+from retinal_reason_data.ingest.fieldhash import HASH_SIDE, ORIENTATIONS, band_coefficients, orient
 from retinal_reason_data.phantoms.images import fundus_photo
 from retinal_reason_data.recipe import DedupSpec
 
@@ -51,8 +62,9 @@ def phantom_coefficients(count: int, seed: int, side: int) -> np.ndarray:
     return np.array(rows)
 
 
-def synthetic_hashes(coefficients: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """n fundus-like hashes (n, bits / 8) uint8, one in ten a near copy of another (0-12 bits flipped at 256)."""
+def synthetic_hashes(coefficients: np.ndarray, n: int, seed: int, turned: bool = True) -> np.ndarray:
+    """n fundus-like hashes (n, bits / 8) uint8, one in ten a near copy of another (0-12 bits flipped at 256),
+    one copy in three of those also flipped or turned (256-bit hashes, `turned`)."""
     rng = np.random.default_rng(seed)
     mean = coefficients.mean(axis=0)
     sample = np.cov(coefficients, rowvar=False)
@@ -71,6 +83,12 @@ def synthetic_hashes(coefficients: np.ndarray, n: int, seed: int) -> np.ndarray:
     for row, count in enumerate(counts):
         flips[row, rng.choice(bits, count, replace=False)] = True
     hashes[n - copies :] = hashes[sources] ^ np.packbits(flips, axis=1)
+    if turned and bits == 256:
+        rows = np.arange(n - copies, n, 3)
+        kinds = rng.integers(1, len(ORIENTATIONS), len(rows))
+        for kind in range(1, len(ORIENTATIONS)):
+            chosen = rows[kinds == kind]
+            hashes[chosen] = orient(hashes[chosen], ORIENTATIONS[kind])
     return hashes
 
 
@@ -127,7 +145,96 @@ def run_imagededup(hashes: np.ndarray, threshold: int, method: str, limit: float
     return "ok", (result["seconds"], {tuple(pair) for pair in result["pairs"]})
 
 
+def search_child(method: str, hashes_path: Path, threshold: int, workers: int, out_path: Path) -> None:
+    """One search in this process (and its workers): its seconds and pairs to `out_path` (a child process)."""
+    hashes = np.load(hashes_path)
+    started = time.perf_counter()
+    if method == "identity":
+        found = near_pairs(hashes, threshold, workers=workers)
+        i, j, d = found.i, found.j, found.distance
+    elif method == "one_pass":
+        found = orbit_pairs(hashes, threshold, ORIENTATION_GROUP, workers=workers)
+        i, j, d = found.i, found.j, found.distance
+    else:  # "seven": the identity and six turned copies, one two-set search each (dedup before issue 18)
+        best: dict[int, int] = {}
+        n = len(hashes)
+        for orientation in ORIENTATIONS:
+            if orientation == "rot270":  # rot270 pairs are rot90 pairs reversed
+                continue
+            other = None if orientation == "identity" else orient(hashes, orientation)
+            found = near_pairs(hashes, threshold, other=other, workers=workers)
+            del other
+            keep = found.i != found.j
+            low, high = np.minimum(found.i, found.j)[keep], np.maximum(found.i, found.j)[keep]
+            for code, distance in zip((low * n + high).tolist(), found.distance[keep].tolist(), strict=True):
+                best[code] = min(distance, best.get(code, distance))
+        codes = np.array(sorted(best), dtype=np.int64)
+        i, j = codes // max(n, 1), codes % max(n, 1)
+        d = np.array([best[c] for c in codes.tolist()], dtype=np.int32)
+    seconds = time.perf_counter() - started
+    np.savez(out_path, i=i, j=j, d=d, seconds=seconds)
+
+
+def _descendants(pid: int) -> list[int]:
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as handle:
+                    pending.extend(int(child) for child in handle.read().split())
+        except OSError:
+            continue
+    return found
+
+
+def _memory_kb(pid: int) -> tuple[int, int]:
+    """(VmRSS, Pss) of one process in kB; zeros when it has just ended."""
+    rss = pss = 0
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            rss = next((int(line.split()[1]) for line in handle if line.startswith("VmRSS:")), 0)
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            pss = next((int(line.split()[1]) for line in handle if line.startswith("Pss:")), 0)
+    except OSError:
+        pass
+    return rss, pss
+
+
+def run_measured(command: list[str], interval: float = 0.02) -> tuple[int, float, float, float]:
+    """Run `command`; (exit code, peak summed RSS MB, peak summed Pss MB, CPU seconds) of its process tree."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    child = subprocess.Popen(command)
+    peak_rss = peak_pss = 0
+    while child.poll() is None:
+        samples = [_memory_kb(pid) for pid in _descendants(child.pid)]
+        peak_rss = max(peak_rss, sum(s[0] for s in samples))
+        peak_pss = max(peak_pss, sum(s[1] for s in samples))
+        time.sleep(interval)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the child and the workers it waited for
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return child.returncode, peak_rss / 1024, peak_pss / 1024, cpu
+
+
+def measured_search(method: str, hashes: np.ndarray, threshold: int, workers: int) -> dict[str, object]:
+    """A search in a child process: seconds, peak tree memory, and its pairs (as a set of (i, j, d))."""
+    with tempfile.TemporaryDirectory() as folder:
+        hashes_path, out_path = Path(folder) / "hashes.npy", Path(folder) / "out.npz"
+        np.save(hashes_path, hashes)
+        command = [sys.executable, __file__, "--child", method, str(hashes_path), str(threshold), str(workers)]
+        code, rss, pss, cpu = run_measured([*command, str(out_path)])
+        if code != 0:
+            return {"error": f"exit code {code}"}
+        out = np.load(out_path)
+        pairs = set(zip(out["i"].tolist(), out["j"].tolist(), out["d"].tolist(), strict=True))
+        return {"seconds": float(out["seconds"]), "rss_mb": rss, "pss_mb": pss, "cpu": cpu, "pairs": pairs}
+
+
 def main() -> None:
+    if len(sys.argv) == 7 and sys.argv[1] == "--child":
+        search_child(sys.argv[2], Path(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), Path(sys.argv[6]))
+        return
     if len(sys.argv) == 6 and sys.argv[1] == "--imagededup-child":
         imagededup_child(Path(sys.argv[2]), int(sys.argv[4]), sys.argv[3], Path(sys.argv[5]))
         return
@@ -140,6 +247,8 @@ def main() -> None:
     parser.add_argument("--imagededup-limit", type=float, default=600.0, help="seconds before it is stopped")
     parser.add_argument("--brute-force-up-to", type=int, default=10_000)
     parser.add_argument("--skip-imagededup", action="store_true", help="e.g. at sizes where it did not finish")
+    parser.add_argument("--seven-up-to", type=int, default=100_000, help="largest size for the seven searches")
+    parser.add_argument("--methods", nargs="+", default=["identity", "one_pass", "seven"])
     args = parser.parse_args()
     load = os.getloadavg()[0]
     print(f"{os.cpu_count()} cores, load average {load:.2f}; threshold {args.threshold} on {args.bits}-bit hashes")
@@ -152,15 +261,30 @@ def main() -> None:
     for n in args.sizes:
         hashes = synthetic_hashes(coefficients, n, seed=n)
         print(f"\nn = {n:,}: draws {distance_percentiles(hashes[: n - n // 10], 100_000, 3)}")
-        started = time.perf_counter()
-        found = near_pairs(hashes, args.threshold, workers=args.workers)
-        ours = time.perf_counter() - started
-        print(f"  multi-index search ({args.workers} processes): {ours:.2f} s, {len(found):,} pairs")
+        results: dict[str, dict[str, object]] = {}
+        for method in args.methods:
+            if method == "seven" and (n > args.seven_up_to or args.bits != 256):
+                continue
+            if method == "one_pass" and args.bits != 256:
+                continue
+            results[method] = result = measured_search(method, hashes, args.threshold, args.workers)
+            if "error" in result:
+                print(f"  {method}: {result['error']}")
+                continue
+            print(
+                f"  {method} ({args.workers} processes): {result['seconds']:.2f} s, {len(result['pairs']):,} pairs, "
+                f"peak RSS {result['rss_mb']:.0f} MB, Pss {result['pss_mb']:.0f} MB, CPU {result['cpu']:.1f} s "
+                f"(process tree; CPU includes loading the hashes), load {os.getloadavg()[0]:.1f}"
+            )
+        if "seven" in results and "one_pass" in results and "pairs" in results["seven"]:
+            same = results["seven"]["pairs"] == results["one_pass"].get("pairs")
+            print(f"  one pass and seven searches: identical pairs and distances: {same}")
+        found = {(i, j) for i, j, _ in results.get("identity", {}).get("pairs", set())}  # type: ignore[attr-defined]
         if n <= args.brute_force_up_to:
             started = time.perf_counter()
             reference = brute_force_pairs(hashes, args.threshold)
             brute = time.perf_counter() - started
-            same = reference.as_set() == found.as_set()
+            same = reference.as_set() == found
             print(f"  brute force (numpy, 1 process): {brute:.2f} s, identical pairs: {same}")
         if args.skip_imagededup:
             continue
@@ -171,7 +295,7 @@ def main() -> None:
             status, value = run_imagededup(hashes, args.threshold, method, args.imagededup_limit)
             if status == "ok":
                 seconds, pairs = value  # type: ignore[misc]
-                print(f"  imagededup {method}: {seconds:.1f} s, identical pairs: {pairs == found.as_set()}")
+                print(f"  imagededup {method}: {seconds:.1f} s, identical pairs: {pairs == found}")
             elif status == "timeout":
                 print(f"  imagededup {method}: stopped after {args.imagededup_limit:.0f} s")
                 imagededup_gave_up = method == "bktree"

@@ -23,24 +23,26 @@ every orientation; the result is exactly `brute_force_orbit_pairs`, which the te
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from retinal_reason_data.curation.hamming import (
     Pairs,
     _ranges,
-    _segments,
     _sorted_unique,
     brute_force_pairs,
 )
 
 _PARTITION_SEED = 0x5EED
 _BRUTE_FORCE_PAIRS = 4_000_000  # below this many pairs (per orientation) a block-wise brute force is faster
-_CANDIDATE_CHUNK = 1 << 20  # candidate pairs made and verified at a time (bounds the temporaries)
+_CANDIDATE_CHUNK = 1 << 18  # candidate pairs made and verified at a time (bounds the temporaries)
+_SLICE = 1 << 18  # sorted codes searched at a time
 
 SignedPermutation = tuple[np.ndarray, np.ndarray]  # (source bit of each bit, bits to invert), as numpy arrays
 
@@ -124,19 +126,24 @@ def _orbit_pairs_from(best: dict[tuple[int, int], tuple[int, int]]) -> OrbitPair
     return OrbitPairs(i, j, distance, element)
 
 
-def make_orbit_plan(n: int, group: Group, threshold: int) -> OrbitPlan:
-    """The cheapest exact plan by the cost model of `hamming.make_plan`; parts are unions of whole orbits."""
+def make_orbit_plan(n: int, group: Group, threshold: int, hashes: np.ndarray | None = None) -> OrbitPlan:
+    """The cheapest exact plan by the cost model of `hamming.make_plan`; parts are unions of whole orbits.
+
+    With `hashes`, orbits are dealt so that every part holds about the same information (by the collision
+    entropy of its bits in these hashes: fundus hashes have bits that almost never differ, and a part made of them
+    collides often); any deal is exact, a balanced one is faster (20-30 % fewer candidates on fundus-like hashes)."""
     index_bits = max(1, math.ceil(math.log2(n + 1)))
     orbits = group.orbits()
     largest = max(len(o) for o in orbits)
     hole_bits = max(1, math.ceil(math.log2(largest)))
     key_room = 63 - index_bits - hole_bits - 1  # key, hole's place in its orbit, label, row
+    weights = None if hashes is None else bit_weights(hashes)
     best: tuple[float, OrbitPlan] | None = None
     for radius in (0, 1):
         count = max(threshold // (radius + 1) + 1, math.ceil(group.bits / (key_room - largest)))
         if count > len(orbits):
             continue
-        parts = _deal(orbits, count)
+        parts = _deal(orbits, count, weights)
         width = min(len(p) for p in parts)
         if max(len(p) for p in parts) > key_room:
             continue
@@ -151,13 +158,24 @@ def make_orbit_plan(n: int, group: Group, threshold: int) -> OrbitPlan:
     return best[1]
 
 
-def _deal(orbits: list[tuple[int, ...]], count: int) -> tuple[tuple[int, ...], ...]:
-    """Orbits dealt into `count` parts of about equal size (a fixed shuffle, then the emptiest part first)."""
-    order = np.random.default_rng(_PARTITION_SEED).permutation(len(orbits))
+def bit_weights(hashes: np.ndarray, sample: int = 65_536) -> np.ndarray:
+    """Collision entropy of each bit, -log2(p^2 + (1 - p)^2), over an evenly spaced sample of the hashes."""
+    rows = hashes[:: max(1, len(hashes) // sample)]
+    share = np.unpackbits(rows, axis=1).mean(axis=0)
+    return -np.log2(np.maximum(share**2 + (1 - share) ** 2, 1e-12))
+
+
+def _deal(orbits: list[tuple[int, ...]], count: int, weights: np.ndarray | None = None) -> tuple[tuple[int, ...], ...]:
+    """Orbits dealt into `count` parts: without `weights`, of about equal size (a fixed shuffle, then the emptiest
+    part first); with them, of about equal total weight (heaviest orbit first to the lightest part)."""
+    order = np.random.default_rng(_PARTITION_SEED).permutation(len(orbits)).tolist()
+    size = [float(len(o)) if weights is None else float(weights[list(o)].sum()) for o in orbits]
     parts: list[list[int]] = [[] for _ in range(count)]
-    for index in sorted(order.tolist(), key=lambda k: -len(orbits[k])):
-        smallest = min(range(count), key=lambda p: (len(parts[p]), p))
-        parts[smallest].extend(orbits[index])
+    load = [0.0] * count
+    for index in sorted(order, key=lambda k: -size[k]):
+        lightest = min(range(count), key=lambda p: (load[p], len(parts[p]), p))
+        parts[lightest].extend(orbits[index])
+        load[lightest] += size[index]
     return tuple(tuple(sorted(p)) for p in parts)
 
 
@@ -170,7 +188,7 @@ def orbit_pairs(
 ) -> OrbitPairs:
     """Every pair i < j with min over `group` of d(hashes[i], g(hashes[j])) <= `threshold`, exactly as
     `brute_force_orbit_pairs` finds them. `hashes`: (n, bytes) uint8 (`hamming.hex_to_bytes`); `workers`
-    processes share the parts (None: one per core)."""
+    processes share the parts (None: one per core; they are forked, so they share the hashes' memory)."""
     n = len(hashes)
     if threshold < 0 or n < 2:
         return _orbit_pairs_from({})
@@ -178,53 +196,54 @@ def orbit_pairs(
         raise ValueError(f"hashes have {hashes.shape[1] * 8} bits, the group acts on {group.bits}")
     if plan is None and n * (n - 1) // 2 <= _BRUTE_FORCE_PAIRS:
         return brute_force_orbit_pairs(hashes, threshold, group)
-    plan = plan or make_orbit_plan(n, group, threshold)
+    plan = plan or make_orbit_plan(n, group, threshold, hashes)
     if len(plan.parts) * (plan.radius + 1) <= threshold:
         raise ValueError("plan is not exact for this threshold")
     workers = os.cpu_count() or 1 if workers is None else workers
-    tasks = [(part, plan.radius, threshold) for part in plan.parts]
-    shared = (hashes, group)
-    if workers > 1 and len(tasks) > 1:
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), initializer=_share, initargs=shared) as pool:
-            results = list(pool.map(_search_part_shared, tasks))
+    searcher = _Searcher(hashes, group, threshold)  # made before the workers fork: they share its arrays
+    tasks = [(part, plan.radius) for part in plan.parts]
+    workers = min(workers, len(tasks))
+    if workers > 1:
+        # this process and workers - 1 forked ones take the next part to search until none is left
+        context = multiprocessing.get_context("fork")
+        taken = context.Value("i", 0)
+        with ProcessPoolExecutor(
+            workers - 1, mp_context=context, initializer=_share, initargs=(searcher, tasks, taken)
+        ) as pool:
+            theirs = [pool.submit(_search_remaining) for _ in range(workers - 1)]
+            _share(searcher, tasks, taken)
+            results = _search_remaining()
+            for future in theirs:
+                results += future.result()
     else:
-        _share(*shared)
-        results = [_search_part_shared(task) for task in tasks]
+        results = [searcher.search_part(*task) for task in tasks]
     i = np.concatenate([r[0] for r in results])
     j = np.concatenate([r[1] for r in results])
     d = np.concatenate([r[2] for r in results])
     e = np.concatenate([r[3] for r in results])
-    unique = _sorted_unique(i, j, np.arange(len(i)), n)  # distances per pair are equal; keep one row of each
+    unique = _sorted_unique(i, j, np.arange(len(i)), n)  # a pair's distance and element are the same in every part
     chosen = unique.distance
     return OrbitPairs(unique.i, unique.j, d[chosen].astype(np.int32), e[chosen].astype(np.int8))
 
 
-_STATE: dict[str, object] = {}
+_SHARED: dict[str, Any] = {}
 
 
-def _share(hashes: np.ndarray, group: Group) -> None:
-    _STATE.clear()
-    _STATE.update(hashes=hashes, group=group)
+def _share(searcher: _Searcher, tasks: list[tuple[tuple[int, ...], int]], taken: Any) -> None:
+    _SHARED.update(searcher=searcher, tasks=tasks, taken=taken)
 
 
-def _search_part_shared(task: tuple[tuple[int, ...], int, int]) -> tuple[np.ndarray, ...]:
-    """Verified pairs of one part: (i, j, distance, element), i < j, possibly repeated."""
-    hashes, group = _STATE["hashes"], _STATE["group"]
-    assert isinstance(hashes, np.ndarray) and isinstance(group, Group)
-    if "verifier" not in _STATE:
-        _STATE["verifier"] = _Verifier(hashes, group)
-    verifier = _STATE["verifier"]
-    assert isinstance(verifier, _Verifier)
-    part, radius, threshold = task
-    found = [verifier.verify(left, right, threshold) for left, right in _part_candidates(hashes, group, part, radius)]
-    if not found:
-        return _nothing()
-    return tuple(np.concatenate([f[k] for f in found]) for k in range(4))
-
-
-def _nothing() -> tuple[np.ndarray, ...]:
-    empty = np.zeros(0, dtype=np.int64)
-    return empty, empty.copy(), np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int8)
+def _search_remaining() -> list[tuple[np.ndarray, ...]]:
+    """Search parts until every part is taken (by this process or another)."""
+    searcher, tasks, taken = _SHARED["searcher"], _SHARED["tasks"], _SHARED["taken"]
+    results = []
+    while True:
+        with taken.get_lock():
+            number = taken.value
+            taken.value += 1
+        if number >= len(tasks):
+            return results
+        results.append(searcher.search_part(*tasks[number]))
 
 
 def _bit_columns(hashes: np.ndarray, bits: Sequence[int]) -> np.ndarray:
@@ -236,13 +255,83 @@ def _bit_columns(hashes: np.ndarray, bits: Sequence[int]) -> np.ndarray:
     return key
 
 
-def _part_candidates(
-    hashes: np.ndarray, group: Group, part: tuple[int, ...], radius: int
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Row pairs (in chunks) whose keys in this part are equal (radius 0), or equal or one bit apart (radius 1),
-    in some orientation."""
+class _Searcher:
+    """The search of one part at a time over shared arrays: per distinct permutation, the permuted hashes (as
+    64-bit words) and their screening word.
+
+    Most candidates are far apart: the 64 bits of one word under every element rule them out (their smallest
+    distance there already exceeds the threshold). The screening word is the one that rules out most random
+    pairs of these hashes; it is read in the order of the sorted codes, so that a run's partners are adjacent in
+    memory. Only the candidates that pass are compared on the whole hash."""
+
+    def __init__(self, hashes: np.ndarray, group: Group, threshold: int) -> None:
+        if not np.array_equal(group.permutations[0], np.arange(group.bits)):
+            raise ValueError("the group's first element must be the identity")
+        self.hashes, self.group, self.threshold = hashes, group, threshold
+        self.words = [_as_words(_permute(hashes, source)) for source in group.permutations]
+        width = hashes.shape[1]
+        self.masks = [_as_words(np.packbits(invert.astype(np.uint8))[None, :width])[0] for _, invert in group.elements]
+        self.screen = self._screening_word()
+        self.screen_words = [np.ascontiguousarray(words[:, self.screen]) for words in self.words]
+
+    def _screening_word(self, sample: int = 8192) -> int:
+        rng = np.random.default_rng(_PARTITION_SEED)
+        i, j = rng.integers(0, len(self.hashes), (2, sample))
+        passed = []
+        for word in range(self.words[0].shape[1]):
+            low = self._smallest(self.words[0][i, word], [words[j, word] for words in self.words], word)
+            passed.append(int(np.count_nonzero(low <= self.threshold)))
+        return int(np.argmin(passed))
+
+    def _smallest(self, left: np.ndarray, right: list[np.ndarray], word: int) -> np.ndarray:
+        """Per pair, the smallest distance over the elements within one word."""
+        differences = [left ^ values for values in right]
+        low: np.ndarray | None = None
+        for klass, mask in zip(self.group.classes, self.masks, strict=True):
+            distance = np.bitwise_count(differences[klass] ^ mask[word])
+            low = distance if low is None else np.minimum(low, distance, out=low)
+        assert low is not None
+        return low
+
+    def search_part(self, part: tuple[int, ...], radius: int) -> tuple[np.ndarray, ...]:
+        """Verified pairs of one part: (i, j, distance, element), i < j, possibly repeated."""
+        found = []
+        index_bits = max(1, math.ceil(math.log2(len(self.hashes) + 1)))
+        for codes, cross in _sorted_codes(self.hashes, self.group, part, radius, index_bits):
+            for start, stop in _slices(codes, index_bits + cross, _SLICE):
+                piece = codes[start:stop]
+                rows = (piece & np.uint64((1 << index_bits) - 1)).view(np.int64)
+                screen = [values[rows] for values in self.screen_words]
+                for left, right in _run_pairs(piece, index_bits, cross, screen, self):
+                    found.append(self.verify(rows[left], rows[right]))
+        if not found:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty.copy(), np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int8)
+        return tuple(np.concatenate([f[k] for f in found]) for k in range(4))
+
+    def verify(self, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Pairs (low, high) within the threshold on the whole hash under some element: (i, j, distance, element)."""
+        keep = left != right  # a row against itself (two holes of one orbit)
+        i, j = np.minimum(left[keep], right[keep]), np.maximum(left[keep], right[keep])
+        a = self.words[0][i]
+        best = np.full(len(i), 1 << 30, dtype=np.int32)
+        best_element = np.zeros(len(i), dtype=np.int8)
+        differences = [a ^ words[j] for words in self.words]
+        for element, (klass, mask) in enumerate(zip(self.group.classes, self.masks, strict=True)):
+            distance = np.bitwise_count(differences[klass] ^ mask).sum(axis=1, dtype=np.int32)
+            better = distance < best
+            best[better] = distance[better]
+            best_element[better] = element
+        close = best <= self.threshold
+        return i[close], j[close], best[close], best_element[close]
+
+
+def _sorted_codes(
+    hashes: np.ndarray, group: Group, part: tuple[int, ...], radius: int, index_bits: int
+) -> Iterator[tuple[np.ndarray, bool]]:
+    """Sorted (canonical key, row) codes of one part: first the keys (pairs within runs are candidates), then with
+    radius 1 per orbit of bit positions the holed keys (pairs labelled 0 and 1 across runs are candidates)."""
     n = len(hashes)
-    index_bits = max(1, math.ceil(math.log2(n + 1)))
     place = {bit: position for position, bit in enumerate(part)}
     # the key of g(h) is a permutation of the key of h (one per distinct permutation) XOR a constant
     permuted = [_bit_columns(hashes, [int(source[bit]) for bit in part]) for source in group.permutations]
@@ -255,11 +344,13 @@ def _part_candidates(
     codes <<= np.uint64(index_bits)
     codes |= index
     codes.sort()
-    yield from _run_pairs(codes, index_bits, cross=False)
+    yield codes, False
     if radius == 0:
         return
     orbits = sorted({tuple(sorted(place[int(s[bit])] for s in group.permutations)) for bit in part})
     hole_bits = max(1, math.ceil(math.log2(max(len(o) for o in orbits))))
+    scratch = np.empty(n, dtype=np.uint64)
+    holed = [np.empty(n, dtype=np.uint64) for _ in permuted]
     for orbit in orbits:
         codes = np.empty(n * len(orbit), dtype=np.uint64)
         for number, hole in enumerate(orbit):
@@ -267,54 +358,75 @@ def _part_candidates(
             moved = [place[int(np.flatnonzero(source == part[hole])[0])] for source in group.permutations]
             # the holed code is linear in the key: code(P(h) ^ mask) = code(P(h)) ^ code(mask), so each
             # permutation's codes are made once and each element costs one XOR and one minimum
-            holed = [_holed(keys, m, orbit.index(m), hole_bits) for keys, m in zip(permuted, moved, strict=True)]
+            for keys, position, out in zip(permuted, moved, holed, strict=True):
+                _holed(keys, position, orbit.index(position), hole_bits, out, scratch)
             best = codes[number * n : (number + 1) * n]
             for number_of_element, (klass, mask) in enumerate(element_keys):
                 offset = _holed(np.array([mask], dtype=np.uint64), moved[klass], 0, hole_bits)[0]
                 if number_of_element == 0:
                     np.bitwise_xor(holed[klass], offset, out=best)
                 else:
-                    np.minimum(best, holed[klass] ^ offset, out=best)
+                    np.bitwise_xor(holed[klass], offset, out=scratch)
+                    np.minimum(best, scratch, out=best)
             best <<= np.uint64(index_bits)
             best |= index
-            del holed
         codes.sort()
-        yield from _run_pairs(codes, index_bits, cross=True)
+        yield codes, True
 
 
-def _run_pairs(codes: np.ndarray, index_bits: int, cross: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Row pairs (low, high) of sorted (key, row) codes, in chunks of about `_CANDIDATE_CHUNK`: all pairs within
-    runs of one key; or, `cross`, pairs of a key whose lowest bit (the label) is 0 with the same key labelled 1.
-    A row paired with itself (two holes of one orbit) is left out."""
-    keys, starts, lengths = _segments(codes >> np.uint64(index_bits))
-    rows = (codes & np.uint64((1 << index_bits) - 1)).astype(np.int64)
+def _slices(codes: np.ndarray, shift: int, size: int) -> Iterator[tuple[int, int]]:
+    """Cuts of sorted codes into slices of about `size` that never split a group of equal `codes >> shift` (a run
+    of one key, or a key labelled 0 and 1), so that each slice is searched alone in bounded memory."""
+    start = 0
+    while start < len(codes):
+        stop = min(start + size, len(codes))
+        if stop < len(codes):
+            group = int(codes[stop - 1] >> np.uint64(shift))
+            stop = int(np.searchsorted(codes, np.uint64((group + 1) << shift)))
+        yield start, stop
+        start = stop
+
+
+def _run_pairs(
+    codes: np.ndarray, index_bits: int, cross: bool, screen: list[np.ndarray], searcher: _Searcher
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Positions (in `codes`) of candidate pairs that pass the screening word, in chunks: all pairs within runs of
+    one key; or, `cross`, pairs of a key whose lowest bit (the label) is 0 with the same key labelled 1."""
+    key = codes >> np.uint64(index_bits)
+    starts = np.flatnonzero(key[1:] != key[:-1]) + 1
+    starts = np.concatenate([[0], starts])
+    lengths = np.diff(np.append(starts, len(codes)))
     if cross:
-        zero = np.flatnonzero((keys & np.uint64(1)) == 0)
-        where = np.minimum(np.searchsorted(keys, keys[zero] + np.uint64(1)), len(keys) - 1)
-        hit = keys[where] == keys[zero] + np.uint64(1)
-        zero, where = zero[hit], where[hit]
+        # a key labelled 0 and the same key labelled 1 are consecutive values: the partner is the next run
+        run_keys = key[starts]
+        del key
+        zero = np.flatnonzero((run_keys[:-1] & np.uint64(1)) == 0)
+        zero = zero[run_keys[zero + 1] == run_keys[zero] + np.uint64(1)]
+        del run_keys
         positions = _ranges(starts[zero], lengths[zero])
-        partner_start = np.repeat(starts[where], lengths[zero])
-        partner_count = np.repeat(lengths[where], lengths[zero])
+        partner_start = np.repeat(starts[zero + 1], lengths[zero])
+        partner_count = np.repeat(lengths[zero + 1], lengths[zero])
     else:
+        del key
         long = lengths > 1
         positions = _ranges(starts[long], lengths[long])
         partner_start = positions + 1
         partner_count = np.repeat(starts[long] + lengths[long], lengths[long]) - positions - 1
-    del keys, starts, lengths
+    del starts, lengths
     total = np.cumsum(partner_count)
     begin = 0
     while begin < len(positions):
         reached = int(total[begin - 1]) if begin else 0
         end = max(begin + 1, int(np.searchsorted(total, reached + _CANDIDATE_CHUNK, side="right")))
         counts = partner_count[begin:end]
-        left = rows[np.repeat(positions[begin:end], counts)]
-        right = rows[_ranges(partner_start[begin:end], counts)]
+        right = _ranges(partner_start[begin:end], counts)
+        left_values = np.repeat(screen[0][positions[begin:end]], counts)
+        low = searcher._smallest(left_values, [values[right] for values in screen], searcher.screen)
+        passed = np.flatnonzero(low <= searcher.threshold)
+        # the left position of each passed candidate: the last position whose candidates start at or before it
+        owner = np.searchsorted(total[begin:end] - reached, passed, side="right")
+        yield positions[begin:end][owner], right[passed]
         begin = end
-        if cross:
-            keep = left != right
-            left, right = left[keep], right[keep]
-        yield np.minimum(left, right), np.maximum(left, right)
 
 
 def _min_over(permuted: list[np.ndarray], element_keys: list[tuple[int, np.uint64]]) -> np.ndarray:
@@ -326,55 +438,25 @@ def _min_over(permuted: list[np.ndarray], element_keys: list[tuple[int, np.uint6
     return best
 
 
-def _holed(keys: np.ndarray, position: int, place_in_orbit: int, hole_bits: int) -> np.ndarray:
+def _holed(
+    keys: np.ndarray,
+    position: int,
+    place_in_orbit: int,
+    hole_bits: int,
+    out: np.ndarray | None = None,
+    scratch: np.ndarray | None = None,
+) -> np.ndarray:
     """Keys with bit `position` taken out: (rest of the key, the hole's place in its orbit, the bit)."""
+    out = np.empty_like(keys) if out is None else out
+    scratch = np.empty_like(keys) if scratch is None else scratch
     bit = np.uint64(position)
-    rest = keys & ~(np.uint64(1) << bit)
-    code = rest << np.uint64(hole_bits + 1)
-    code |= np.uint64(place_in_orbit << 1)
-    code |= (keys >> bit) & np.uint64(1)
-    return code
-
-
-class _Verifier:
-    """Distances of candidate pairs under every element, from one permuted copy of the hashes per permutation.
-
-    Most candidates are far apart: the first 64 bits under every element rule them out (their smallest distance
-    there already exceeds the threshold), and only the rest are compared on the whole hash."""
-
-    def __init__(self, hashes: np.ndarray, group: Group) -> None:
-        if not np.array_equal(group.permutations[0], np.arange(group.bits)):
-            raise ValueError("the group's first element must be the identity")
-        self.group = group
-        self.words = [_as_words(_permute(hashes, source)) for source in group.permutations]
-        self.first = [np.ascontiguousarray(words[:, 0]) for words in self.words]
-        width = hashes.shape[1]
-        self.masks = [_as_words(np.packbits(invert.astype(np.uint8))[None, :width])[0] for _, invert in group.elements]
-
-    def verify(
-        self, left: np.ndarray, right: np.ndarray, threshold: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        first_left = self.first[0][left]
-        differences = [first_left ^ first[right] for first in self.first]
-        del first_left
-        low: np.ndarray | None = None
-        for klass, mask in zip(self.group.classes, self.masks, strict=True):
-            distance = np.bitwise_count(differences[klass] ^ mask[0])
-            low = distance if low is None else np.minimum(low, distance, out=low)
-        del differences
-        close = np.flatnonzero(low <= threshold)
-        i, j = left[close], right[close]
-        a = self.words[0][i]
-        best = np.full(len(i), 1 << 30, dtype=np.int32)
-        best_element = np.zeros(len(i), dtype=np.int8)
-        differences = [a ^ words[j] for words in self.words]
-        for element, (klass, mask) in enumerate(zip(self.group.classes, self.masks, strict=True)):
-            distance = np.bitwise_count(differences[klass] ^ mask).sum(axis=1, dtype=np.int32)
-            better = distance < best
-            best[better] = distance[better]
-            best_element[better] = element
-        keep = best <= threshold
-        return i[keep], j[keep], best[keep], best_element[keep]
+    np.bitwise_and(keys, ~(np.uint64(1) << bit), out=out)
+    np.left_shift(out, np.uint64(hole_bits + 1), out=out)
+    out |= np.uint64(place_in_orbit << 1)
+    np.right_shift(keys, bit, out=scratch)
+    scratch &= np.uint64(1)
+    out |= scratch
+    return out
 
 
 def _permute(hashes: np.ndarray, source: np.ndarray, chunk: int = 8192) -> np.ndarray:
