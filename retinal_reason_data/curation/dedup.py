@@ -33,6 +33,17 @@ from retinal_reason_data.schema import Case, Eye, ImageRef
 
 # the flips and quarter turns as signed permutations of the 256 bits of near_hash and detail_hash
 ORIENTATION_GROUP = Group([orientation_map(name) for name in ORIENTATIONS])
+# each orientation as a turn counter-clockwise (degrees, in (-180, 180]) after an optional left-right mirror
+ORIENTATION_GEOMETRY = {
+    "identity": (0.0, False),
+    "mirror": (0.0, True),
+    "flip": (180.0, True),
+    "rot180": (180.0, False),
+    "transpose": (90.0, True),
+    "rot90": (90.0, False),
+    "rot270": (-90.0, False),
+    "transverse": (-90.0, True),
+}
 _PIXEL_CHECK_BITS = 8  # equal-size pairs this close are decoded in full to test for identical pixels
 _PARALLEL_FROM = 200_000  # images from which the search uses one process per core
 
@@ -113,14 +124,21 @@ class ImageInfo:
 
 @dataclass(frozen=True)
 class Match:
-    """Two distinct files that are one picture: by pixels, or near (with distances and orientation)."""
+    """Two distinct files that are one picture: by pixels, near (with distances and orientation), or a verified
+    copy. Fields in the order of the catalog's `duplicate_matches` columns."""
 
     a: str
     b: str
-    kind: str  # "pixels" or "near"
+    kind: str  # "pixels", "near" or "copy"
     near_distance: int
     detail_distance: int
-    orientation: str
+    orientation: str  # the flip or quarter turn that turns b's hashes into a's ("identity" for a copy match)
+    copy_kind: str | None = None  # "same_frame", "mirror", "rotation", "crop", "rotation+crop", ...
+    angle_deg: float | None = None  # b turned counter-clockwise by this (after mirroring, if `mirrored`) is a
+    scale: float | None = None  # a's size over b's, where verification measured it
+    mirrored: bool | None = None
+    inliers: int | None = None  # verification's matched keypoints
+    verification_score: float | None = None  # verification's decision statistic (0-1); None: not verified
 
 
 @dataclass
@@ -269,7 +287,9 @@ def _matches(
     found: dict[tuple[int, int], Match] = {}
     for a, b, d_near, d_detail, orientation in _near_matches(near, detail, spec, workers):
         if not _other_eye(images[shas[a]], images[shas[b]], infos):
-            found[(a, b)] = Match(shas[a], shas[b], "near", d_near, d_detail, orientation)
+            angle, mirrored = ORIENTATION_GEOMETRY[orientation]
+            kind = "same_frame" if orientation == "identity" else ("mirror" if mirrored else "rotation")
+            found[(a, b)] = Match(shas[a], shas[b], "near", d_near, d_detail, orientation, kind, angle, None, mirrored)
     matches = []
     for key in sorted(found):
         match = found[key]
@@ -278,7 +298,7 @@ def _matches(
             if (first.width, first.height) == (second.width, second.height):
                 digest = _digest(first, digests)
                 if digest is not None and digest == _digest(second, digests):
-                    match = Match(match.a, match.b, "pixels", 0, 0, "identity")
+                    match = Match(match.a, match.b, "pixels", 0, 0, "identity", "same_frame", 0.0, 1.0, False)
         matches.append(match)
     return matches
 
