@@ -24,6 +24,9 @@ verdict.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,10 +250,16 @@ def copy_features(path: str | Path) -> CopyFeatures:
     scale where that still gives the work size). A file that cannot be read gives features with `problem` set
     and no keypoints: its verdicts say why, nothing raises."""
     try:
-        image = open_image(read_image_file(path), path, reduce_to=WORK_SIDE)
+        data = read_image_file(path)
+        image = open_image(data, path, reduce_to=WORK_SIDE)
     except ImageError as exc:
         return _no_features(str(path), (0, 0), str(exc))
-    return features_of_image(image, str(path))
+    features = features_of_image(image, str(path))
+    with Image.open(io.BytesIO(data)) as header:  # the size of the file, not of its reduced decode
+        width, height = header.size
+        if header.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientation: turned a quarter
+            width, height = height, width
+    return dataclasses.replace(features, size=(width, height))
 
 
 # ---------------------------------------------------------------------------------------------- geometry
@@ -338,10 +347,26 @@ def _band(thumbnail: np.ndarray, inside: np.ndarray) -> np.ndarray:
     return _masked_blur(image, weight, 1.0) - _masked_blur(image, weight, 4.0)
 
 
+def _ranks(grey: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Grey levels replaced by their rank (0-1) among the pixels of `region`: any increasing remap of the levels
+    (contrast stretch, gamma, equalisation, another mix of the colour channels) gives the same ranks."""
+    counts = np.bincount(grey[region > 0], minlength=256).astype(np.float64)
+    below = np.cumsum(counts) - counts / 2
+    return (below / max(1.0, counts.sum())).astype(np.float32)[grey]
+
+
 def _correlation(x: np.ndarray, y: np.ndarray) -> float:
     x, y = x - x.mean(), y - y.mean()
     denominator = math.sqrt(float(np.dot(x, x)) * float(np.dot(y, y)))
     return float(np.dot(x, y)) / denominator if denominator > 0 else 0.0
+
+
+_RIM_KERNEL = np.ones((2 * RIM_BAND + 1, 2 * RIM_BAND + 1), np.uint8)
+
+
+def _edge_band(field: np.ndarray) -> np.ndarray:
+    """The pixels within RIM_BAND of the edge of a 0/1 field mask."""
+    return cv2.morphologyEx(field, cv2.MORPH_GRADIENT, _RIM_KERNEL)
 
 
 def _agreement(a: CopyFeatures, b: CopyFeatures, thumb_map: np.ndarray) -> tuple[float, float | None, float]:
@@ -361,15 +386,19 @@ def _agreement(a: CopyFeatures, b: CopyFeatures, thumb_map: np.ndarray) -> tuple
     overlap = min(1.0, np.count_nonzero(interior) / smaller) if smaller > 0 else 0.0
     if np.count_nonzero(interior) < 100:
         return 0.0, None, overlap
-    x, y = _band(a.thumbnail, frames), _band(warped, frames)
-    inner = _correlation(x[interior], y[interior])
-    kernel = np.ones((2 * RIM_BAND + 1, 2 * RIM_BAND + 1), np.uint8)
-    edges = cv2.morphologyEx(a_field, cv2.MORPH_GRADIENT, kernel) | cv2.morphologyEx(
-        b_field, cv2.MORPH_GRADIENT, kernel
-    )
+    edges = _edge_band(a_field) | _edge_band(b_field)
     rim = (edges & _fill(_mapped(_frame(b.thumbnail.shape), thumb_map), shape, inset=RIM_BAND + 1)) > 0
     rim[: RIM_BAND + 1], rim[-RIM_BAND - 1 :], rim[:, : RIM_BAND + 1], rim[:, -RIM_BAND - 1 :] = 0, 0, 0, 0
-    rim_agreement = _correlation(x[rim], y[rim]) if np.count_nonzero(rim) >= MIN_RIM_PIXELS else None
+    # raw grey levels, and their ranks: a copy whose contrast was stretched, equalised or re-mixed from the colour
+    # channels agrees in ranks, one high-passed (Ben Graham's preprocessing) in raw levels; the better counts
+    inner, rim_agreement = -1.0, -1.0 if np.count_nonzero(rim) >= MIN_RIM_PIXELS else None
+    for x, y in (
+        (_band(a.thumbnail, frames), _band(warped, frames)),
+        (_band(_ranks(a.thumbnail, frames), frames), _band(_ranks(warped, frames), frames)),
+    ):
+        inner = max(inner, _correlation(x[interior], y[interior]))
+        if rim_agreement is not None:
+            rim_agreement = max(rim_agreement, _correlation(x[rim], y[rim]))
     return inner, rim_agreement, overlap
 
 
@@ -377,10 +406,29 @@ def _agreement(a: CopyFeatures, b: CopyFeatures, thumb_map: np.ndarray) -> tuple
 
 
 def verify_copy(a: CopyFeatures, b: CopyFeatures, limits: CopyLimits = DEFAULT_LIMITS) -> CopyVerdict:
-    """Whether B is a copy of A (see the module's docstring), with what was measured either way."""
+    """Whether B is a copy of A (see the module's docstring), with what was measured either way. Symmetric:
+    `verify_copy(b, a)` gives the same decision and statistics, with the inverse angle and scale."""
     for features in (a, b):
         if features.problem:
             return CopyVerdict(is_copy=False, reason=features.problem)
+    if _order_key(b) < _order_key(a):  # matching and RANSAC are measured in one order whichever is asked
+        return _inverse(_verify(b, a, limits))
+    return _verify(a, b, limits)
+
+
+def _order_key(features: CopyFeatures) -> bytes:
+    return hashlib.blake2b(features.descriptors.tobytes() + features.points.tobytes(), digest_size=16).digest()
+
+
+def _inverse(verdict: CopyVerdict) -> CopyVerdict:
+    """The verdict of (B, A) from that of (A, B): a mirrored copy turned by t is undone by a mirror and the same
+    turn, an unmirrored one by the opposite turn."""
+    angle = verdict.angle_deg if verdict.mirrored else -verdict.angle_deg
+    angle = 180.0 if angle <= -180 else angle
+    return verdict.model_copy(update={"angle_deg": angle, "scale": round(1 / verdict.scale, 4)})
+
+
+def _verify(a: CopyFeatures, b: CopyFeatures, limits: CopyLimits) -> CopyVerdict:
     direct = _fit(a.points, a.descriptors, b.points, b.descriptors)
     mirror = _fit(a.points, a.descriptors, b.mirror_points, b.mirror_descriptors)
     work_map, inliers = direct if direct[1] >= mirror[1] else mirror
