@@ -51,7 +51,8 @@ RIM_BAND = 3  # thumbnail pixels either side of a field's edge compared by the r
 MIN_RIM_PIXELS = 150  # fewer rim pixels in view than this: no rim check
 TURNED_DEG = 0.5  # a fitted angle beyond this is a rotation
 RESCALED = 0.02  # a scale beyond 1 +- this is a rescale
-CUT_SHARE = 0.02  # a share of one field (or frame) beyond this outside the other frame is a crop (a re-framing)
+CROP_SHARE = 0.005  # a share of one field beyond this outside the other image's frame: a crop
+REFRAME_SHARE = 0.02  # a share of one frame beyond this outside the other frame (and no crop): a re-framing
 _SCALE_FACTOR = 1.2  # ORB's pyramid step (its default)
 
 
@@ -322,9 +323,9 @@ def _kind(a: CopyFeatures, b: CopyFeatures, thumb_map: np.ndarray, angle: float,
         parts.append("rotation")
     b_frame, b_field = _mapped(_frame(b.thumbnail.shape), thumb_map), _mapped(b.outline, thumb_map)
     a_frame = _frame(a.thumbnail.shape)
-    if max(_outside(a.outline, b_frame), _outside(b_field, a_frame)) > CUT_SHARE:
+    if max(_outside(a.outline, b_frame), _outside(b_field, a_frame)) > CROP_SHARE:
         parts.append("crop")
-    elif quarter and max(_outside(a_frame, b_frame), _outside(b_frame, a_frame)) > CUT_SHARE:
+    elif quarter and max(_outside(a_frame, b_frame), _outside(b_frame, a_frame)) > REFRAME_SHARE:
         parts.append("reframe")  # a turn by other angles re-frames as a matter of course
     if abs(scale - 1) > RESCALED:
         parts.append("rescale")
