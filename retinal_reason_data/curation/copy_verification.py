@@ -54,6 +54,9 @@ RESCALED = 0.02  # a scale beyond 1 +- this is a rescale
 CROP_SHARE = 0.005  # a share of one field beyond this outside the other image's frame: a crop
 REFRAME_SHARE = 0.02  # a share of one frame beyond this outside the other frame (and no crop): a re-framing
 _SCALE_FACTOR = 1.2  # ORB's pyramid step (its default)
+SURROUND = 0.3  # the surround of a field of view is darker than this share of the field's mean grey
+FIELD_LEVELS = ((0.08, 15), (0.25, 7))  # shares of the way from dark to bright tried as the field's edge, each
+# with the size of the opening (thumbnail pixels) that keeps a speckled surround out of the field
 
 
 class CopyLimits(NamedTuple):
@@ -154,28 +157,34 @@ def _mapped(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return (points @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
 
 
-_OPENING = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
+_EXTERNAL = (cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
 
 
 def field_outline(grey: np.ndarray) -> np.ndarray:
-    """The convex hull (k x 2 float32, pixel coordinates) of the largest lit region: the field of view, dark
-    lesions inside it included; the whole frame when nothing stands out from a dark surround. Lit is a quarter
-    of the way from the 1st to the 90th percentile of grey: the level scales with brightness, so the edge of a
-    brighter or darker copy is found at the same place."""
+    """The convex hull (k x 2 float32, pixel coordinates) of the field of view: the largest region lit above a
+    level between the 1st and the 90th percentile of grey (8 %, or 25 % where the lower level lets a speckled
+    surround in), dark lesions inside it included; the whole frame where no dark surround is found (an image
+    cropped inside the field, an OCT scan). The levels scale with brightness, so the edge of a brighter or darker
+    copy is found at the same place."""
     height, width = grey.shape
     frame = np.array([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]], np.float32)
     cumulative = np.cumsum(np.bincount(grey.ravel(), minlength=256)) / grey.size
     low, high = int(np.searchsorted(cumulative, 0.01)), int(np.searchsorted(cumulative, 0.90))
     if high - low < 8:
         return frame
-    lit = (grey > low + 0.25 * (high - low)).astype(np.uint8)
-    # opened: a speckled surround (some releases amplify the noise of the black) does not join the field
-    lit = cv2.morphologyEx(lit, cv2.MORPH_OPEN, _OPENING)
-    contours, _ = cv2.findContours(lit, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    if not contours:
-        return frame
-    largest = max(contours, key=cv2.contourArea)
-    return cv2.convexHull(largest).reshape(-1, 2).astype(np.float32)
+    for share, opening in FIELD_LEVELS:
+        lit = (grey > low + share * (high - low)).astype(np.uint8)
+        # opened: a speckled surround (some releases amplify the noise of the black) does not join the field
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (opening, opening))
+        contours, _ = cv2.findContours(cv2.morphologyEx(lit, cv2.MORPH_OPEN, kernel), *_EXTERNAL)
+        if not contours:
+            continue
+        hull = cv2.convexHull(max(contours, key=cv2.contourArea)).reshape(-1, 2).astype(np.float32)
+        inside = _fill(hull, grey.shape).astype(bool)
+        # a field of view has a dark surround; in an image without one the darker parts are content
+        if np.count_nonzero(~inside) >= 0.01 * grey.size and grey[~inside].mean() <= SURROUND * grey[inside].mean():
+            return hull
+    return frame
 
 
 def _fill(outline: np.ndarray, shape: tuple[int, int], inset: int = 0) -> np.ndarray:
