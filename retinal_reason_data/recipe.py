@@ -250,6 +250,31 @@ class DedupSpec(Section):
         default=20, ge=0, le=256, description="Max Hamming distance of detail_hash for a match (256: no check)."
     )
     orientations: bool = Field(default=True, description="Also match flipped and quarter-turned copies.")
+    verify_copies: bool = Field(
+        default=True,
+        description="Confirm copy candidates (crops, turns, re-framing) by local features and a pixel check "
+        "after alignment (curation/copy_verification.py); two photographs of one eye are refused.",
+    )
+    copy_min_inliers: int = Field(
+        default=20, ge=3, description="RANSAC inliers of the affine fit a copy needs (copies: 80+, two eyes: < 20)."
+    )
+    copy_min_agreement: float = Field(
+        default=0.85,
+        ge=0.0,
+        le=1.0,
+        description="Band-passed correlation a copy needs after alignment, inside the field and along its edge "
+        "(copies: 0.92+, re-takes of one eye: edge below 0.7).",
+    )
+    copy_min_agreement_rimless: float = Field(
+        default=0.975,
+        ge=0.0,
+        le=1.0,
+        description="The same where no edge of the field is in view (inside the field only: copies 0.96+, "
+        "re-takes of one eye up to 0.97).",
+    )
+    copy_min_overlap: float = Field(
+        default=0.2, ge=0.0, le=1.0, description="Share of the smaller field the other image must cover."
+    )
     source_priority: list[str] = Field(default_factory=list, description="Sources whose copy is kept first.")
     keep: list[KeepCriterion] = Field(
         default_factory=lambda: ["source_priority", "resolution", "quality"],
