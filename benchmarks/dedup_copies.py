@@ -214,6 +214,8 @@ def evaluate(result: DedupResult, families: list[Family], seconds: float) -> Out
     """Pair recall per copy kind (true pairs in one cluster) and the false merges (pairs of families)."""
     cluster = {str(row["sha256"]): str(row["near_cluster"]) for row in result.image_rows}
     outcome = Outcome(seconds=seconds)
+    outcome.match_kinds["checked"] = getattr(result, "copy_checks", 0)
+    outcome.match_kinds["refused"] = getattr(result, "copies_refused", 0)
     family_of: dict[str, str] = {}
     for family in families:
         members = [(family.original, "original"), *family.copies.items()]
@@ -238,9 +240,12 @@ def evaluate(result: DedupResult, families: list[Family], seconds: float) -> Out
     return outcome
 
 
+VERIFY_NEAR: list[bool] = [False]  # --verify-near: near matches too must pass copy verification
+
+
 def run_dedup(cases: list[Case], spec: DedupSpec) -> tuple[DedupResult, float]:
     started = time.perf_counter()
-    result = deduplicate(cases, spec)
+    result = deduplicate(cases, spec, verify_near=True) if VERIFY_NEAR[0] else deduplicate(cases, spec)
     return result, time.perf_counter() - started
 
 
@@ -387,7 +392,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--only", nargs="+", default=["eyepacs256", "fullsize", "pairs", "ffa"])
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--verify-near", action="store_true", help="near matches too must pass copy verification")
     args = parser.parse_args()
+    VERIFY_NEAR[0] = args.verify_near
     spec = DedupSpec()
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; dedup defaults {spec.model_dump()}")
     figures: dict[str, object] = {}

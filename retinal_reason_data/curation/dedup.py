@@ -18,14 +18,16 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from retinal_reason_data.curation.copy_verification import CopyVerdict, limits_of
 from retinal_reason_data.curation.filters import normalised_sharpness
 from retinal_reason_data.curation.hamming import hex_to_bytes, near_pairs, popcount_distance
 from retinal_reason_data.curation.orbit_hamming import Group, orbit_pairs
+from retinal_reason_data.curation.verify_pairs import verify_pairs
 from retinal_reason_data.ingest.fieldhash import ORIENTATIONS, orientation_map
 from retinal_reason_data.ingest.imaging import ImageError, open_image
 from retinal_reason_data.recipe import DedupSpec
@@ -33,19 +35,21 @@ from retinal_reason_data.schema import Case, Eye, ImageRef
 
 # the flips and quarter turns as signed permutations of the 256 bits of near_hash and detail_hash
 ORIENTATION_GROUP = Group([orientation_map(name) for name in ORIENTATIONS])
-# each orientation as a turn counter-clockwise (degrees, in (-180, 180]) after an optional left-right mirror
+# a near match in an orientation (a's hashes are b's turned by it) as `CopyVerdict` describes a copy: b is a
+# mirrored left to right (or not), then turned counter-clockwise by this many degrees
 ORIENTATION_GEOMETRY = {
     "identity": (0.0, False),
     "mirror": (0.0, True),
     "flip": (180.0, True),
     "rot180": (180.0, False),
     "transpose": (90.0, True),
-    "rot90": (90.0, False),
-    "rot270": (-90.0, False),
+    "rot90": (-90.0, False),
+    "rot270": (90.0, False),
     "transverse": (-90.0, True),
 }
 _PIXEL_CHECK_BITS = 8  # equal-size pairs this close are decoded in full to test for identical pixels
 _PARALLEL_FROM = 200_000  # images from which the search uses one process per core
+_VERIFY_PARALLEL_FROM = 200  # images from which copy verification uses one process per core
 
 
 class UnionFind:
@@ -133,9 +137,9 @@ class Match:
     near_distance: int
     detail_distance: int
     orientation: str  # the flip or quarter turn that turns b's hashes into a's ("identity" for a copy match)
-    copy_kind: str | None = None  # "same_frame", "mirror", "rotation", "crop", "rotation+crop", ...
-    angle_deg: float | None = None  # b turned counter-clockwise by this (after mirroring, if `mirrored`) is a
-    scale: float | None = None  # a's size over b's, where verification measured it
+    copy_kind: str | None = None  # "same_frame", "mirror", "rotation", "crop", "rotation+crop", ... (`CopyVerdict`)
+    angle_deg: float | None = None  # b is a mirrored (if `mirrored`), then turned counter-clockwise by this
+    scale: float | None = None  # pixels of b per pixel of a, where verification measured it
     mirrored: bool | None = None
     inliers: int | None = None  # verification's matched keypoints
     verification_score: float | None = None  # verification's decision statistic (0-1); None: not verified
@@ -172,6 +176,8 @@ class DedupResult:
     match_rows: list[dict[str, object]] = field(default_factory=list)
     clusters: list[Cluster] = field(default_factory=list)  # clusters spanning two or more cases
     cases: dict[str, CaseInfo] = field(default_factory=dict)  # every case seen, in its compact form
+    copy_checks: int = 0  # candidate pairs put to copy verification
+    copies_refused: int = 0  # of those, refused (two photographs, not one)
 
     @property
     def label_conflicts(self) -> list[Cluster]:
@@ -192,8 +198,11 @@ def deduplicate(
     spec: DedupSpec,
     image_usable: Callable[[Case, ImageRef], bool] = lambda case, image: True,
     pixel_digests: dict[str, str] | None = None,
+    verify_near: bool = False,
 ) -> DedupResult:
     """Cluster the images of `cases` and choose what is kept (see the module docstring).
+
+    `verify_near`: near matches too must pass copy verification (measured in benchmarks/dedup_copies.py).
 
     `image_usable` tells whether an image passes the quality filters (used by the `quality` keep criterion);
     `pixel_digests` (sha256 -> digest of decoded pixels) is read and extended, so callers can keep it.
@@ -215,7 +224,7 @@ def deduplicate(
         return result
     shas = sorted(images)
     digests = pixel_digests if pixel_digests is not None else {}
-    matches = _matches(shas, images, infos, spec, digests)
+    matches = _matches(shas, images, infos, spec, digests, result, verify_near)
     result.pixel_matches = sum(1 for m in matches if m.kind == "pixels")
     result.match_rows = [asdict(m) for m in matches]
 
@@ -271,6 +280,8 @@ def _matches(
     infos: dict[str, CaseInfo],
     spec: DedupSpec,
     digests: dict[str, str],
+    result: DedupResult,
+    verify_near: bool = False,
 ) -> list[Match]:
     """Every matched pair of distinct files (a < b by SHA-256)."""
     missing = [images[sha].ref.path for sha in shas if not images[sha].ref.near_hash]
@@ -300,7 +311,44 @@ def _matches(
                 if digest is not None and digest == _digest(second, digests):
                     match = Match(match.a, match.b, "pixels", 0, 0, "identity", "same_frame", 0.0, 1.0, False)
         matches.append(match)
+    if spec.verify_copies and verify_near:
+        matches = _verified_near(matches, images, spec, result, len(shas))
     return matches
+
+
+def _verified_near(
+    matches: list[Match], images: dict[str, ImageInfo], spec: DedupSpec, result: DedupResult, count: int
+) -> list[Match]:
+    """Near matches kept only where copy verification confirms them, with its measures."""
+    near = [m for m in matches if m.kind == "near"]
+    paths = sorted({images[sha].ref.path for m in near for sha in (m.a, m.b)})
+    place = {path: k for k, path in enumerate(paths)}
+    pairs = [(place[images[m.a].ref.path], place[images[m.b].ref.path]) for m in near]
+    verdicts = iter(verify_pairs(pairs, paths, limits_of(spec), workers=None if count >= _VERIFY_PARALLEL_FROM else 1))
+    result.copy_checks += len(near)
+    kept = []
+    for match in matches:
+        if match.kind != "near":
+            kept.append(match)
+            continue
+        verdict = next(verdicts)
+        if verdict.is_copy:
+            kept.append(_with_verdict(match, verdict))
+        else:
+            result.copies_refused += 1
+    return kept
+
+
+def _with_verdict(match: Match, verdict: CopyVerdict) -> Match:
+    return replace(
+        match,
+        copy_kind=verdict.kind,
+        angle_deg=verdict.angle_deg,
+        scale=verdict.scale,
+        mirrored=verdict.mirrored,
+        inliers=verdict.inliers,
+        verification_score=verdict.score,
+    )
 
 
 def _near_matches(
