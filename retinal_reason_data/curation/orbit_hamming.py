@@ -247,11 +247,18 @@ def _search_remaining() -> list[tuple[np.ndarray, ...]]:
 
 
 def _bit_columns(hashes: np.ndarray, bits: Sequence[int]) -> np.ndarray:
-    """uint64 keys whose bit `position` is hash bit `bits[position]` (bit k = bit 7 - k % 8 of byte k // 8)."""
+    """uint64 keys whose bit `position` is hash bit `bits[position]` (bit k = bit 7 - k % 8 of byte k // 8): one
+    lookup per byte that holds some of the bits."""
     key = np.zeros(len(hashes), dtype=np.uint64)
+    by_byte: dict[int, list[tuple[int, int]]] = {}
     for position, bit in enumerate(bits):
-        column = (hashes[:, bit // 8] >> np.uint8(7 - bit % 8)) & np.uint8(1)
-        key |= column.astype(np.uint64) << np.uint64(position)
+        by_byte.setdefault(bit // 8, []).append((position, 7 - bit % 8))
+    values = np.arange(256, dtype=np.uint64)
+    for byte, taken in sorted(by_byte.items()):
+        table = np.zeros(256, dtype=np.uint64)
+        for position, shift in taken:
+            table |= ((values >> np.uint64(shift)) & np.uint64(1)) << np.uint64(position)
+        key |= table[hashes[:, byte]]
     return key
 
 
@@ -301,8 +308,7 @@ class _Searcher:
             for start, stop in _slices(codes, index_bits + cross, _SLICE):
                 piece = codes[start:stop]
                 rows = (piece & np.uint64((1 << index_bits) - 1)).view(np.int64)
-                screen = [values[rows] for values in self.screen_words]
-                for left, right in _run_pairs(piece, index_bits, cross, screen, self):
+                for left, right in _run_pairs(piece, index_bits, cross, rows, self):
                     found.append(self.verify(rows[left], rows[right]))
         if not found:
             empty = np.zeros(0, dtype=np.int64)
@@ -388,10 +394,11 @@ def _slices(codes: np.ndarray, shift: int, size: int) -> Iterator[tuple[int, int
 
 
 def _run_pairs(
-    codes: np.ndarray, index_bits: int, cross: bool, screen: list[np.ndarray], searcher: _Searcher
+    codes: np.ndarray, index_bits: int, cross: bool, rows: np.ndarray, searcher: _Searcher
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Positions (in `codes`) of candidate pairs that pass the screening word, in chunks: all pairs within runs of
-    one key; or, `cross`, pairs of a key whose lowest bit (the label) is 0 with the same key labelled 1."""
+    one key; or, `cross`, pairs of a key whose lowest bit (the label) is 0 with the same key labelled 1. `rows`:
+    the row of each code."""
     key = codes >> np.uint64(index_bits)
     starts = np.flatnonzero(key[1:] != key[:-1]) + 1
     starts = np.concatenate([[0], starts])
@@ -406,13 +413,23 @@ def _run_pairs(
         positions = _ranges(starts[zero], lengths[zero])
         partner_start = np.repeat(starts[zero + 1], lengths[zero])
         partner_count = np.repeat(lengths[zero + 1], lengths[zero])
+        involved = np.concatenate([positions, _ranges(starts[zero + 1], lengths[zero + 1])])
     else:
         del key
         long = lengths > 1
-        positions = _ranges(starts[long], lengths[long])
+        involved = _ranges(starts[long], lengths[long])
+        last = np.cumsum(lengths[long]) - 1  # the last of each run pairs with none after it
+        keep = np.ones(len(involved), dtype=bool)
+        keep[last] = False
+        positions = involved[keep]
         partner_start = positions + 1
-        partner_count = np.repeat(starts[long] + lengths[long], lengths[long]) - positions - 1
+        partner_count = np.repeat(starts[long] + lengths[long], lengths[long])[keep] - positions - 1
     del starts, lengths
+    # the screening words of the codes that take part in a pair (random reads: only those are made)
+    screen = [np.zeros(len(codes), dtype=np.uint64) for _ in searcher.screen_words]
+    for values, out in zip(searcher.screen_words, screen, strict=True):
+        out[involved] = values[rows[involved]]
+    del involved
     total = np.cumsum(partner_count)
     begin = 0
     while begin < len(positions):
