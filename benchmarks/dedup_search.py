@@ -35,10 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from retinal_reason_data.curation.dedup import ORIENTATION_GROUP
 from retinal_reason_data.curation.hamming import brute_force_pairs, near_pairs, popcount_distance
-from retinal_reason_data.curation.orbit_hamming import orbit_pairs
-from retinal_reason_data.ingest.fieldhash import HASH_SIDE, ORIENTATIONS, band_coefficients, orient
+from retinal_reason_data.curation.orbit_hamming import Group, orbit_pairs
+from retinal_reason_data.ingest.fieldhash import HASH_SIDE, ORIENTATIONS, band_coefficients, orient, orientation_map
 from retinal_reason_data.phantoms.images import fundus_photo
 from retinal_reason_data.recipe import DedupSpec
 
@@ -152,8 +151,9 @@ def search_child(method: str, hashes_path: Path, threshold: int, workers: int, o
     if method == "identity":
         found = near_pairs(hashes, threshold, workers=workers)
         i, j, d = found.i, found.j, found.distance
-    elif method == "one_pass":
-        found = orbit_pairs(hashes, threshold, ORIENTATION_GROUP, workers=workers)
+    elif method == "one_pass":  # the group as `dedup.ORIENTATION_GROUP` (not imported: the search alone is measured)
+        group = Group([orientation_map(name) for name in ORIENTATIONS])
+        found = orbit_pairs(hashes, threshold, group, workers=workers)
         i, j, d = found.i, found.j, found.distance
     else:  # "seven": the identity and six turned copies, one two-set search each (dedup before issue 18)
         best: dict[int, int] = {}
