@@ -297,6 +297,19 @@ def _extreme(records: list[Record], statistic: str, pick: Callable) -> tuple[flo
     return pick(values, key=lambda t: t[0]) if values else None
 
 
+def _margin_groups(positives: list[Record], negatives: list[Record]) -> list[tuple[str, list[Record], Callable]]:
+    made = [r for r in positives if r.kind in COPY_KINDS and r.group in ("copy:eyepacs256", "copy:full_size")]
+    groups: list[tuple[str, list[Record], Callable]] = [
+        ("copies: COPY_KINDS, EyePACS 256 px and full size (min)", made, min),
+        ("copies: attacks (min)", [r for r in positives if r.group.endswith(":attack")], min),
+        ("copies: rimless (min)", [r for r in positives if r.group == "copy:rimless"], min),
+        ("copies: real re-releases (min)", [r for r in positives if r.group == "copy:real_release"], min),
+    ]
+    for kind in sorted({r.kind for r in negatives}):
+        groups.append((f"non-copies: {kind} (max)", [r for r in negatives if r.kind == kind], max))
+    return groups
+
+
 def report(records: list[Record]) -> dict:
     groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
     for record in records:
@@ -326,18 +339,25 @@ def report(records: list[Record]) -> dict:
         summary["groups"].append(row)
     positives = [r for r in records if r.group.startswith("copy")]
     negatives = [r for r in records if r.group == "negative"]
-    made = [r for r in positives if r.kind in COPY_KINDS and r.group in ("copy:eyepacs256", "copy:full_size")]
-    print("\nMargins per statistic (pairs that reached it: geometry passed; illumination where no field edge is seen):")
-    print(f"  {'statistic':24s} {'weakest COPY_KINDS copy':>46s} {'weakest copy':>46s} {'strongest non-copy':>52s}")
-    for statistic in ("inliers", "agreement", "rim_agreement", "illumination_agreement"):
-        found = {
-            "weakest_copy_kinds": _extreme(made, statistic, min),
-            "weakest_copy": _extreme(positives, statistic, min),
-            "strongest_non_copy": _extreme(negatives, statistic, max),
+    print("\nStatistics of the pairs that reached the photometric checks (geometry passed), per group:")
+    print("  copies: the weakest value; non-copies: the strongest. Illumination counts where no field edge is seen.")
+    columns = ("inliers", "agreement", "rim_agreement", "illumination_agreement")
+    print(f"  {'group':52s} {'pairs':>6s} {'reached':>7s}" + "".join(f" {c[:12]:>12s}" for c in columns))
+    for label, members, pick in _margin_groups(positives, negatives):
+        reached = [r for r in members if _statistics(r.verdict)["agreement"] is not None]
+        cells = {c: _extreme(members if c == "inliers" else reached, c, pick) for c in columns}
+        summary["margins"][label] = {
+            "pairs": len(members),
+            "reached": len(reached),
+            **{c: (v[0], v[1]) if v else None for c, v in cells.items()},
         }
-        summary["margins"][statistic] = found
-        cells = [f"{v[0]:8.3f} ({v[1][:35]})" if v else f"{'-':>8s}" for v in found.values()]
-        print(f"  {statistic:24s} {cells[0]:>46s} {cells[1]:>46s} {cells[2]:>52s}")
+        line = f"  {label:52s} {len(members):6d} {len(reached):7d}"
+        print(line + "".join(f" {v[0]:12.3f}" if v else f" {'-':>12s}" for v in cells.values()))
+    limits = DEFAULT_LIMITS
+    print(
+        f"  thresholds: inliers {limits.min_inliers}, agreement {limits.min_agreement}, rim {limits.min_rim_agreement},"
+        f" illumination {limits.min_illumination_agreement} (where no field edge is in view)"
+    )
     with_rim = [r for r in positives if r.verdict.rim_agreement is not None]
     rimless = [r for r in positives if r.verdict.rim_agreement is None and r.verdict.inliers >= 1]
     print(f"  copies with a field edge in view: {len(with_rim)}, without: {len(rimless)}")
@@ -375,6 +395,15 @@ def report(records: list[Record]) -> dict:
     return summary
 
 
+def _write_pairs(records: list[Record], path: Path) -> None:
+    fields = ("inliers", "agreement", "rim_agreement", "illumination_agreement", "overlap", "is_copy", "kind", "reason")
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["group", "pair_kind", "name", *fields])
+        for r in records:
+            writer.writerow([r.group, r.kind, r.name, *(getattr(r.verdict, f) for f in fields)])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--realdata", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "realdata")
@@ -384,6 +413,7 @@ def main() -> None:
     parser.add_argument("--distinct", type=int, default=2000, help="random pairs of distinct EyePACS patients")
     parser.add_argument("--ffa", type=int, default=0, help="FFA frames paired (every pair of them; 0: all 160)")
     parser.add_argument("--json", type=Path, help="write the summary here")
+    parser.add_argument("--pairs", type=Path, help="write every pair's statistics here (CSV), to try other thresholds")
     args = parser.parse_args()
     cv2.setNumThreads(1)
     realdata = args.realdata
@@ -404,6 +434,8 @@ def main() -> None:
     summary["arguments"] = {k: str(v) for k, v in vars(args).items()}
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1))
+    if args.pairs:
+        _write_pairs(records, args.pairs)
 
 
 if __name__ == "__main__":
