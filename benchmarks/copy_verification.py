@@ -282,12 +282,32 @@ def _geometry_right(record: Record) -> tuple[bool, float | None]:
 
 
 def _statistics(verdict: CopyVerdict) -> dict[str, float | None]:
+    """The decision's statistics of a verdict, None where that stage was not reached or does not apply."""
+    reached = verdict.inliers >= DEFAULT_LIMITS.min_inliers and verdict.overlap > 0
     return {
         "inliers": float(verdict.inliers),
-        "agreement": verdict.agreement,
-        "rim_agreement": verdict.rim_agreement,
-        "score": verdict.score,
+        "agreement": verdict.agreement if reached else None,
+        "rim_agreement": verdict.rim_agreement if reached else None,
+        "illumination_agreement": verdict.illumination_agreement if reached and verdict.rim_agreement is None else None,
     }
+
+
+def _extreme(records: list[Record], statistic: str, pick: Callable) -> tuple[float, str] | None:
+    values = [(v, f"{r.kind} {r.name}") for r in records if (v := _statistics(r.verdict)[statistic]) is not None]
+    return pick(values, key=lambda t: t[0]) if values else None
+
+
+def _margin_groups(positives: list[Record], negatives: list[Record]) -> list[tuple[str, list[Record], Callable]]:
+    made = [r for r in positives if r.kind in COPY_KINDS and r.group in ("copy:eyepacs256", "copy:full_size")]
+    groups: list[tuple[str, list[Record], Callable]] = [
+        ("copies: COPY_KINDS, EyePACS 256 px and full size (min)", made, min),
+        ("copies: attacks (min)", [r for r in positives if r.group.endswith(":attack")], min),
+        ("copies: rimless (min)", [r for r in positives if r.group == "copy:rimless"], min),
+        ("copies: real re-releases (min)", [r for r in positives if r.group == "copy:real_release"], min),
+    ]
+    for kind in sorted({r.kind for r in negatives}):
+        groups.append((f"non-copies: {kind} (max)", [r for r in negatives if r.kind == kind], max))
+    return groups
 
 
 def report(records: list[Record]) -> dict:
@@ -295,50 +315,49 @@ def report(records: list[Record]) -> dict:
     for record in records:
         groups[(record.group, record.kind)].append(record)
     summary: dict = {"groups": [], "margins": {}, "cost": {}}
-    print(f"{'group':34s} {'kind':30s} {'pairs':>6s} {'copy':>6s}  kind+angle+scale right  max angle err  kinds")
+    print(f"{'group':34s} {'kind':30s} {'pairs':>6s} {'copy':>6s}  right (kind, angle, scale)  max angle err  kinds")
     for (group, kind), members in sorted(groups.items()):
         copies = sum(r.verdict.is_copy for r in members)
         row = {"group": group, "kind": kind, "pairs": len(members), "verified": copies}
         line = f"{group:34s} {kind:30s} {len(members):6d} {copies:6d}"
         if kind in COPY_KINDS and group in ("copy:eyepacs256", "copy:full_size"):
-            checks = [_geometry_right(r) for r in members]
-            row["geometry_right"] = sum(ok for ok, _ in checks)
+            checks = [_geometry_right(r) for r in members if r.verdict.is_copy] or [(False, 0.0)]
+            row["geometry_right"] = sum(ok for ok, _ in checks)  # of the copies verified
             row["max_angle_error"] = round(max(error for _, error in checks), 2)
             kinds = Counter(r.verdict.kind for r in members)
             row["kinds"] = dict(kinds)
             line += f"  {row['geometry_right']:6d}/{len(members):<6d}        {row['max_angle_error']:5.2f}        "
             line += ", ".join(f"{k or '-'} {n}" for k, n in kinds.most_common())
         elif group.startswith("copy") and "angle" in (members[0].expected or {}):
-            error = max(_angle_error(r.verdict.angle_deg, r.expected["angle"]) for r in members)
+            error = max(
+                (_angle_error(r.verdict.angle_deg, r.expected["angle"]) for r in members if r.verdict.is_copy),
+                default=0.0,
+            )
             row["max_angle_error"] = round(error, 2)
             line += f"  {'':22s}{error:5.2f}"
         print(line)
         summary["groups"].append(row)
     positives = [r for r in records if r.group.startswith("copy")]
     negatives = [r for r in records if r.group == "negative"]
-    print("\nMargins (weakest copy / strongest non-copy; non-copies that passed the geometric stage for the others):")
-    for statistic in ("inliers", "agreement", "rim_agreement", "score"):
-        weakest = min(
-            ((v, r) for r in positives if (v := _statistics(r.verdict)[statistic]) is not None), key=lambda t: t[0]
-        )
-        candidates = (
-            negatives
-            if statistic == "inliers"
-            else [r for r in negatives if r.verdict.inliers >= DEFAULT_LIMITS.min_inliers]
-        )
-        strongest = max(
-            ((v, r) for r in candidates if (v := _statistics(r.verdict)[statistic]) is not None), key=lambda t: t[0]
-        )
-        summary["margins"][statistic] = {
-            "weakest_copy": weakest[0],
-            "weakest_copy_is": f"{weakest[1].group} {weakest[1].kind} {weakest[1].name}",
-            "strongest_non_copy": strongest[0],
-            "strongest_non_copy_is": f"{strongest[1].kind} {strongest[1].name}",
+    print("\nStatistics of the pairs that reached the photometric checks (geometry passed), per group:")
+    print("  copies: the weakest value; non-copies: the strongest. Illumination counts where no field edge is seen.")
+    columns = ("inliers", "agreement", "rim_agreement", "illumination_agreement")
+    print(f"  {'group':52s} {'pairs':>6s} {'reached':>7s}" + "".join(f" {c[:12]:>12s}" for c in columns))
+    for label, members, pick in _margin_groups(positives, negatives):
+        reached = [r for r in members if _statistics(r.verdict)["agreement"] is not None]
+        cells = {c: _extreme(members if c == "inliers" else reached, c, pick) for c in columns}
+        summary["margins"][label] = {
+            "pairs": len(members),
+            "reached": len(reached),
+            **{c: (v[0], v[1]) if v else None for c, v in cells.items()},
         }
-        print(
-            f"  {statistic:14s} weakest copy {weakest[0]:8.3f} ({weakest[1].group} {weakest[1].kind} {weakest[1].name})"
-            f"   strongest non-copy {strongest[0]:8.3f} ({strongest[1].kind} {strongest[1].name})"
-        )
+        line = f"  {label:52s} {len(members):6d} {len(reached):7d}"
+        print(line + "".join(f" {v[0]:12.3f}" if v else f" {'-':>12s}" for v in cells.values()))
+    limits = DEFAULT_LIMITS
+    print(
+        f"  thresholds: inliers {limits.min_inliers}, agreement {limits.min_agreement}, rim {limits.min_rim_agreement},"
+        f" illumination {limits.min_illumination_agreement} (where no field edge is in view)"
+    )
     with_rim = [r for r in positives if r.verdict.rim_agreement is not None]
     rimless = [r for r in positives if r.verdict.rim_agreement is None and r.verdict.inliers >= 1]
     print(f"  copies with a field edge in view: {len(with_rim)}, without: {len(rimless)}")
@@ -376,6 +395,15 @@ def report(records: list[Record]) -> dict:
     return summary
 
 
+def _write_pairs(records: list[Record], path: Path) -> None:
+    fields = ("inliers", "agreement", "rim_agreement", "illumination_agreement", "overlap", "is_copy", "kind", "reason")
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["group", "pair_kind", "name", *fields])
+        for r in records:
+            writer.writerow([r.group, r.kind, r.name, *(getattr(r.verdict, f) for f in fields)])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--realdata", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "realdata")
@@ -385,6 +413,7 @@ def main() -> None:
     parser.add_argument("--distinct", type=int, default=2000, help="random pairs of distinct EyePACS patients")
     parser.add_argument("--ffa", type=int, default=0, help="FFA frames paired (every pair of them; 0: all 160)")
     parser.add_argument("--json", type=Path, help="write the summary here")
+    parser.add_argument("--pairs", type=Path, help="write every pair's statistics here (CSV), to try other thresholds")
     args = parser.parse_args()
     cv2.setNumThreads(1)
     realdata = args.realdata
@@ -405,6 +434,8 @@ def main() -> None:
     summary["arguments"] = {k: str(v) for k, v in vars(args).items()}
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1))
+    if args.pairs:
+        _write_pairs(records, args.pairs)
 
 
 if __name__ == "__main__":

@@ -256,21 +256,27 @@ class DedupSpec(Section):
         "after alignment (curation/copy_verification.py); two photographs of one eye are refused.",
     )
     copy_min_inliers: int = Field(
-        default=20, ge=3, description="RANSAC inliers of the affine fit a copy needs (copies: 80+, two eyes: < 20)."
+        default=12, ge=3, description="RANSAC inliers of the affine fit a copy needs (the photometric checks decide)."
     )
     copy_min_agreement: float = Field(
+        default=0.9,
+        ge=0.0,
+        le=1.0,
+        description="Band-passed correlation a copy needs over the fields' common interior after alignment.",
+    )
+    copy_min_rim_agreement: float = Field(
         default=0.85,
         ge=0.0,
         le=1.0,
-        description="Band-passed correlation a copy needs after alignment, inside the field and along its edge "
-        "(copies: 0.92+, re-takes of one eye: edge below 0.7).",
+        description="The same along the edges of the fields, where one is in view: a re-take of one eye (the eye "
+        "moved, the camera's field did not) fails it.",
     )
-    copy_min_agreement_rimless: float = Field(
-        default=0.975,
+    copy_min_illumination_agreement: float = Field(
+        default=0.99,
         ge=0.0,
         le=1.0,
-        description="The same where no edge of the field is in view (inside the field only: copies 0.96+, "
-        "re-takes of one eye up to 0.97).",
+        description="Low-passed correlation (shading) a copy needs where no field edge is in view (crops inside "
+        "the field, OCT).",
     )
     copy_min_overlap: float = Field(
         default=0.2, ge=0.0, le=1.0, description="Share of the smaller field the other image must cover."

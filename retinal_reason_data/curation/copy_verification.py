@@ -38,15 +38,18 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
 from retinal_reason_data.ingest.imaging import ImageError, open_image, read_image_file
+from retinal_reason_data.recipe import DedupSpec
 
 WORK_SIDE = 512  # keypoints are found on the grey image resized to this longest side
 THUMB_SIDE = 192  # the photometric checks compare thumbnails of this longest side
 FEATURES = 500  # ORB keypoints kept per image, and as many of its mirror image
 MIN_FEATURES = 12  # an image with fewer keypoints in its field cannot be verified
+FAST_THRESHOLDS = (10, 3)  # ORB's corner threshold, and the lower one tried where it finds under FEATURES / 4
 RIM_SHARE = 0.03  # keypoints this close to the field's edge (share of the work side) are dropped: the edge
 # belongs to the camera, and two photographs by one camera share it
 RATIO = 0.8  # Lowe's ratio test on Hamming distances
 RANSAC_PX = 4.0  # inlier distance of the affine fit, in work pixels
+REFIT_PX = (4.0, 3.0, 2.0, 2.0)  # the fit is then redone on the matches within these distances
 RIM_BAND = 3  # thumbnail pixels either side of a field's edge compared by the rim check
 MIN_RIM_PIXELS = 150  # fewer rim pixels in view than this: no rim check
 TURNED_DEG = 0.5  # a fitted angle beyond this is a rotation
@@ -62,9 +65,10 @@ FIELD_LEVELS = ((0.08, 15), (0.25, 7))  # shares of the way from dark to bright 
 class CopyLimits(NamedTuple):
     """The thresholds of `verify_copy` (recipe keys `dedup.copy_min_inliers`, ...; see `limits_of`)."""
 
-    min_inliers: int = 20  # RANSAC inliers of the affine fit
-    min_agreement: float = 0.85  # interior and rim agreement, when a field edge is in view
-    min_agreement_rimless: float = 0.975  # interior agreement when no field edge is in view
+    min_inliers: int = 12  # RANSAC inliers of the affine fit
+    min_agreement: float = 0.9  # band-passed agreement over the fields' common interior
+    min_rim_agreement: float = 0.85  # band-passed agreement along the fields' edges, where one is in view
+    min_illumination_agreement: float = 0.99  # low-passed agreement over the interior, where no edge is in view
     min_overlap: float = 0.2  # share of the smaller field that the other image covers
 
 
@@ -101,8 +105,9 @@ class CopyVerdict(BaseModel):
     counter-clockwise by `angle_deg` (as PIL's `rotate`), then scaled by `scale` (pixels of B per pixel of A),
     cropped or re-framed. `kind` names the parts: "same_frame" (re-encoded or resampled only), else parts joined
     by "+" out of mirror, rotation, crop (field content of one is missing from the other), reframe (the frames
-    differ, padding or background cut off), rescale; "" when not a copy. `score` is the decision statistic:
-    the lower of the interior and rim agreements (the interior one where no field edge is in view)."""
+    differ, padding or background cut off), rescale; "" when not a copy. `score` is the lower of the two
+    agreements that decide: the interior one, and the rim one where a field edge is in view (else the
+    illumination one); each has its own threshold (`CopyLimits`)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -114,18 +119,20 @@ class CopyVerdict(BaseModel):
     inliers: int = 0
     agreement: float = 0.0  # band-passed correlation of the aligned thumbnails over the fields' interior
     rim_agreement: float | None = None  # the same along the fields' edges; None where no edge is in view
+    illumination_agreement: float = 0.0  # low-passed correlation over the interior (shading, vignetting)
     overlap: float = 0.0  # share of the smaller field that the other image covers
     score: float = 0.0
     reason: str | None = None
 
 
-def limits_of(spec: object) -> CopyLimits:
-    """The `CopyLimits` of a recipe's `dedup` section (a `DedupSpec`)."""
+def limits_of(spec: DedupSpec) -> CopyLimits:
+    """The `CopyLimits` of a recipe's `dedup` section."""
     return CopyLimits(
-        min_inliers=spec.copy_min_inliers,  # type: ignore[attr-defined]
-        min_agreement=spec.copy_min_agreement,  # type: ignore[attr-defined]
-        min_agreement_rimless=spec.copy_min_agreement_rimless,  # type: ignore[attr-defined]
-        min_overlap=spec.copy_min_overlap,  # type: ignore[attr-defined]
+        min_inliers=spec.copy_min_inliers,
+        min_agreement=spec.copy_min_agreement,
+        min_rim_agreement=spec.copy_min_rim_agreement,
+        min_illumination_agreement=spec.copy_min_illumination_agreement,
+        min_overlap=spec.copy_min_overlap,
     )
 
 
@@ -203,8 +210,11 @@ _CLAHE = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
 
 def _orb(work: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """ORB keypoints (float32 n x 2, pixel centres) and descriptors (uint8 n x 32) of `work` within `mask`."""
-    orb = cv2.ORB_create(nfeatures=FEATURES, scaleFactor=_SCALE_FACTOR, fastThreshold=10)
-    keypoints, descriptors = orb.detectAndCompute(work, mask)
+    for threshold in FAST_THRESHOLDS:  # a dim or hazy photograph gets a lower corner threshold
+        orb = cv2.ORB_create(nfeatures=FEATURES, scaleFactor=_SCALE_FACTOR, fastThreshold=threshold)
+        keypoints, descriptors = orb.detectAndCompute(work, mask)
+        if len(keypoints) >= FEATURES // 4:
+            break
     if descriptors is None or not keypoints:
         return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
     points = np.array([k.pt for k in keypoints], dtype=np.float32)
@@ -294,7 +304,26 @@ def _fit(a_points: np.ndarray, a_desc: np.ndarray, b_points: np.ndarray, b_desc:
     )
     if matrix is None or not np.all(np.isfinite(matrix)) or abs(np.linalg.det(matrix[:, :2])) < 1e-6:
         return nothing
-    return matrix, int(inliers.sum())
+    return _refined(matrix, source, target)
+
+
+def _residuals(matrix: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(source @ matrix[:, :2].T + matrix[:, 2] - target, axis=1)
+
+
+def _refined(matrix: np.ndarray, source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, int]:
+    """RANSAC's map refitted by least squares on its inliers at shrinking distances (RANSAC stops at the first
+    good-enough sample: a map 1 % off in scale still has most matches within 4 px), and its inliers at RANSAC_PX."""
+    ones = np.ones((len(source), 1))
+    for distance in REFIT_PX:
+        near = _residuals(matrix, source, target) < distance
+        if np.count_nonzero(near) < 6:
+            break
+        solution, *_ = np.linalg.lstsq(np.hstack([source[near], ones[near]]), target[near], rcond=None)
+        if not np.all(np.isfinite(solution)) or abs(np.linalg.det(solution[:2].T)) < 1e-6:
+            break
+        matrix = solution.T
+    return matrix, int(np.count_nonzero(_residuals(matrix, source, target) < RANSAC_PX))
 
 
 def _decompose(linear: np.ndarray) -> tuple[float, float, bool]:
@@ -350,11 +379,13 @@ def _masked_blur(image: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndar
     return blurred / np.maximum(cv2.GaussianBlur(weight, (0, 0), sigma), 1e-3)
 
 
-def _band(thumbnail: np.ndarray, inside: np.ndarray) -> np.ndarray:
-    """Grey levels band-passed (difference of Gaussians, sigma 1 and 4 thumbnail pixels) over the pixels
-    `inside` both frames: the border of a cropped or turned frame is no edge."""
+def _bands(thumbnail: np.ndarray, inside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Grey levels band-passed (difference of Gaussians, sigma 1 and 4 thumbnail pixels: vessels, lesions, the
+    field's edge) and low-passed (sigma 4: illumination, shading), over the pixels `inside` both frames: the
+    border of a cropped or turned frame is no edge."""
     image, weight = thumbnail.astype(np.float32), inside.astype(np.float32)
-    return _masked_blur(image, weight, 1.0) - _masked_blur(image, weight, 4.0)
+    low = _masked_blur(image, weight, 4.0)
+    return _masked_blur(image, weight, 1.0) - low, low
 
 
 def _ranks(grey: np.ndarray, region: np.ndarray) -> np.ndarray:
@@ -379,11 +410,19 @@ def _edge_band(field: np.ndarray) -> np.ndarray:
     return cv2.morphologyEx(field, cv2.MORPH_GRADIENT, _RIM_KERNEL)
 
 
-def _agreement(a: CopyFeatures, b: CopyFeatures, thumb_map: np.ndarray) -> tuple[float, float | None, float]:
-    """(interior agreement, rim agreement or None where no field edge is in view, overlap): band-passed
-    correlations of one thumbnail and the other warped onto it, over the fields' common interior and along their
-    edges, and the share of the smaller field that the common interior covers."""
-    if np.linalg.det(thumb_map[:, :2]) < 1:  # warp the image that shows the field larger onto the other one
+class Agreement(NamedTuple):
+    """How well two aligned thumbnails agree (correlations, -1 to 1), and how much of the fields they share."""
+
+    interior: float  # band-passed, over the fields' common interior
+    rim: float | None  # band-passed, along the fields' edges; None where no edge is in view
+    illumination: float  # low-passed, over the common interior
+    overlap: float  # share of the smaller field that the common interior covers
+
+
+def _agreement(a: CopyFeatures, b: CopyFeatures, thumb_map: np.ndarray) -> Agreement:
+    """The agreement of A's thumbnail and B's warped onto it (or the other way round: the image that shows the
+    field larger is warped onto the other one)."""
+    if np.linalg.det(thumb_map[:, :2]) < 1:
         a, b, thumb_map = b, a, cv2.invertAffineTransform(thumb_map)
     shape = a.thumbnail.shape
     warped = cv2.warpAffine(b.thumbnail, thumb_map, (shape[1], shape[0]), flags=cv2.INTER_LINEAR)
@@ -395,21 +434,21 @@ def _agreement(a: CopyFeatures, b: CopyFeatures, thumb_map: np.ndarray) -> tuple
     smaller = min(cv2.contourArea(a.outline), cv2.contourArea(_mapped(b.outline, thumb_map)))
     overlap = min(1.0, np.count_nonzero(interior) / smaller) if smaller > 0 else 0.0
     if np.count_nonzero(interior) < 100:
-        return 0.0, None, overlap
+        return Agreement(0.0, None, 0.0, overlap)
     edges = _edge_band(a_field) | _edge_band(b_field)
     rim = (edges & _fill(_mapped(_frame(b.thumbnail.shape), thumb_map), shape, inset=RIM_BAND + 1)) > 0
     rim[: RIM_BAND + 1], rim[-RIM_BAND - 1 :], rim[:, : RIM_BAND + 1], rim[:, -RIM_BAND - 1 :] = 0, 0, 0, 0
     # raw grey levels, and their ranks: a copy whose contrast was stretched, equalised or re-mixed from the colour
     # channels agrees in ranks, one high-passed (Ben Graham's preprocessing) in raw levels; the better counts
-    inner, rim_agreement = -1.0, -1.0 if np.count_nonzero(rim) >= MIN_RIM_PIXELS else None
-    for x, y in (
-        (_band(a.thumbnail, frames), _band(warped, frames)),
-        (_band(_ranks(a.thumbnail, frames), frames), _band(_ranks(warped, frames), frames)),
-    ):
-        inner = max(inner, _correlation(x[interior], y[interior]))
+    inner, illumination = -1.0, -1.0
+    rim_agreement = -1.0 if np.count_nonzero(rim) >= MIN_RIM_PIXELS else None
+    for x, y in ((a.thumbnail, warped), (_ranks(a.thumbnail, frames), _ranks(warped, frames))):
+        (x_band, x_low), (y_band, y_low) = _bands(x, frames), _bands(y, frames)
+        inner = max(inner, _correlation(x_band[interior], y_band[interior]))
+        illumination = max(illumination, _correlation(x_low[interior], y_low[interior]))
         if rim_agreement is not None:
-            rim_agreement = max(rim_agreement, _correlation(x[rim], y[rim]))
-    return inner, rim_agreement, overlap
+            rim_agreement = max(rim_agreement, _correlation(x_band[rim], y_band[rim]))
+    return Agreement(inner, rim_agreement, illumination, overlap)
 
 
 # ---------------------------------------------------------------------------------------------- verdict
@@ -453,26 +492,35 @@ def _verify(a: CopyFeatures, b: CopyFeatures, limits: CopyLimits) -> CopyVerdict
     scale = work_scale * (b.size[0] / b.work_size[0]) / (a.size[0] / a.work_size[0])
     thumb_map = _pixel_scale(a.work_size, a.thumbnail) @ np.vstack([work_map, [0, 0, 1]])
     thumb_map = (thumb_map @ np.linalg.inv(_pixel_scale(b.work_size, b.thumbnail)))[:2]
-    agreement, rim_agreement, overlap = _agreement(a, b, thumb_map)
-    score = min(agreement, rim_agreement) if rim_agreement is not None else agreement
+    agreement = _agreement(a, b, thumb_map)
+    # where a field edge is in view it tells a re-take from a copy; where none is, the shading does (it belongs
+    # to the camera too), but a high-passed copy has none left: it is verified only with an edge in view
+    second = agreement.rim if agreement.rim is not None else agreement.illumination
     measured = {
         "angle_deg": round(angle, 2),
         "scale": round(scale, 4),
         "mirrored": mirrored,
         "inliers": inliers,
-        "agreement": round(agreement, 4),
-        "rim_agreement": None if rim_agreement is None else round(rim_agreement, 4),
-        "overlap": round(overlap, 4),
-        "score": round(max(0.0, score), 4),
+        "agreement": round(agreement.interior, 4),
+        "rim_agreement": None if agreement.rim is None else round(agreement.rim, 4),
+        "illumination_agreement": round(agreement.illumination, 4),
+        "overlap": round(agreement.overlap, 4),
+        "score": round(max(0.0, min(agreement.interior, second)), 4),
     }
-    needed = limits.min_agreement if rim_agreement is not None else limits.min_agreement_rimless
-    if overlap < limits.min_overlap:
-        reason = f"the images share {overlap:.0%} of the smaller field < {limits.min_overlap:.0%}"
-    elif rim_agreement is not None and rim_agreement < needed:
-        reason = f"field edges disagree ({rim_agreement:.3f} < {needed}): same anatomy, another photograph"
-    elif agreement < needed:
-        rimless = "" if rim_agreement is not None else " (no field edge in view)"
-        reason = f"pixels disagree after alignment ({agreement:.3f} < {needed}{rimless}): another photograph"
+    if agreement.overlap < limits.min_overlap:
+        reason = f"the images share {agreement.overlap:.0%} of the smaller field < {limits.min_overlap:.0%}"
+    elif agreement.rim is not None and agreement.rim < limits.min_rim_agreement:
+        reason = (
+            f"field edges disagree ({agreement.rim:.3f} < {limits.min_rim_agreement}): the same retina in another"
+            " photograph"
+        )
+    elif agreement.interior < limits.min_agreement:
+        reason = f"pixels disagree after alignment ({agreement.interior:.3f} < {limits.min_agreement}): another image"
+    elif agreement.rim is None and agreement.illumination < limits.min_illumination_agreement:
+        reason = (
+            f"shading disagrees ({agreement.illumination:.3f} < {limits.min_illumination_agreement}, no field edge"
+            " in view): the same retina in another photograph"
+        )
     else:
         return CopyVerdict(is_copy=True, kind=_kind(a, b, thumb_map, angle, scale, mirrored), **measured)
     return CopyVerdict(is_copy=False, reason=reason, **measured)
