@@ -250,6 +250,13 @@ class DedupSpec(Section):
         default=20, ge=0, le=256, description="Max Hamming distance of detail_hash for a match (256: no check)."
     )
     orientations: bool = Field(default=True, description="Also match flipped and quarter-turned copies.")
+    copy_threshold: int = Field(
+        default=11,
+        ge=0,
+        le=63,
+        description="Max Hamming distance of two copy_hash values (128 bits) for a copy candidate: crops into the "
+        "field, turns by any angle, mirrors and re-framing (copy_candidates.py); each candidate is then verified.",
+    )
     verify_copies: bool = Field(
         default=True,
         description="Confirm copy candidates (crops, turns, re-framing) by local features and a pixel check "
