@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from retinal_reason_data.curation.copy_candidates import copy_candidates, signature_matrix
 from retinal_reason_data.curation.copy_verification import CopyVerdict, limits_of
 from retinal_reason_data.curation.filters import normalised_sharpness
 from retinal_reason_data.curation.hamming import hex_to_bytes, near_pairs, popcount_distance
@@ -49,7 +50,7 @@ ORIENTATION_GEOMETRY = {
 }
 _PIXEL_CHECK_BITS = 8  # equal-size pairs this close are decoded in full to test for identical pixels
 _PARALLEL_FROM = 200_000  # images from which the search uses one process per core
-_VERIFY_PARALLEL_FROM = 200  # images from which copy verification uses one process per core
+_VERIFY_PARALLEL_FROM = 48  # candidate pairs from which copy verification uses one process per core
 
 
 class UnionFind:
@@ -103,6 +104,7 @@ class ImageFacts:
     near_hash: str | None
     detail_hash: str | None
     sharpness: float  # Laplacian variance over squared contrast (0 without quality measures)
+    copy_hash: str | None = None
 
 
 def image_facts(image: ImageRef) -> ImageFacts:
@@ -114,6 +116,7 @@ def image_facts(image: ImageRef) -> ImageFacts:
         image.near_hash,
         image.detail_hash,
         normalised_sharpness(image),
+        image.copy_hash,
     )
 
 
@@ -299,8 +302,11 @@ def _matches(
     for a, b, d_near, d_detail, orientation in _near_matches(near, detail, spec, workers):
         if not _other_eye(images[shas[a]], images[shas[b]], infos):
             angle, mirrored = ORIENTATION_GEOMETRY[orientation]
-            kind = "same_frame" if orientation == "identity" else ("mirror" if mirrored else "rotation")
-            found[(a, b)] = Match(shas[a], shas[b], "near", d_near, d_detail, orientation, kind, angle, None, mirrored)
+            # what the hashes tell of the copy: its flip or quarter turn (not whether it is cropped or re-framed)
+            kind = "+".join(part for part, present in (("mirror", mirrored), ("rotation", angle != 0)) if present)
+            found[(a, b)] = Match(
+                shas[a], shas[b], "near", d_near, d_detail, orientation, kind or None, angle, None, mirrored
+            )
     matches = []
     for key in sorted(found):
         match = found[key]
@@ -312,19 +318,80 @@ def _matches(
                     match = Match(match.a, match.b, "pixels", 0, 0, "identity", "same_frame", 0.0, 1.0, False)
         matches.append(match)
     if spec.verify_copies and verify_near:
-        matches = _verified_near(matches, images, spec, result, len(shas))
+        matches = _verified_near(matches, images, spec, result)
+    if spec.verify_copies:
+        matches = sorted(
+            matches + _copy_matches(matches, shas, images, infos, spec, near, detail, result, workers),
+            key=lambda m: (m.a, m.b),
+        )
     return matches
 
 
+def _copy_matches(
+    matches: list[Match],
+    shas: Sequence[str],
+    images: dict[str, ImageInfo],
+    infos: dict[str, CaseInfo],
+    spec: DedupSpec,
+    near: np.ndarray,
+    detail: np.ndarray,
+    result: DedupResult,
+    workers: int | None,
+) -> list[Match]:
+    """The copies the field hashes miss: copy-signature candidates that no match already links (directly or
+    through others) and that are not two eyes of one patient, confirmed by copy verification."""
+    signatures, rows = signature_matrix([images[sha].ref.copy_hash for sha in shas])
+    if len(rows) < len(shas):
+        missing = next(images[sha].ref.path for sha in shas if not images[sha].ref.copy_hash)
+        raise ValueError(
+            f"{len(shas) - len(rows)} images have no copy_hash (fingerprinted by an older version), e.g. {missing}: "
+            "run `rrd ingest RECIPE` to fingerprint them again"
+        )
+    candidates = copy_candidates(signatures, spec.copy_threshold, workers=workers)
+    index = {sha: k for k, sha in enumerate(shas)}
+    linked = UnionFind()
+    for match in matches:
+        linked.union(index[match.a], index[match.b])
+    pairs = [
+        (a, b)
+        for a, b in zip(rows[candidates.i].tolist(), rows[candidates.j].tolist(), strict=True)
+        if linked.find(a) != linked.find(b) and not _other_eye(images[shas[a]], images[shas[b]], infos)
+    ]
+    result.copy_checks += len(pairs)
+    if not pairs:
+        return []
+    paths = [images[sha].ref.path for sha in shas]
+    parallel = None if len(pairs) >= _VERIFY_PARALLEL_FROM else 1
+    verdicts = verify_pairs(pairs, paths, limits_of(spec), workers=parallel)
+    found = []
+    for (a, b), verdict in zip(pairs, verdicts, strict=True):
+        if not verdict.is_copy:
+            result.copies_refused += 1
+            continue
+        d_near, d_detail, orientation = _closest_orientation(near, detail, a, b)
+        found.append(_with_verdict(Match(shas[a], shas[b], "copy", d_near, d_detail, orientation), verdict))
+    return found
+
+
+def _closest_orientation(near: np.ndarray, detail: np.ndarray, a: int, b: int) -> tuple[int, int, str]:
+    """The hash distances of a pair in the orientation where `near_hash` is closest (for the record)."""
+    turned = [ORIENTATION_GROUP.apply(near[b : b + 1], e)[0] for e in range(len(ORIENTATIONS))]
+    distances = [int(popcount_distance(near[a], t)) for t in turned]
+    element = int(np.argmin(distances))
+    d_detail = int(popcount_distance(detail[a], ORIENTATION_GROUP.apply(detail[b : b + 1], element)[0]))
+    return distances[element], d_detail, ORIENTATIONS[element]
+
+
 def _verified_near(
-    matches: list[Match], images: dict[str, ImageInfo], spec: DedupSpec, result: DedupResult, count: int
+    matches: list[Match], images: dict[str, ImageInfo], spec: DedupSpec, result: DedupResult
 ) -> list[Match]:
     """Near matches kept only where copy verification confirms them, with its measures."""
     near = [m for m in matches if m.kind == "near"]
     paths = sorted({images[sha].ref.path for m in near for sha in (m.a, m.b)})
     place = {path: k for k, path in enumerate(paths)}
     pairs = [(place[images[m.a].ref.path], place[images[m.b].ref.path]) for m in near]
-    verdicts = iter(verify_pairs(pairs, paths, limits_of(spec), workers=None if count >= _VERIFY_PARALLEL_FROM else 1))
+    parallel = None if len(pairs) >= _VERIFY_PARALLEL_FROM else 1
+    verdicts = iter(verify_pairs(pairs, paths, limits_of(spec), workers=parallel))
     result.copy_checks += len(near)
     kept = []
     for match in matches:
