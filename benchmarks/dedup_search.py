@@ -64,6 +64,11 @@ def phantom_coefficients(count: int, seed: int, side: int) -> np.ndarray:
 def synthetic_hashes(coefficients: np.ndarray, n: int, seed: int, turned: bool = True) -> np.ndarray:
     """n fundus-like hashes (n, bits / 8) uint8, one in ten a near copy of another (0-12 bits flipped at 256),
     one copy in three of those also flipped or turned (256-bit hashes, `turned`)."""
+    return synthetic_set(coefficients, n, seed, turned)[0]
+
+
+def synthetic_set(coefficients: np.ndarray, n: int, seed: int, turned: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """`synthetic_hashes` and the source row of each near copy (the last n // 10 rows)."""
     rng = np.random.default_rng(seed)
     mean = coefficients.mean(axis=0)
     sample = np.cov(coefficients, rowvar=False)
@@ -88,7 +93,7 @@ def synthetic_hashes(coefficients: np.ndarray, n: int, seed: int, turned: bool =
         for kind in range(1, len(ORIENTATIONS)):
             chosen = rows[kinds == kind]
             hashes[chosen] = orient(hashes[chosen], ORIENTATIONS[kind])
-    return hashes
+    return hashes, sources
 
 
 def distance_percentiles(hashes: np.ndarray, pairs: int, seed: int) -> list[int]:
@@ -175,6 +180,78 @@ def search_child(method: str, hashes_path: Path, threshold: int, workers: int, o
     np.savez(out_path, i=i, j=j, d=d, seconds=seconds)
 
 
+def pipeline_child(config_path: Path, out_path: Path) -> None:
+    """The dedup stage's searches and verification at scale, timed stage by stage (a child process): every
+    orientation of the field hashes in one pass, copy candidates, those no near match links, and the
+    verification of each on real files (made when their number is known: not timed)."""
+    from retinal_reason_data.curation.copy_candidates import copy_candidates
+    from retinal_reason_data.curation.copy_verification import DEFAULT_LIMITS
+    from retinal_reason_data.curation.verify_pairs import verify_pairs
+
+    config = json.loads(config_path.read_text())
+    near, signatures = np.load(config["near"]), np.load(config["signatures"])
+    family = np.load(config["family"])
+    workers, stages = int(config["workers"]), {}
+    started = time.perf_counter()
+    group = Group([orientation_map(name) for name in ORIENTATIONS])
+    found = orbit_pairs(near, int(config["near_threshold"]), group, workers=workers)
+    stages["near_search"] = time.perf_counter() - started
+    started = time.perf_counter()
+    candidates = copy_candidates(signatures, int(config["copy_threshold"]), workers=workers)
+    stages["copy_search"] = time.perf_counter() - started
+    started = time.perf_counter()
+    root = _near_roots(len(near), found.i, found.j)
+    open_pairs = root[candidates.i] != root[candidates.j]
+    left, right = candidates.i[open_pairs], candidates.j[open_pairs]
+    same = family[left] == family[right]
+    stages["link_filter"] = time.perf_counter() - started
+    making = time.perf_counter()
+    from copy_scale_inputs import verification_pool
+
+    photos = [Path(p) for p in config["photos"]]
+    same_pairs, different_pairs = verification_pool(
+        photos, int(same.sum()), int((~same).sum()), Path(config["pool"]), seed=7
+    )
+    made = time.perf_counter() - making
+    paths, pairs = [], []
+    same_iter, different_iter = iter(same_pairs), iter(different_pairs)
+    for is_same in same.tolist():
+        first, second = next(same_iter) if is_same else next(different_iter)
+        pairs.append((len(paths), len(paths) + 1))
+        paths += [first, second]
+    started = time.perf_counter()
+    verdicts = verify_pairs(pairs, paths, DEFAULT_LIMITS, workers=workers)
+    stages["verification"] = time.perf_counter() - started
+    confirmed = np.array([v.is_copy for v in verdicts], dtype=bool)
+    summary = {
+        "near_pairs": len(found),
+        "copy_candidates": len(candidates),
+        "candidates_not_linked": len(left),
+        "planted_pairs_to_verify": int(same.sum()),
+        "other_pairs_to_verify": int((~same).sum()),
+        "confirmed_of_planted": int((confirmed & same).sum()),
+        "confirmed_of_other": int((confirmed & ~same).sum()),
+        "stages": stages,
+        "seconds": sum(stages.values()),
+        "pool_seconds_not_counted": made,
+    }
+    out_path.write_text(json.dumps(summary))
+
+
+def _near_roots(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Per row, the smallest row it is linked to by near pairs (connected components, label propagation)."""
+    root = np.arange(n)
+    for _ in range(64):  # near clusters are small: a few rounds settle them
+        low = np.minimum(root[i], root[j])
+        changed = (root[i] != low) | (root[j] != low)
+        if not changed.any():
+            return root
+        np.minimum.at(root, i, low)
+        np.minimum.at(root, j, low)
+        root = root[root]
+    return root
+
+
 def _descendants(pid: int) -> list[int]:
     found, pending = [], [pid]
     while pending:
@@ -231,7 +308,76 @@ def measured_search(method: str, hashes: np.ndarray, threshold: int, workers: in
         return {"seconds": float(out["seconds"]), "rss_mb": rss, "pss_mb": pss, "cpu": cpu, "pairs": pairs}
 
 
+def run_pipeline(args: argparse.Namespace, coefficients: np.ndarray) -> None:
+    """`--pipeline`: the copy signatures modelled on real photographs, then per size the measured child."""
+    from copy_scale_inputs import (
+        REFRAMING,
+        copy_distances,
+        plant_copies,
+        projections,
+        synthetic_signatures,
+    )
+    from PIL import Image
+
+    copy_threshold = DedupSpec().copy_threshold
+    folder = args.realdata / "EyePACS_256px_EyeQ_labelled" / "images"
+    photos = sorted(folder.glob("*.jpeg"))
+    started = time.perf_counter()
+    images = []
+    for path in photos:
+        with Image.open(path) as image:
+            images.append(image.convert("RGB"))
+    real = projections(images)
+    del images
+    photometric = copy_distances(photos[:300], ("photometric", "resample"), seed=1)
+    reframing = copy_distances(photos[300:1000], REFRAMING, seed=2)
+    real_bits = np.packbits(real > 0, axis=1)
+    print(f"\ncopy signatures of {len(photos)} EyePACS photographs in {time.perf_counter() - started:.0f} s")
+    print(f"  distance percentiles 0.1/1/5/50 %, real: {distance_percentiles(real_bits, 100_000, 4)}")
+    for label, values in (("photometric/resample", photometric), ("re-framing kinds", reframing)):
+        share = np.mean(np.array(values) <= copy_threshold)
+        print(f"  copies, {label}: distances median {np.median(values):.0f}, <= {copy_threshold}: {share:.3f}")
+    for n in args.sizes:
+        near, sources = synthetic_set(coefficients, n, seed=n)
+        signatures = synthetic_signatures(real, n, seed=n + 1)
+        distinct = signatures[: n - len(sources)]
+        print(f"\nn = {n:,}: drawn signatures {distance_percentiles(distinct, 100_000, 5)}")
+        family = plant_copies(near, signatures, sources, photometric, reframing, args.reframed, seed=n + 2)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder_path = Path(tmp)
+            for name, array in (("near", near), ("signatures", signatures), ("family", family)):
+                np.save(folder_path / f"{name}.npy", array)
+            config = {
+                "near": str(folder_path / "near.npy"),
+                "signatures": str(folder_path / "signatures.npy"),
+                "family": str(folder_path / "family.npy"),
+                "near_threshold": args.threshold,
+                "copy_threshold": copy_threshold,
+                "workers": args.workers,
+                "photos": [str(p) for p in photos],
+                "pool": str(folder_path / "pool"),
+            }
+            (folder_path / "config.json").write_text(json.dumps(config))
+            out = folder_path / "out.json"
+            command = [sys.executable, __file__, "--pipeline-child", str(folder_path / "config.json"), str(out)]
+            code, rss, pss, cpu = run_measured(command)
+            if code != 0:
+                print(f"  pipeline: exit code {code}")
+                continue
+            summary = json.loads(out.read_text())
+        stages = ", ".join(f"{k} {v:.1f} s" for k, v in summary.pop("stages").items())
+        print(
+            f"  pipeline ({args.workers} processes): {summary['seconds']:.1f} s ({stages}); peak RSS {rss:.0f} MB, "
+            f"Pss {pss:.0f} MB, CPU {cpu:.1f} s (tree, files for verification included), load "
+            f"{os.getloadavg()[0]:.1f}"
+        )
+        print(f"  {summary}")
+
+
 def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--pipeline-child":
+        pipeline_child(Path(sys.argv[2]), Path(sys.argv[3]))
+        return
     if len(sys.argv) == 7 and sys.argv[1] == "--child":
         search_child(sys.argv[2], Path(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), Path(sys.argv[6]))
         return
@@ -249,6 +395,11 @@ def main() -> None:
     parser.add_argument("--skip-imagededup", action="store_true", help="e.g. at sizes where it did not finish")
     parser.add_argument("--seven-up-to", type=int, default=100_000, help="largest size for the seven searches")
     parser.add_argument("--methods", nargs="+", default=["identity", "one_pass", "seven"])
+    parser.add_argument(
+        "--pipeline", action="store_true", help="the dedup stage at each size: one pass, copy candidates, verification"
+    )
+    parser.add_argument("--reframed", type=int, default=1000, help="re-framed copies planted (--pipeline)")
+    parser.add_argument("--realdata", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "realdata")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     print(f"{os.cpu_count()} cores, load average {load:.2f}; threshold {args.threshold} on {args.bits}-bit hashes")
@@ -257,6 +408,9 @@ def main() -> None:
     phantom_hashes = np.packbits(coefficients > 0, axis=1)
     print(f"{args.phantoms} phantom photographs hashed in {time.perf_counter() - started:.0f} s")
     print(f"  distance percentiles 0.1/1/5/50 %, phantoms: {distance_percentiles(phantom_hashes, 100_000, 2)}")
+    if args.pipeline:
+        run_pipeline(args, coefficients)
+        return
     imagededup_gave_up = False
     for n in args.sizes:
         hashes = synthetic_hashes(coefficients, n, seed=n)
