@@ -197,3 +197,28 @@ def test_stats_and_report_show_the_copies(built) -> None:
     text = report.read_text()
     assert "Copies found by copy verification" in text
     assert "rot10_09L.png" in text and "rotation" in text
+
+
+def test_each_image_is_read_in_one_batch_only() -> None:
+    """Features are computed once per image: candidate pairs are batched by connected component, so an image in
+    several pairs is in one batch, and every pair is verified exactly once, whatever the order of the pairs."""
+    from retinal_reason_data.curation.copy_verification import DEFAULT_LIMITS
+    from retinal_reason_data.curation.verify_pairs import BATCH_IMAGES, _batches
+
+    rng = random.Random(5)
+    pairs = [(rng.randrange(400), rng.randrange(400)) for _ in range(120)]  # small components
+    pairs = [(a, b) for a, b in pairs if a != b] + [(400 + k, 401 + k) for k in range(150)]  # one long chain
+    paths = [f"image{k}.png" for k in range(600)]
+    batches = _batches(pairs, paths, DEFAULT_LIMITS)
+    seen = [path for batch_paths, _, _ in batches for path in batch_paths]
+    assert len(seen) == len(set(seen))  # no image read twice
+    verified = sorted(number for _, local, _ in batches for _, _, number in local)
+    assert verified == list(range(len(pairs)))
+    for batch_paths, local, _ in batches:
+        for a, b, number in local:
+            assert (batch_paths[a], batch_paths[b]) == (paths[pairs[number][0]], paths[pairs[number][1]])
+    assert max(len(p) for p, _, _ in batches) >= 151  # the chain is one component, larger than a batch
+    assert sum(len(p) > BATCH_IMAGES for p, _, _ in batches) == 1
+    assert len(batches) > 3  # the small components are packed together, a few batches of them
+    shuffled = pairs[::-1]
+    assert [p for p, _, _ in _batches(shuffled, paths, DEFAULT_LIMITS)] == [p for p, _, _ in batches]
