@@ -96,7 +96,7 @@ def test_each_kind_of_copy_is_verified_with_its_kind_angle_and_scale(kind: str, 
     assert verdict.mirrored is mirrored
     assert _angle_error(verdict.angle_deg, angle) < 1.0, (done, verdict)
     assert verdict.scale == pytest.approx(scale, rel=0.02), (done, verdict)
-    assert verdict.score >= DEFAULT_LIMITS.min_agreement and verdict.reason is None
+    assert verdict.agreement >= DEFAULT_LIMITS.min_agreement and verdict.reason is None
 
 
 def test_a_copy_mirrored_turned_cropped_resized_and_grey_at_once_is_verified() -> None:
@@ -138,7 +138,7 @@ def test_two_frames_of_one_eye_are_refused_where_a_copy_of_either_is_not() -> No
     verdict = verify_copy(first, second)
     assert not verdict.is_copy, verdict
     assert verdict.inliers >= DEFAULT_LIMITS.min_inliers  # the same eye: the retina itself matches
-    assert verdict.rim_agreement is not None and verdict.rim_agreement < 0.8, verdict
+    assert verdict.rim_agreement is not None and verdict.rim_agreement < DEFAULT_LIMITS.min_rim_agreement, verdict
     assert "field edges disagree" in (verdict.reason or "")
     turned, _ = make_copy(Image.open(FFA / "Normal0095.jpg"), "rot10", random.Random(3))
     assert verify_copy(first, features_of_image(turned)).is_copy

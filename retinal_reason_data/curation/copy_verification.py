@@ -66,8 +66,8 @@ class CopyLimits(NamedTuple):
     """The thresholds of `verify_copy` (recipe keys `dedup.copy_min_inliers`, ...; see `limits_of`)."""
 
     min_inliers: int = 12  # RANSAC inliers of the affine fit
-    min_agreement: float = 0.9  # band-passed agreement over the fields' common interior
-    min_rim_agreement: float = 0.85  # band-passed agreement along the fields' edges, where one is in view
+    min_agreement: float = 0.88  # band-passed agreement over the fields' common interior
+    min_rim_agreement: float = 0.75  # band-passed agreement along the fields' edges, where one is in view
     min_illumination_agreement: float = 0.99  # low-passed agreement over the interior, where no edge is in view
     min_overlap: float = 0.2  # share of the smaller field that the other image covers
 
