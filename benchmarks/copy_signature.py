@@ -90,7 +90,7 @@ def copies_of(image: Image.Image, index: int, count: int, kinds: list[str]) -> l
         for number in range(count):
             rng = random.Random(f"bench-{index}-{kind}-{number}")
             copied = make_copy(image, kind, rng)[0] if kind in COPY_KINDS else UNSEEN[kind](image, rng)
-            found.append((kind, copy_signature(work_of_image(copied))))
+            found.append((kind, copy_signature(work_of_image(copied)[1])))
     return found
 
 
@@ -99,7 +99,7 @@ def collect(paths: list[Path], groups: list[str], count: int, kinds: list[str]) 
     rows: dict[str, list] = {"signature": [], "source": [], "kind": [], "group": [], "rim": []}
     for index, (path, group) in enumerate(zip(paths, groups, strict=True)):
         image, work = work_of_file(path)
-        rows["rim"].append(fit_rim(np.asarray(work.image.filter(ImageFilter.BoxBlur(2)))) is not None)
+        rows["rim"].append(fit_rim(np.asarray(work.image.filter(ImageFilter.BoxBlur(2)))) is not None)  # as signed
         for kind, signature in [("original", copy_signature(work)), *copies_of(image, index, count, kinds)]:
             rows["signature"].append(signature)
             rows["source"].append(index)

@@ -29,17 +29,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from retinal_reason_data.ingest.copy_signature import (
     FEATURE_COUNT,
     PROJECTION_FILE,
     SIGNATURE_BITS,
-    frame_field,
     invariant_features,
     polar_samples,
+    signature_features,
+    signature_geometry,
 )
-from retinal_reason_data.ingest.field_rim import fit_rim
 from retinal_reason_data.ingest.fieldhash import Field, WorkImage, prepare
 from retinal_reason_data.ingest.imaging import DRAFT_MIN_SIDE, _decode
 from retinal_reason_data.phantoms.copies import COPY_KINDS, make_copy
@@ -68,26 +68,16 @@ def work_of_file(path: Path) -> tuple[Image.Image, WorkImage]:
     return image, prepare(image.convert("L") if image.mode != "L" else image)
 
 
-def work_of_image(image: Image.Image) -> WorkImage:
-    """The work image of an in-memory copy (`make_copy` returns a decoded JPEG): a large one is saved as a JPEG
-    (quality 95) and decoded as intake decodes a file (reduced JPEG decode), a small one reduced directly."""
+def work_of_image(image: Image.Image) -> tuple[Image.Image, WorkImage]:
+    """The decoded image and work image of an in-memory copy (`make_copy` returns a decoded JPEG): a large one
+    is saved as a JPEG (quality 95) and decoded as intake decodes a file (reduced JPEG decode), a small one is
+    reduced directly."""
     if max(image.size) < 2 * DRAFT_MIN_SIDE:  # no reduced decode below this: the same pixels either way
-        return prepare(image.convert("L"))
+        return image, prepare(image.convert("L"))
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=95)
     decoded, _ = _decode(buffer.getvalue(), "copy.jpg", reduce_to=DRAFT_MIN_SIDE)
-    return prepare(decoded.convert("L") if decoded.mode != "L" else decoded)
-
-
-def geometry(work: WorkImage) -> tuple[np.ndarray, Field]:
-    """The blurred work image and its field (the frame's circle where no rim is found), as the signature uses."""
-    blurred = np.asarray(work.image.filter(ImageFilter.BoxBlur(2)))
-    return blurred, fit_rim(blurred) or frame_field(blurred.shape)
-
-
-def features_of(work: WorkImage) -> np.ndarray:
-    blurred, field = geometry(work)
-    return invariant_features(polar_samples(blurred, field))
+    return decoded, prepare(decoded.convert("L") if decoded.mode != "L" else decoded)
 
 
 def jittered(field: Field, rng: np.random.Generator) -> Field:
@@ -102,12 +92,12 @@ def training_features(paths: list[Path], seed: int = 0) -> Iterator[tuple[np.nda
     rng = np.random.default_rng(seed)
     for index, path in enumerate(paths):
         image, work = work_of_file(path)
-        blurred, field = geometry(work)
+        blurred, field = signature_geometry(work)
         original = invariant_features(polar_samples(blurred, field))
         copies = []
         for kind in COPY_KINDS:
             copied, _ = make_copy(image, kind, random.Random(f"fit-{index}-{kind}"))
-            copies.append(features_of(work_of_image(copied)))
+            copies.append(signature_features(work_of_image(copied)[1]))
         copies += [invariant_features(polar_samples(blurred, jittered(field, rng))) for _ in range(JITTER)]
         yield original, copies
 

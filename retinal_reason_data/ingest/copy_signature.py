@@ -6,9 +6,10 @@ Computed at intake from the 256 px work image (`fieldhash.WorkImage`):
 1. The field is fitted from its curved rim (`field_rim.fit_rim`), so a crop's straight edges, a camera mask or
    the corners of a turned copy do not move it; an image without a plausible rim (OCT B-scan, a photograph
    cropped inside its field) is described around the frame's centre with the inscribed circle's radius.
-2. The blurred image is sampled on RINGS circles (radii 0.15-0.75 of the field's, normalised by each axis, so
-   a stretched crop un-stretches) at ANGLES angles; values are clipped at their CLIP_SHARE quantile and divided
-   by it (a brighter copy saturates its brightest pixels: clipping both at the same rank keeps them alike).
+2. The blurred image (two 5 x 5 box blurs: about a Gaussian of 2 px) is sampled on RINGS circles (radii
+   0.15-0.75 of the field's, normalised by each axis, so a stretched crop un-stretches) at ANGLES angles; values
+   are clipped at their CLIP_SHARE quantile and divided by it (a brighter copy saturates its brightest pixels:
+   clipping both at the same rank keeps them alike).
 3. Per ring, the angular Fourier coefficients F(k), k = 1..HARMONICS: a turn by any angle multiplies F(k) by a
    phase, a mirror conjugates it. Features that neither changes: ring means, |F(k)|, and the products
    F_ring(k) conj(F_next(k)) of neighbouring and second-neighbouring rings (real part and |imaginary part|),
@@ -29,7 +30,7 @@ from importlib import resources
 from typing import NamedTuple
 
 import numpy as np
-from PIL import ImageFilter
+from PIL import Image, ImageFilter
 
 from retinal_reason_data.ingest.field_rim import fit_rim
 from retinal_reason_data.ingest.fieldhash import Field, WorkImage, prepare
@@ -54,9 +55,9 @@ class Projection(NamedTuple):
     about: dict[str, object]  # how it was fitted
 
 
-def copy_signature(grey: WorkImage | object) -> str:
-    """The 128-bit copy signature of a grey-level image (or its work image) as 32 hex digits."""
-    work = prepare(grey)  # type: ignore[arg-type]
+def copy_signature(grey: WorkImage | Image.Image) -> str:
+    """The 128-bit copy signature of a grey-level image (or its 256 px work image) as 32 hex digits."""
+    work = prepare(grey)
     features = signature_features(work)
     projection = load_projection()
     bits = features.astype(np.float32) @ projection.weights > projection.offsets
@@ -65,9 +66,15 @@ def copy_signature(grey: WorkImage | object) -> str:
 
 def signature_features(work: WorkImage) -> np.ndarray:
     """The rotation- and mirror-invariant features of the work image, before projection (float64)."""
-    blurred = np.asarray(work.image.filter(ImageFilter.BoxBlur(2)))
-    field = fit_rim(blurred) or frame_field(blurred.shape)
-    return invariant_features(polar_samples(blurred, field))
+    return invariant_features(polar_samples(*signature_geometry(work)))
+
+
+def signature_geometry(work: WorkImage) -> tuple[np.ndarray, Field]:
+    """The image the rings sample (the work image under two 5 x 5 box blurs, close to a Gaussian of 2 px) and
+    the field they are drawn in: fitted from the rim on one 5 x 5 box blur, else the frame's inscribed circle."""
+    boxed = work.image.filter(ImageFilter.BoxBlur(2))
+    field = fit_rim(np.asarray(boxed), np.array(boxed.histogram())) or frame_field(work.pixels.shape)
+    return np.asarray(boxed.filter(ImageFilter.BoxBlur(2))), field  # twice: a 9-tap kernel of sigma 2 px
 
 
 def frame_field(shape: tuple[int, ...]) -> Field:

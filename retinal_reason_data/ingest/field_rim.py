@@ -1,16 +1,18 @@
 """The field of view fitted from its curved rim only, so that crops, re-framing and turns of a photograph keep it.
 
-`fieldhash.find_field` fits an ellipse to every edge of the lit region and gives up when the frame cuts the
-field (most 256 px compilations crop the field to its width): fine for hashing the inner field, not for a
-signature that must find the same centre and radius in a copy cropped 10 % into the field or turned by 30
-degrees. Here the rim is found as the first lit crossing along every row and column (sub-pixel, on a 5 x 5 box
-blur of the work image), points on the frame border are dropped (the frame cut the field there: no rim), long
-straight runs are dropped (camera masks and the edges of an earlier crop or turn), and an axis-aligned ellipse
-(a stretched crop un-stretches) is chosen among random 4-point fits by the rim points it passes within 1.5 px,
-less twice those it leaves more than 3 px outside (a field has no lit pixel beyond its rim), then refined by
-least squares on its inliers. Two lit levels are tried (8 % of the way from the background to the 90th
-percentile, and a quarter of the way between Otsu's two classes, for noisy backgrounds); the lower wins unless
-its fit is clearly worse, so that a copy does not flip between the rim's outer glow and its edge.
+`fieldhash.find_field` fits an ellipse to every edge of the lit region and gives up when the frame cuts the field
+(most 256 px compilations crop the field to its width): fine for hashing the inner field, not for a signature that
+must find the same centre and radius in a copy cropped 10 % into the field or turned by 30 degrees. Here the rim
+is found as the first lit crossing along every row and column (sub-pixel, on a 5 x 5 box blur of the work image),
+points on the frame border are dropped (the frame cut the field there: no rim), long straight runs are dropped
+(camera masks and the edges of an earlier crop or turn), and an axis-aligned ellipse (a stretched crop
+un-stretches) is chosen among random 4-point fits by the rim points it passes within 1.5 px, less twice those it
+leaves more than 3 px outside (a field has no lit pixel beyond its rim), then refined by least squares on its
+inliers. A fit is refused when its centre is outside the frame or more than 8 % of the lit pixels lie beyond 1.05
+times it (the layers of an OCT scan, fitted by chance). Two lit levels are tried (8 % of the way from the
+background to the 90th percentile, and a quarter of the way between Otsu's two classes, for noisy backgrounds);
+the lower wins unless its fit is clearly worse, so that a copy does not flip between the rim's outer glow and its
+edge.
 
 Deterministic: the random draws are seeded, so one image always gives one field.
 """
@@ -34,17 +36,19 @@ INLIER_PX, OUTSIDE_PX, OUTSIDE_WEIGHT = 1.5, 3.0, 2.0
 PREFER_LOW = 0.7  # the lower level's fit wins when its score is within 30 % of the best
 CLEAR_SHARE = 0.6  # ... and is taken without trying the higher one when this share of its rim points lies on it
 MIN_POINTS = 24
+MAX_LIT_OUTSIDE, OUTSIDE_SCALE = 0.08, 1.05  # a field leaves at most 8 % of the lit pixels beyond 1.05 times it
 _SEED = 0x51F
 
 
-def fit_rim(smoothed: np.ndarray) -> Field | None:
+def fit_rim(smoothed: np.ndarray, counts: np.ndarray | None = None) -> Field | None:
     """The field of a blurred 8-bit grey work image from its curved rim; None when no plausible rim is found.
+    `counts`: its 256-level histogram where the caller has it (PIL counts at a fraction of `np.bincount`'s cost).
 
     The lower level is tried first; when most of its rim points lie on its ellipse it is taken as is, else the
     higher level is fitted too and the lower one wins unless its score is clearly worse."""
     pixels = smoothed.astype(np.float32)
     fits = []
-    for level in lit_levels(smoothed):
+    for level in lit_levels(smoothed, counts):
         fit = _fit_at(pixels, level)
         if fit is None:
             continue
@@ -57,9 +61,10 @@ def fit_rim(smoothed: np.ndarray) -> Field | None:
     return next(field for field, score, _ in fits if score >= top - (1 - PREFER_LOW) * abs(top))
 
 
-def lit_levels(smoothed: np.ndarray) -> list[float]:
+def lit_levels(smoothed: np.ndarray, counts: np.ndarray | None = None) -> list[float]:
     """The grey levels tried as the field's edge: a low one for black backgrounds, one above a noisy one."""
-    counts = np.bincount(smoothed.ravel(), minlength=256).astype(np.float64)
+    counts = np.bincount(smoothed.ravel(), minlength=256) if counts is None else counts
+    counts = counts.astype(np.float64)
     cumulative = np.cumsum(counts)
     low, high = np.searchsorted(cumulative, np.array([0.01, 0.90]) * (smoothed.size - 1), side="right")
     levels = [float(low + LOW_LEVEL * (high - low))] if high - low >= 8 else []
@@ -152,7 +157,9 @@ def _fit_at(pixels: np.ndarray, level: float) -> tuple[Field, float, float] | No
         if refined is None:
             break
         ellipse = refined
-    if not _plausible(ellipse):
+    if not _plausible(ellipse, (width / 2 / unit, height / 2 / unit)):
+        return None
+    if _lit_outside(pixels, level, ellipse, unit) > MAX_LIT_OUTSIDE:
         return None
     residual = _residual_px(scaled, ellipse, unit)
     on_rim = np.count_nonzero(np.abs(residual) < 1.0)
@@ -173,22 +180,41 @@ def _ransac(scaled: np.ndarray, unit: float, rng: np.random.Generator) -> tuple[
     with np.errstate(all="ignore"):
         a, b, c, d = np.linalg.solve(systems[solvable], np.ones((int(solvable.sum()), 4, 1)))[..., 0].T
         g = 1 + c * c / (4 * a) + d * d / (4 * b)
-        candidates = np.stack([-c / (2 * a), -d / (2 * b), np.sqrt(g / a), np.sqrt(g / b)], axis=1)
-    keep = (a > 0) & (b > 0) & (g > 0) & np.isfinite(candidates).all(axis=1)
-    candidates = candidates[keep]
-    candidates = candidates[[_plausible(tuple(row)) for row in candidates]] if len(candidates) else candidates
-    if len(candidates) == 0:
+        rx, ry = np.sqrt(g / a), np.sqrt(g / b)
+        keep = (a > 0) & (b > 0) & (g > 0) & (rx > 0.25) & (rx < 1.6) & (ry > 0.25) & (ry < 1.6)
+        keep &= (rx < 1.33 * ry) & (ry < 1.33 * rx)
+    if not keep.any():
         return None
-    cx, cy, rx, ry = (candidates[:, k : k + 1] for k in range(4))
-    radial = np.hypot((scaled[None, :, 0] - cx) / rx, (scaled[None, :, 1] - cy) / ry) - 1
-    residual = radial * (rx + ry) / 2 * unit
+    cx, cy = (-c[keep] / (2 * a[keep]))[:, None], (-d[keep] / (2 * b[keep]))[:, None]
+    rx, ry = rx[keep, None], ry[keep, None]
+    points = scaled.astype(np.float32)
+    radial = np.hypot((points[None, :, 0] - cx) / rx, (points[None, :, 1] - cy) / ry) - 1
+    residual = radial * ((rx + ry) * (unit / 2))
     score = (np.abs(residual) < INLIER_PX).sum(axis=1) - OUTSIDE_WEIGHT * (residual > OUTSIDE_PX).sum(axis=1)
-    return tuple(float(x) for x in candidates[int(np.argmax(score))])
+    best = int(np.argmax(score))
+    return float(cx[best, 0]), float(cy[best, 0]), float(rx[best, 0]), float(ry[best, 0])
 
 
-def _plausible(ellipse: tuple[float, ...]) -> bool:
-    _, _, rx, ry = ellipse
-    return 0.25 < rx < 1.6 and 0.25 < ry < 1.6 and 0.75 < rx / ry < 1.33
+def _lit_outside(pixels: np.ndarray, level: float, ellipse: tuple[float, ...], unit: float) -> float:
+    """The share of the lit pixels (every 4th row and column) beyond OUTSIDE_SCALE times the ellipse: a field of
+    view has none beyond its rim; an OCT scan's layers fitted by chance, or a noisy background lit at too low a
+    level, have many."""
+    height, width = pixels.shape
+    rows, columns = np.arange(2, height, 4), np.arange(2, width, 4)
+    lit = pixels[2::4, 2::4] > level
+    cx, cy, rx, ry = ellipse
+    u = ((columns + 0.5 - width / 2) / unit - cx) / rx
+    v = ((rows + 0.5 - height / 2) / unit - cy) / ry
+    outside = u[None, :] ** 2 + v[:, None] ** 2 > OUTSIDE_SCALE**2
+    return np.count_nonzero(lit & outside) / max(np.count_nonzero(lit), 1)
+
+
+def _plausible(ellipse: tuple[float, ...], aspect: tuple[float, float] = (1.0, 1.0)) -> bool:
+    """Radii within 0.25-1.6 of half the frame's longest side, axes within 4:3, the centre inside the frame
+    (`aspect`: the frame's half width and half height over half its longest side)."""
+    cx, cy, rx, ry = ellipse
+    inside = abs(cx) <= aspect[0] and abs(cy) <= aspect[1]
+    return inside and 0.25 < rx < 1.6 and 0.25 < ry < 1.6 and 0.75 < rx / ry < 1.33
 
 
 def _least_squares(scaled: np.ndarray) -> tuple[float, ...] | None:
