@@ -153,3 +153,20 @@ def test_group_must_be_closed_and_contain_the_identity() -> None:
     with pytest.raises(ValueError, match="identity"):
         Group(maps[1:])
     assert len(Group(maps).orbits()) == 16 + 120  # the diagonal, and each bit with its transposed bit
+
+
+@pytest.mark.parametrize("radius", [0, 1])
+def test_the_one_element_group_is_a_plain_exact_search(radius: int) -> None:
+    """`copy_candidates` searches 128-bit signatures with the identity alone: the pairs of `hamming.near_pairs`."""
+    rng = np.random.default_rng(12)
+    base = rng.integers(0, 256, (1500, 16), dtype=np.uint8)
+    copies = base[rng.integers(0, 1500, 900)] ^ np.packbits(rng.random((900, 128)) < 0.06, axis=1)
+    hashes = np.concatenate([base, copies, base[:40]])  # and a few exact copies
+    identity = Group([(np.arange(128), np.zeros(128, dtype=bool))])
+    for threshold in (0, 7, 13):
+        expected = near_pairs(hashes, threshold, plan=None)
+        assert len(expected) > (100 if threshold else 30)
+        count = max(threshold // (radius + 1) + 1, 4)
+        plan = OrbitPlan(_deal(identity.orbits(), count), radius)
+        found = orbit_pairs(hashes, threshold, identity, plan=plan)
+        assert found.as_set() == expected.as_set() and np.array_equal(found.distance, expected.distance)

@@ -13,10 +13,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from retinal_reason_data.curation.hamming import Pairs, hex_to_bytes, near_pairs
+from retinal_reason_data.curation.hamming import Pairs, hex_to_bytes
+from retinal_reason_data.curation.orbit_hamming import Group, orbit_pairs
 from retinal_reason_data.ingest.copy_signature import SIGNATURE_BITS
 
 SIGNATURE_BYTES = SIGNATURE_BITS // 8
+# the signature has no orientation to search: the one-element group makes `orbit_pairs` a plain exact search, in
+# bounded memory (sliced, screened candidates): at 1M signatures 8.7 s and 125 MB against 14 s and 290 MB for
+# `hamming.near_pairs` (benchmarks/README.md, issue 18)
+_AS_IS = Group([(np.arange(SIGNATURE_BITS), np.zeros(SIGNATURE_BITS, dtype=bool))])
 
 
 def copy_candidates(hashes: np.ndarray, threshold: int, workers: int | None = None) -> Pairs:
@@ -26,7 +31,7 @@ def copy_candidates(hashes: np.ndarray, threshold: int, workers: int | None = No
         raise ValueError(f"copy signatures must be an (n, {SIGNATURE_BYTES}) uint8 array, got shape {hashes.shape}")
     if not 0 <= threshold < SIGNATURE_BITS // 2:
         raise ValueError(f"copy threshold {threshold} must be within 0-{SIGNATURE_BITS // 2 - 1}")
-    return near_pairs(np.ascontiguousarray(hashes, dtype=np.uint8), threshold, workers=workers)
+    return orbit_pairs(np.ascontiguousarray(hashes, dtype=np.uint8), threshold, _AS_IS, workers=workers)
 
 
 def signature_matrix(copy_hashes: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
