@@ -191,14 +191,18 @@ def pipeline_child(config_path: Path, out_path: Path) -> None:
     config = json.loads(config_path.read_text())
     near, signatures = np.load(config["near"]), np.load(config["signatures"])
     family = np.load(config["family"])
-    workers, stages = int(config["workers"]), {}
+    workers, stages, bounds = int(config["workers"]), {}, {}
+    bounds["near_search"] = [time.time()]
     started = time.perf_counter()
     group = Group([orientation_map(name) for name in ORIENTATIONS])
     found = orbit_pairs(near, int(config["near_threshold"]), group, workers=workers)
     stages["near_search"] = time.perf_counter() - started
+    bounds["near_search"].append(time.time())
+    bounds["copy_search"] = [time.time()]
     started = time.perf_counter()
     candidates = copy_candidates(signatures, int(config["copy_threshold"]), workers=workers)
     stages["copy_search"] = time.perf_counter() - started
+    bounds["copy_search"].append(time.time())
     started = time.perf_counter()
     root = _near_roots(len(near), found.i, found.j)
     open_pairs = root[candidates.i] != root[candidates.j]
@@ -219,9 +223,11 @@ def pipeline_child(config_path: Path, out_path: Path) -> None:
         first, second = next(same_iter) if is_same else next(different_iter)
         pairs.append((len(paths), len(paths) + 1))
         paths += [first, second]
+    bounds["verification"] = [time.time()]
     started = time.perf_counter()
     verdicts = verify_pairs(pairs, paths, DEFAULT_LIMITS, workers=workers)
     stages["verification"] = time.perf_counter() - started
+    bounds["verification"].append(time.time())
     confirmed = np.array([v.is_copy for v in verdicts], dtype=bool)
     summary = {
         "near_pairs": len(found),
@@ -234,6 +240,7 @@ def pipeline_child(config_path: Path, out_path: Path) -> None:
         "stages": stages,
         "seconds": sum(stages.values()),
         "pool_seconds_not_counted": made,
+        "bounds": bounds,
     }
     out_path.write_text(json.dumps(summary))
 
@@ -279,15 +286,20 @@ def _memory_kb(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
-def run_measured(command: list[str], interval: float = 0.02) -> tuple[int, float, float, float]:
-    """Run `command`; (exit code, peak summed RSS MB, peak summed Pss MB, CPU seconds) of its process tree."""
+def run_measured(
+    command: list[str], interval: float = 0.02, series: list[tuple[float, float, float]] | None = None
+) -> tuple[int, float, float, float]:
+    """Run `command`; (exit code, peak summed RSS MB, peak summed Pss MB, CPU seconds) of its process tree;
+    `series` gets every sample (time, RSS MB, Pss MB)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     child = subprocess.Popen(command)
     peak_rss = peak_pss = 0
     while child.poll() is None:
         samples = [_memory_kb(pid) for pid in _descendants(child.pid)]
-        peak_rss = max(peak_rss, sum(s[0] for s in samples))
-        peak_pss = max(peak_pss, sum(s[1] for s in samples))
+        rss, pss = sum(s[0] for s in samples), sum(s[1] for s in samples)
+        peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
+        if series is not None:
+            series.append((time.time(), rss / 1024, pss / 1024))
         time.sleep(interval)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the child and the workers it waited for
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
@@ -360,11 +372,17 @@ def run_pipeline(args: argparse.Namespace, coefficients: np.ndarray) -> None:
             (folder_path / "config.json").write_text(json.dumps(config))
             out = folder_path / "out.json"
             command = [sys.executable, __file__, "--pipeline-child", str(folder_path / "config.json"), str(out)]
-            code, rss, pss, cpu = run_measured(command)
+            series: list[tuple[float, float, float]] = []
+            code, rss, pss, cpu = run_measured(command, series=series)
             if code != 0:
                 print(f"  pipeline: exit code {code}")
                 continue
             summary = json.loads(out.read_text())
+        peaks = {}
+        for stage, (begin, end) in summary.pop("bounds").items():
+            inside = [(r, p) for t, r, p in series if begin <= t <= end]
+            peaks[stage] = (max((r for r, _ in inside), default=0), max((p for _, p in inside), default=0))
+        print("  peak RSS / Pss MB by stage: " + ", ".join(f"{k} {r:.0f} / {p:.0f}" for k, (r, p) in peaks.items()))
         stages = ", ".join(f"{k} {v:.1f} s" for k, v in summary.pop("stages").items())
         print(
             f"  pipeline ({args.workers} processes): {summary['seconds']:.1f} s ({stages}); peak RSS {rss:.0f} MB, "
