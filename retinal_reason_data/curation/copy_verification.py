@@ -85,7 +85,7 @@ class CopyFeatures:
     image cannot be verified (unreadable, or too few features)."""
 
     path: str
-    size: tuple[int, int]  # width, height of the decoded file
+    size: tuple[int, int]  # width, height of the file (after its EXIF orientation)
     work_size: tuple[int, int]
     points: np.ndarray
     descriptors: np.ndarray
