@@ -212,6 +212,7 @@ _CLAHE = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
 
 def _orb(work: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """ORB keypoints (float32 n x 2, pixel centres) and descriptors (uint8 n x 32) of `work` within `mask`."""
+    mask = mask * np.uint8(255)  # OpenCV 4's ORB keeps only mask values above 254 on its coarser levels
     for threshold in FAST_THRESHOLDS:  # a dim or hazy photograph gets a lower corner threshold
         orb = cv2.ORB_create(nfeatures=FEATURES, scaleFactor=_SCALE_FACTOR, fastThreshold=threshold)
         keypoints, descriptors = orb.detectAndCompute(work, mask)
