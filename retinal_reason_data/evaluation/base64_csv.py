@@ -58,7 +58,8 @@ class Base64Csv:
         except OSError as exc:
             raise CsvProblem(f"{path}: cannot open ({exc.strerror or exc})") from None
         try:
-            self._column = self._index()
+            self._column, header_lines = self._header()
+            self._index(first_line=header_lines + 1)
         except BaseException:
             self._handle.close()
             raise
@@ -83,8 +84,8 @@ class Base64Csv:
             if quotes % 2 == 0:
                 return offset, used, b"".join(parts)
 
-    def _index(self) -> int:
-        """Read the header (the column of `base64`) and every row's key, offset and line; the base64 column."""
+    def _header(self) -> tuple[int, int]:
+        """(index of the `base64` column, lines the header takes)."""
         first = self._next_record(1)
         if first is None:
             raise CsvProblem(f"{self.path}: empty (eval.py needs a header with a '{BASE64_COLUMN}' column)")
@@ -95,14 +96,16 @@ class Base64Csv:
                 f"{self.path}: no '{BASE64_COLUMN}' column after the key column (header: {header!r}); eval.py reads "
                 f"pd.read_csv(path, index_col=0)['{BASE64_COLUMN}']"
             )
-        column = header.index(BASE64_COLUMN, 1)
-        line += 1
+        return header.index(BASE64_COLUMN, 1), line
+
+    def _index(self, first_line: int) -> None:
+        """Every row's key, offset and line (a key twice with different images is a conflict)."""
+        line = first_line
         while (record := self._next_record(line)) is not None:
             offset, used, data = record
             if data.strip():  # pandas skips blank lines
                 self._add(offset, line, data)
             line += used
-        return column
 
     def _add(self, offset: int, line: int, data: bytes) -> None:
         try:
@@ -135,11 +138,10 @@ class Base64Csv:
             )
         row = self._rows.get(key)
         if row is None:
-            unreadable = f" ({len(self.unreadable_rows)} rows unreadable: {self.unreadable_rows[0]})"
-            raise ImageLookupError(
-                "image_missing",
-                f"{self.path}: no row for image key {key!r}" + (unreadable if self.unreadable_rows else ""),
-            )
+            message = f"{self.path}: no row for image key {key!r}"
+            if self.unreadable_rows:
+                message += f" ({len(self.unreadable_rows)} rows unreadable: {self.unreadable_rows[0]})"
+            raise ImageLookupError("image_missing", message)
         where = f"{self.path} line {row.line} (image key {key!r})"
         value = self._value(row)
         if value is None:

@@ -359,7 +359,9 @@ class OutputsScore(BaseModel):
 
 def outputs_file_name(path: Path) -> str:
     """The eval file an output file answers, from eval.py's `{model}_{name}.pkl` naming kept in its JSON copy."""
-    stem = Path(path).name.split(".")[0]
+    stem = Path(path).name
+    while stem.endswith((".json", ".pkl")):
+        stem = stem.rsplit(".", 1)[0]
     for name in FILES:
         if stem == name or stem.endswith(f"_{name}"):
             return name
