@@ -622,9 +622,13 @@ def _log_level() -> None:
 def _ci(interval: object) -> str:
     if isinstance(interval, dict):
         interval = interval.get("accuracy")
-    if isinstance(interval, list | tuple) and len(interval) == 2:
+    if isinstance(interval, list | tuple) and len(interval) == 2 and None not in interval:
         return f" [{interval[0]:.3f}, {interval[1]:.3f}]"
     return ""
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _eval_lines(summary: dict[str, Any]) -> list[str]:
@@ -633,18 +637,18 @@ def _eval_lines(summary: dict[str, Any]) -> list[str]:
     lines = [
         f"{summary['model']}: {summary['samples']} samples x {summary.get('attempts', 1)} attempts, "
         f"{summary.get('failed', 0)} failed calls",
-        f"  accuracy     {summary['accuracy']:.3f}{_ci(ci.get('accuracy'))}",
-        f"  format rate  {summary['format_rate']:.3f}{_ci(ci.get('format_rate'))}",
+        f"  accuracy     {_rate(summary['accuracy'])}{_ci(ci.get('accuracy'))}",
+        f"  format rate  {_rate(summary['format_rate'])}{_ci(ci.get('format_rate'))}",
     ]
     if "pass_at_k" in summary:
-        lines.append("  pass@k       " + ", ".join(f"@{k} {v:.3f}" for k, v in summary["pass_at_k"].items()))
+        lines.append("  pass@k       " + ", ".join(f"@{k} {_rate(v)}" for k, v in summary["pass_at_k"].items()))
     if "majority_vote" in summary:
         vote = summary["majority_vote"]
-        lines.append(f"  majority     {vote['accuracy']:.3f}{_ci(vote.get('ci95'))}")
+        lines.append(f"  majority     {_rate(vote['accuracy'])}{_ci(vote.get('ci95'))}")
     for key in ("by_task", "by_modality", "by_question_type", "by_source"):
         lines.append(f"  {key.removeprefix('by_').replace('_', ' ')}:")
         for group, figures in summary.get(key, {}).items():
-            figure = f"accuracy {figures['accuracy']:.3f}{_ci(figures.get('ci95'))}"
+            figure = f"accuracy {_rate(figures['accuracy'])}{_ci(figures.get('ci95'))}"
             lines.append(f"    {group:<24} n={figures['count']:<6} {figure}")
     return lines
 
