@@ -16,44 +16,7 @@ from retinal_reason_data.evaluation.metrics import (
     summarise,
     vote_key,
 )
-from retinal_reason_data.evaluation.samples import ScoredResponse
-
-
-def row(
-    sample_id: str,
-    attempt: int = 1,
-    right: bool = True,
-    *,
-    task: str = "basic",
-    modality: str = "CFP",
-    question_type: str = "single_choice",
-    source: str = "demo",
-    extracted: str | None = "auto",
-    error: str | None = None,
-    well_formed: bool = True,
-) -> ScoredResponse:
-    """One scored response; the answer is B, a right reply reads 'B' and a wrong one 'C' unless told."""
-    if extracted == "auto":
-        extracted = None if error else ("B" if right else "C")
-    accuracy = float(right and error is None)
-    fmt = float(well_formed and error is None)
-    return ScoredResponse(
-        sample_id=sample_id,
-        attempt=attempt,
-        case_id=f"case-{sample_id}",
-        source=source,
-        task=task,
-        question_type=question_type,
-        modality=modality,
-        answer="B",
-        response=None if error else f"<think>t</think><answer>{extracted}</answer>",
-        error=error,
-        extracted=extracted,
-        format=fmt,
-        accuracy=accuracy,
-        score=0.9 * accuracy + 0.1 * fmt,
-        fingerprint=f"{sample_id}-{attempt}",
-    )
+from tests.helpers.eval_rows import row
 
 
 def test_accuracy_and_format_per_group_are_the_shares_of_samples() -> None:
