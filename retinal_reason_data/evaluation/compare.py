@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from retinal_reason_data.evaluation.metrics import COLUMNS, GROUPINGS, PerSample, interval, per_sample
+from retinal_reason_data.evaluation.report import cell, rate, release_label
 
 RUN_JSON = "run.json"
 RESPONSES = "responses.parquet"
@@ -192,25 +193,6 @@ def _mcnemar(a: PerSample, b: PerSample, at_a: np.ndarray, at_b: np.ndarray) -> 
 
 
 # --- markdown --------------------------------------------------------------------------------------------
-def _cell(value: Any, limit: int = 80) -> str:
-    text = "" if value is None else str(value)
-    text = " ".join(text.split()).replace("|", "\\|")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _release(release: Any) -> str:
-    if not isinstance(release, dict):
-        return _cell(release)
-    where = release.get("repo") or release.get("path") or "?"
-    revision = f"@{release['revision']}" if release.get("revision") else ""
-    key = release.get("content_key") or release.get("version")
-    return _cell(f"{where}{revision}" + (f" ({str(key)[:12]})" if key else ""), 120)
-
-
-def _rate(value: float | None) -> str:
-    return "" if value is None else f"{value:.3f}"
-
-
 def _signed(value: float | None) -> str:
     return "" if value is None else f"{value:+.3f}"
 
@@ -223,11 +205,11 @@ def _runs_table(result: dict[str, Any]) -> list[str]:
     a, b = result["runs"]["a"], result["runs"]["b"]
     lines = ["| | A | B |", "|---|---|---|"]
     for label, key in (("folder", "folder"), ("model", "model"), ("config", "config"), ("split", "split")):
-        lines.append(f"| {label} | {_cell(a[key], 120)} | {_cell(b[key], 120)} |")
-    lines.append(f"| release | {_release(a['release'])} | {_release(b['release'])} |")
+        lines.append(f"| {label} | {cell(a[key], 120)} | {cell(b[key], 120)} |")
+    lines.append(f"| release | {release_label(a['release'])} | {release_label(b['release'])} |")
     lines.append(f"| attempts per sample | {a['attempts']} | {b['attempts']} |")
     lines.append(f"| samples | {a['samples']} | {b['samples']} |")
-    lines.append(f"| accuracy (all its samples) | {_rate(a['accuracy'])} | {_rate(b['accuracy'])} |")
+    lines.append(f"| accuracy (all its samples) | {rate(a['accuracy'])} | {rate(b['accuracy'])} |")
     return lines
 
 
@@ -235,7 +217,7 @@ def _difference_rows(groups: dict[str, dict[str, Any]]) -> list[str]:
     lines = ["| group | n | A | B | B - A | 95 % CI |", "|---|---:|---:|---:|---:|---|"]
     for group, d in groups.items():
         lines.append(
-            f"| {_cell(group) or '(none)'} | {d['count']} | {_rate(d['accuracy_a'])} | {_rate(d['accuracy_b'])} "
+            f"| {cell(group) or '(none)'} | {d['count']} | {rate(d['accuracy_a'])} | {rate(d['accuracy_b'])} "
             f"| {_signed(d['difference'])} | {_ci(d['ci95']['difference'])} |"
         )
     return lines
@@ -250,8 +232,8 @@ def _changed_section(title: str, entries: list[dict[str, Any]], single: bool) ->
         read_a = entry["extracted_a"][0] if single else "; ".join(str(x) for x in entry["extracted_a"])
         read_b = entry["extracted_b"][0] if single else "; ".join(str(x) for x in entry["extracted_b"])
         lines.append(
-            f"| {_cell(entry['sample_id'])} | {_cell(entry['task'])} | {_cell(entry['modality'])} "
-            f"| {_answer(entry)} | {_cell(read_a, 40) or '(none)'} | {_cell(read_b, 40) or '(none)'} |"
+            f"| {cell(entry['sample_id'])} | {cell(entry['task'])} | {cell(entry['modality'])} "
+            f"| {_answer(entry)} | {cell(read_a, 40) or '(none)'} | {cell(read_b, 40) or '(none)'} |"
         )
     if len(entries) > MARKDOWN_CHANGED:
         lines.append(f"\n... and {len(entries) - MARKDOWN_CHANGED} more (all are in `--json`).")
@@ -259,7 +241,7 @@ def _changed_section(title: str, entries: list[dict[str, Any]], single: bool) ->
 
 
 def _answer(entry: dict[str, Any]) -> str:
-    a, b = _cell(entry["answer_a"], 40), _cell(entry["answer_b"], 40)
+    a, b = cell(entry["answer_a"], 40), cell(entry["answer_b"], 40)
     return a if a == b else f"{a} (A) / {b} (B)"
 
 
