@@ -392,3 +392,126 @@ def test_eval_py_outputs_score_as_rrd_eval_scores_them(export: Path, tmp_path: P
     (tmp_path / "broken.json").write_text(json.dumps(outputs)[:-30])
     broken = score_eval_outputs(tmp_path / "broken.json", name)
     assert broken.problems[-1].startswith(f"{tmp_path / 'broken.json'}: JSON broken after entry")
+
+
+# --- rrd eval on the folder, end to end -------------------------------------------------------------------
+class FileAnswers:
+    """An OpenAI-compatible responder for OphthaReason's files: answers each user text rightly, except the ids in
+    `wrong` (another letter, another name) and `lower` (the right letter in lower case)."""
+
+    def __init__(self, samples: list[Sample], wrong: set[str], lower: set[str] = frozenset()) -> None:
+        self.by_prompt = {sample.prompt: sample for sample in samples}
+        self.wrong, self.lower = wrong, set(lower)
+
+    def __call__(self, request: dict) -> str:
+        text = next(part["text"] for part in request["messages"][-1]["content"] if part["type"] == "text")
+        sample = self.by_prompt[text]
+        answer = sample.answer
+        if sample.sample_id in self.wrong:
+            answer = "Optic disc pit" if sample.task == "complex" else ("A" if answer != "A" else "B")
+        elif sample.sample_id in self.lower:
+            answer = answer.lower()
+        return f"<think>I look at the images.</think><answer>{answer}</answer>"
+
+
+def rrd_eval(folder: Path, server: object, *extra: str, code: int = 0) -> dict:
+    from typer.testing import CliRunner
+
+    from retinal_reason_data.cli import app
+
+    args = ["eval", str(folder), "--base-url", server.base_url, "--model", "fake-vlm", "--json", *extra]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return json.loads(result.stdout)
+
+
+def test_rrd_eval_sends_eval_pys_messages_and_scores_as_its_prompts_ask(export: Path, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from tests.fake_openai import FakeOpenAI
+
+    folder = export / "ophthareason-eval"
+    samples = list(ophthareason_samples(folder))
+    wrong = {samples[n].sample_id for n in range(1, len(samples), 2)}
+    lower = {next(s.sample_id for s in samples if s.question_type == "single_choice" and s.sample_id not in wrong)}
+    run = tmp_path / "run"
+    with FakeOpenAI(FileAnswers(samples, wrong, lower)) as server:
+        summary = rrd_eval(folder, server, "--out", str(run), "--max-tokens", str(MAX_TOKENS), "--seed", str(SEED))
+        sent = list(server.requests)
+    assert summary["samples"] == len(samples) == len(sent)
+    right = [s for s in samples if s.sample_id not in wrong | lower]
+    assert summary["accuracy"] == len(right) / len(samples) and summary["format_rate"] == 1.0
+    for grouping in ("task", "modality", "question_type", "source"):
+        groups = {getattr(s, grouping) for s in samples}
+        assert {
+            group: (figures["count"], figures["accuracy"]) for group, figures in summary[f"by_{grouping}"].items()
+        } == {
+            group: (
+                sum(getattr(s, grouping) == group for s in samples),
+                sum(getattr(s, grouping) == group for s in right) / sum(getattr(s, grouping) == group for s in samples),
+            )
+            for group in groups
+        }
+    assert set(summary["by_modality"]) == {"CFP", "FFA", "OCT", "mixed"}
+    # what the server received is what eval.py builds: its user content exactly; the system text as a string,
+    # which OpenAI-compatible servers (vLLM's chat parser) read as the one text part eval.py sends
+    expected = {
+        entry[0][1]["content"][0]["text"]: entry[0] for ds in FILES for entry in eval_py_messages(folder, folder, ds)
+    }
+    for request in sent:
+        system, user = request["messages"]
+        built = expected[user["content"][0]["text"]]
+        assert user == built[1]
+        assert system["role"] == "system" and system["content"] in (built[0]["content"], SYSTEM_PROMPT)
+        assert (request["temperature"], request["max_tokens"], request["seed"]) == (TEMPERATURE, MAX_TOKENS, SEED)
+    rows = pq.read_table(run / "responses.parquet").to_pylist()
+    lowered = next(row for row in rows if row["sample_id"] in lower)
+    assert lowered["accuracy"] == 0 and lowered["format"] == 1 and lowered["extracted"].islower()
+    meta = json.loads((run / "run.json").read_text())
+    assert (meta["config"], meta["split"], meta["release"]["format"]) == (
+        "ophthareason-eval",
+        "test",
+        "ophthareason-eval",
+    )
+    assert meta["release"]["content_key"] == json.loads((export / "manifest.json").read_text())["content_key"]
+    with FakeOpenAI(FileAnswers(samples, set())) as server:
+        again = rrd_eval(folder, server, "--out", str(run), "--max-tokens", str(MAX_TOKENS), "--seed", str(SEED))
+        assert server.requests == [], "a rerun sends nothing"
+    assert again == summary
+
+
+def test_rrd_eval_names_the_records_it_leaves_out_and_keeps_the_rl_run_apart(
+    export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fake_openai import FakeOpenAI
+    from tests.helpers.eval_release import AnswerKey
+
+    folder = shutil.copytree(export / "ophthareason-eval", tmp_path / "export" / "ophthareason-eval")
+    for path in [*export.glob("*.json"), export / "data"]:
+        (shutil.copytree if path.is_dir() else shutil.copy)(path, tmp_path / "export" / path.name)
+    records = _records(folder, "complex_reason")
+    _write(folder, "complex_reason", [{**records[0], "image": ["nowhere.jpg"]}, *records[1:]])
+    samples = list(ophthareason_samples(folder))
+    rl_rows = list(iter_rows(export, "rl", "test"))
+    files, rl = FileAnswers(samples, set()), AnswerKey(rl_rows)
+
+    def both(request: dict) -> str:
+        text = next(part["text"] for part in request["messages"][-1]["content"] if part["type"] == "text")
+        return files(request) if text in files.by_prompt else rl(request)
+
+    monkeypatch.chdir(tmp_path)  # the default run folders land under ./rrd-eval
+    with FakeOpenAI(both) as server:
+        summary = rrd_eval(folder, server, code=1)
+        rl_summary = rrd_eval(tmp_path / "export", server)
+    assert summary["samples"] == len(samples) and summary["accuracy"] == 1.0
+    assert rl_summary["samples"] == len(rl_rows)
+    assert Path(summary["out"]) != Path(rl_summary["out"]), "the two formats of one export are two runs"
+    meta = json.loads((Path(summary["out"]) / "run.json").read_text())
+    assert meta["requests"]["samples_read"] == len(samples) + 1
+    assert meta["skipped"] == [
+        {
+            "sample_id": records[0]["id"],
+            "reason": f"{folder / 'complex_reason.json'} record 1 (id {records[0]['id']}): "
+            f"{folder / 'complex_reason.csv'}: no row for image key 'nowhere.jpg'",
+        }
+    ]

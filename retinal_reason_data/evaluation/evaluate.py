@@ -153,8 +153,8 @@ def evaluate(settings: EvalSettings, echo: Callable[[str], None]) -> EvalOutcome
     folder = settings.out or default_out(
         settings.model,
         release.key(),
-        settings.config,
-        settings.split,
+        release.config,
+        release.split,
         settings.attempts,
         settings.sampling_temperature(),
         settings.named_params(),
@@ -213,28 +213,29 @@ def _write(
     )
 
     rows = scored_rows(plan.samples, journal)
+    skipped = release.skipped + plan.skipped
     summary = {"model": settings.model, **summarise(rows)}
     meta = {
         "model": settings.model,
         "base_url": public_url(settings.base_url),
         "release": release.ref.model_dump(exclude_none=True),
-        "config": settings.config,
-        "split": settings.split,
+        "config": release.config,
+        "split": release.split,
         "attempts": settings.attempts,
         "params": settings.params(),
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "requests": {
-            "samples_read": len(plan.samples) + len(plan.skipped),
+            "samples_read": len(plan.samples) + len(plan.skipped) + len(release.skipped),
             "cached": plan.cached,
             "answered_now": report.replies,
             "calls": report.calls,
             "failed_calls": dict(sorted(report.failed_calls.items())),
         },
-        "skipped": [{"sample_id": sample_id, "reason": reason} for sample_id, reason in plan.skipped],
+        "skipped": [{"sample_id": sample_id, "reason": reason} for sample_id, reason in skipped],
         "summary": summary,
     }
     write_responses(folder, rows)
     write_run_json(folder, meta)
     write_report(folder, meta, summary, rows)
-    return EvalOutcome(folder, meta, rows, failed_calls(rows, journal), plan.skipped)
+    return EvalOutcome(folder, meta, rows, failed_calls(rows, journal), skipped)

@@ -55,7 +55,9 @@ from retinal_reason_data.evaluation.base64_csv import Base64Csv, CsvProblem, Ima
 from retinal_reason_data.evaluation.samples import Sample, SampleImage
 from retinal_reason_data.release.ophthareason import CONFIG, FILES, MAX_IMAGES, NAME, SPLIT
 from retinal_reason_data.release.reader import shard_paths
+from retinal_reason_data.release.shards import file_sha256
 from retinal_reason_data.schema import QuestionType
+from retinal_reason_data.text import stable_hash
 
 if TYPE_CHECKING:
     from retinal_reason_data.evaluation.scorers import Scored
@@ -128,6 +130,16 @@ def is_ophthareason_folder(path: Path) -> bool:
     return path.is_dir() and any(
         (path / f"{name}.json").is_file() and (path / f"{name}.csv").is_file() for name in FILES
     )
+
+
+def files_key(folder: Path) -> str:
+    """A hash of the file pairs in `folder` (names and contents): what a run on them evaluated."""
+    parts = []
+    for name in FILES:
+        for path in (Path(folder) / f"{name}.json", Path(folder) / f"{name}.csv"):
+            if path.is_file():
+                parts += [path.name, file_sha256(path)]
+    return stable_hash(*parts, length=32)
 
 
 def file_answer(name: str, answer: str) -> str | None:

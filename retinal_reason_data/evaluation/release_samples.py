@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,6 +53,7 @@ class Release:
     split: str
     rows: int | None  # the split's size from the manifest (None: not stated), for the progress bar
     read: Callable[[], Iterator[Sample]]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, why): records read that give no sample
 
     def samples(self) -> Iterator[Sample]:
         return self.read()
@@ -60,6 +61,10 @@ class Release:
     def key(self) -> str:
         """What identifies the content evaluated: the manifest's content key, else the Hub commit, else a hash of
         the split's files."""
+        if self.ref.format == "ophthareason-eval":
+            from retinal_reason_data.evaluation.ophthareason import files_key
+
+            return files_key(self.folder)
         return self.ref.content_key or self.ref.commit or _files_key(self.folder, self.config, self.split)
 
 
@@ -83,14 +88,17 @@ def open_release(reference: str, config: str = "rl", split: str = "test", revisi
 def folder_format(folder: Path) -> ReleaseFormat:
     """The format of a release folder on disk: the one place a folder's format is recognised.
 
-    An export folder (or a Hub snapshot of one) is read through its `rl` config. OphthaReason's five files
-    (`ophthareason-eval/`) are recognised here by `evaluation.ophthareason.is_ophthareason_folder` once that
-    reader is wired in, with its reader added to READERS."""
-    return "rl"
+    An export folder (or a Hub snapshot of one) is read through its `rl` config; a folder holding OphthaReason's
+    files (an export's `ophthareason-eval/`: `evaluation.ophthareason.is_ophthareason_folder`) is read as them."""
+    from retinal_reason_data.evaluation.ophthareason import is_ophthareason_folder
+
+    return "ophthareason-eval" if is_ophthareason_folder(folder) else "rl"
 
 
 def _local_release(folder: Path, config: str, split: str) -> Release:
     form = folder_format(folder)
+    if form == "ophthareason-eval":
+        return _ophthareason_release(folder)
     manifest = _manifest(folder / "manifest.json")
     ref = ReleaseRef(
         path=str(folder.resolve()),
@@ -245,6 +253,36 @@ def _hub_samples(shards: list[Path]) -> Iterator[Sample]:
     stream = datasets.load_dataset("parquet", data_files=[str(path) for path in shards], split="train", streaming=True)
     stream = stream.cast_column("images", datasets.List(datasets.Image(decode=False)))
     yield from _checked(iter(stream), f"{shards[0].parent} ({len(shards)} shards)")
+
+
+# --- OphthaReason's five files ----------------------------------------------------------------------------
+def _ophthareason_release(folder: Path) -> Release:
+    """OphthaReason's files (the export's `rl` test split as its eval.py reads it; --config and --split do not
+    apply): config `ophthareason-eval`, split `test`; keyed by the files' hash; records that give no sample are
+    named in `skipped`. Inside an export, the export's manifest says which release it is."""
+    from retinal_reason_data.evaluation.ophthareason import SkippedRecord, ophthareason_samples
+    from retinal_reason_data.release.ophthareason import NAME, SPLIT
+
+    manifest = _manifest(folder.resolve().parent / "manifest.json") if folder.resolve().name == NAME else {}
+    ref = ReleaseRef(
+        path=str(folder.resolve()),
+        content_key=manifest.get("content_key"),
+        version=manifest.get("recipe_version"),
+        format="ophthareason-eval",
+    )
+    skipped: list[tuple[str, str]] = []
+
+    def read() -> Iterator[Sample]:
+        records: list[SkippedRecord] = []
+        skipped.clear()
+        for sample in ophthareason_samples(folder, records):
+            skipped.extend((record.sample_id or f"record {record.record}", record.message) for record in records)
+            records.clear()
+            yield sample
+        skipped.extend((record.sample_id or f"record {record.record}", record.message) for record in records)
+
+    rows = sum((manifest.get("formats", {}).get(NAME, {}).get("rows") or {}).values()) or None
+    return Release(ref, folder, NAME, SPLIT, rows, read, skipped)
 
 
 Reader = Callable[[Path, str, str], Callable[[], Iterator[Sample]]]
