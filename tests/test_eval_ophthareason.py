@@ -289,7 +289,8 @@ def test_skipped_records_are_logged_when_no_list_is_given(
 
 
 def test_the_csv_lookup_answers_as_pandas_does(tmp_path: Path) -> None:
-    jpeg, png = b"\xff\xd8\xff\xe0" + bytes(range(40)), b"\x89PNG\r\n\x1a\n" + b"\x00" * 20
+    jpeg, png = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 800, b"\x89PNG\r\n\x1a\n" + b"\x00" * 20
+    assert len(base64.b64encode(jpeg)) > 131_072, "larger than the csv module's default field limit"
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\r\n")
     writer.writerows([["image", "note", "base64"], ["plain.jpg", "x", base64.b64encode(jpeg).decode()]])

@@ -42,6 +42,8 @@ class _Row(NamedTuple):
 
 def _fields(record: bytes) -> list[str]:
     """The fields of one CSV record (UTF-8, as pandas reads it by default)."""
+    if csv.field_size_limit() < MAX_ROW_BYTES:  # the default, 131,072 characters, is a 96 KB image
+        csv.field_size_limit(MAX_ROW_BYTES)
     return next(csv.reader(io.StringIO(record.decode("utf-8"), newline="")), [])
 
 
