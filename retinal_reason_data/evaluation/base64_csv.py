@@ -8,7 +8,6 @@ wanted: memory holds the keys and one row.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import csv
 import io
@@ -41,10 +40,27 @@ class _Row(NamedTuple):
 
 
 def _fields(record: bytes) -> list[str]:
-    """The fields of one CSV record (UTF-8, as pandas reads it by default)."""
+    """The fields of one CSV record (UTF-8, as pandas reads it by default). Without a quote, a record is its
+    text split at commas (five times faster than the csv module on a base64 image); with one, the csv module."""
+    if b'"' not in record:
+        return record.decode("utf-8").rstrip("\r\n").split(",")
     if csv.field_size_limit() < MAX_ROW_BYTES:  # the default, 131,072 characters, is a 96 KB image
         csv.field_size_limit(MAX_ROW_BYTES)
     return next(csv.reader(io.StringIO(record.decode("utf-8"), newline="")), [])
+
+
+def _decoded(value: str) -> bytes | str:
+    """The bytes of a base64 value (wrapped in lines or not), or what is wrong with it. Strict: a character outside
+    the alphabet or misplaced padding is an error (`b64decode(validate=True)` checks the same with a regular
+    expression, four times slower)."""
+    try:
+        return binascii.a2b_base64(value, strict_mode=True)
+    except (binascii.Error, ValueError):
+        pass
+    try:
+        return binascii.a2b_base64("".join(value.split()), strict_mode=True)
+    except (binascii.Error, ValueError) as exc:
+        return str(exc)
 
 
 class Base64Csv:
@@ -148,11 +164,9 @@ class Base64Csv:
         value = self._value(row)
         if value is None:
             raise ImageLookupError("image_unreadable", f"{where}: no '{BASE64_COLUMN}' value in the row")
-        text = "".join(value.split())
-        try:
-            data = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise ImageLookupError("image_bad_base64", f"{where}: not base64 ({exc}): {text[:40]!r}") from None
+        data = _decoded(value)
+        if isinstance(data, str):
+            raise ImageLookupError("image_bad_base64", f"{where}: not base64 ({data}): {value[:40]!r}")
         if not data:
             raise ImageLookupError("image_bad_base64", f"{where}: the base64 value is empty")
         if not data.startswith(IMAGE_MAGIC) and not (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
