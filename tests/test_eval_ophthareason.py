@@ -13,8 +13,11 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
+from retinal_reason_data.cli import app
 from retinal_reason_data.evaluation.base64_csv import Base64Csv, CsvProblem, ImageLookupError
 from retinal_reason_data.evaluation.ophthareason import (
     FILE_GROUPS,
@@ -36,7 +39,9 @@ from retinal_reason_data.evaluation.scorers import SCORERS, score_reward
 from retinal_reason_data.release.ophthareason import FILES
 from retinal_reason_data.release.reader import iter_rows
 from retinal_reason_data.rewards import make_ground_truth
+from tests.fake_openai import FakeOpenAI
 from tests.helpers.builds import copy_build, rrd_build
+from tests.helpers.eval_release import AnswerKey
 
 # eval/eval.py (58f0eaa): SIGLE_DS, MULTI_DS and DS_DICT
 SIGLE_DS = ["single_choice_test_data_CFP", "single_choice_test_data_FFA", "single_choice_test_data_OCT"]
@@ -415,11 +420,7 @@ class FileAnswers:
         return f"<think>I look at the images.</think><answer>{answer}</answer>"
 
 
-def rrd_eval(folder: Path, server: object, *extra: str, code: int = 0) -> dict:
-    from typer.testing import CliRunner
-
-    from retinal_reason_data.cli import app
-
+def rrd_eval(folder: Path, server: FakeOpenAI, *extra: str, code: int = 0) -> dict:
     args = ["eval", str(folder), "--base-url", server.base_url, "--model", "fake-vlm", "--json", *extra]
     result = CliRunner().invoke(app, args, catch_exceptions=False)
     assert result.exit_code == code, result.output
@@ -427,10 +428,6 @@ def rrd_eval(folder: Path, server: object, *extra: str, code: int = 0) -> dict:
 
 
 def test_rrd_eval_sends_eval_pys_messages_and_scores_as_its_prompts_ask(export: Path, tmp_path: Path) -> None:
-    import pyarrow.parquet as pq
-
-    from tests.fake_openai import FakeOpenAI
-
     folder = export / "ophthareason-eval"
     samples = list(ophthareason_samples(folder))
     wrong = {samples[n].sample_id for n in range(1, len(samples), 2)}
@@ -484,9 +481,6 @@ def test_rrd_eval_sends_eval_pys_messages_and_scores_as_its_prompts_ask(export: 
 def test_rrd_eval_names_the_records_it_leaves_out_and_keeps_the_rl_run_apart(
     export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.fake_openai import FakeOpenAI
-    from tests.helpers.eval_release import AnswerKey
-
     folder = shutil.copytree(export / "ophthareason-eval", tmp_path / "export" / "ophthareason-eval")
     for path in [*export.glob("*.json"), export / "data"]:
         (shutil.copytree if path.is_dir() else shutil.copy)(path, tmp_path / "export" / path.name)
@@ -507,6 +501,11 @@ def test_rrd_eval_names_the_records_it_leaves_out_and_keeps_the_rl_run_apart(
     assert summary["samples"] == len(samples) and summary["accuracy"] == 1.0
     assert rl_summary["samples"] == len(rl_rows)
     assert Path(summary["out"]) != Path(rl_summary["out"]), "the two formats of one export are two runs"
+    # the same model on the two formats of one export, matched by sample id (the records keep the rows' ids)
+    compared = CliRunner().invoke(app, ["eval", "compare", summary["out"], rl_summary["out"], "--json"])
+    assert compared.exit_code == 0, compared.output
+    matched = json.loads(compared.stdout)["matched"]
+    assert (matched["samples"], matched["only_a"], matched["only_b"]) == (len(samples), 0, len(rl_rows) - len(samples))
     meta = json.loads((Path(summary["out"]) / "run.json").read_text())
     assert meta["requests"]["samples_read"] == len(samples) + 1
     assert meta["skipped"] == [

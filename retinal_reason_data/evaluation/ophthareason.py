@@ -13,16 +13,21 @@ indexed by offset (`base64_csv`), so memory holds one record and the CSV's keys,
 Numbers that can be compared with OphthaReason's own pipeline. Its eval.py scores nothing: it pickles, per
 file, `[response, question, answer, image]` for every record in file order (`{OUTPUT_DIR}/{model}_{name}.pkl`),
 and the scoring behind the paper's tables is not in the repository. So what compares is:
-- the requests: for the same files, `rrd eval` sends the same system text, user text and image bytes (the
-  export writes only JPEGs, so the data URLs are identical too); with `--temperature 0 --max-tokens 8192` (and
-  seed 3702 where the server honours `seed`) against a vLLM server of the same model, replies match eval.py's
-  offline `LLM.chat` up to vLLM's batch nondeterminism;
+- the requests: for the same files, `rrd eval FOLDER --max-tokens 8192 --seed 3702` (temperature 0 is its
+  default for one attempt) sends the same system text, user text and image bytes (the export writes only JPEGs,
+  so the data URLs are identical too; the system text goes as a string, which OpenAI-compatible servers read as
+  the one text part eval.py sends), so a vLLM server of the same model answers as eval.py's offline `LLM.chat`
+  does, up to vLLM's batch nondeterminism;
 - the scores: eval.py's stored replies, scored by `score_eval_outputs` (the same `score_ophthareason`, the same
-  ground truth from the same answer), give per file the accuracy `rrd eval` gives for that file's samples. A file
-  is one (question_type, modality) pair of `responses.parquet` (`FILE_GROUPS`); by task, `complex` is
-  complex_reason; by modality, FFA and OCT are their single-choice files, CFP is single plus multi CFP.
+  ground truth: the record's own answer, without the release's aliases, which the files do not carry), give per
+  file the accuracy `rrd eval` gives for that file's samples. A file is one (question_type, modality) pair of
+  `responses.parquet` (`FILE_GROUPS`): by task, `complex` is complex_reason; by question type, multiple_choice
+  is multi_choice_test_data_CFP; by modality, FFA and OCT are their single-choice files, `mixed` is
+  complex_reason and CFP is single plus multi CFP.
 Pickles are not read here: unpickling runs whatever code the file names, so an output file is read only as
-JSON, which its owner writes from a pickle they trust (`score_eval_outputs`).
+JSON, which its owner writes from a pickle they trust (`score_eval_outputs`). The records keep the ids of the
+export's `rl` rows, so `rrd eval compare` matches a run on these files with a run on the export's `rl` config
+(the same questions in the two prompts).
 
 The scorer. Format (the `<think></think><answer></answer>` layout, pre-filled `<think>` allowed, text outside
 the blocks voiding the answer) and the reading of the answer are the reward's (`rewards.verdict`, one reply
