@@ -30,6 +30,13 @@ OutOpt = Annotated[Path | None, typer.Option("--out", help="Overrides export.out
 CatalogOpt = Annotated[Path | None, typer.Option("--catalog", help="Overrides catalog.")]
 
 
+def _log_level() -> None:
+    """Logging to stderr at RRD_LOG_LEVEL (default WARNING; e.g. INFO: the teacher's commits and retries)."""
+    level = os.environ.get("RRD_LOG_LEVEL", "WARNING").upper()
+    level = level if level in logging.getLevelNamesMapping() else "WARNING"
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s")
+
+
 def _open(recipe_path: Path, out: Path | None, catalog: Path | None) -> tuple[Recipe, Catalog]:
     import duckdb
 
@@ -37,9 +44,7 @@ def _open(recipe_path: Path, out: Path | None, catalog: Path | None) -> tuple[Re
     from retinal_reason_data.ingest.sources import check_adapters
     from retinal_reason_data.recipe import RecipeError, load_recipe
 
-    level = os.environ.get("RRD_LOG_LEVEL", "WARNING").upper()  # e.g. INFO: the teacher's commits and retries
-    level = level if level in logging.getLevelNamesMapping() else "WARNING"
-    logging.basicConfig(level=level, format="%(levelname)s %(message)s")
+    _log_level()
     try:
         recipe = load_recipe(recipe_path, out=out, catalog=catalog)
         check_adapters(recipe)
@@ -612,11 +617,6 @@ def eval_run_command(
             typer.echo(line)
         typer.echo(f"run folder: {outcome.folder} (responses.parquet, run.json, report.md)")
     _eval_problems(outcome)
-
-
-def _log_level() -> None:
-    level = os.environ.get("RRD_LOG_LEVEL", "WARNING").upper()
-    logging.basicConfig(level=level if level in logging.getLevelNamesMapping() else "WARNING", format="%(message)s")
 
 
 def _ci(interval: object) -> str:

@@ -136,7 +136,9 @@ def _download(repo: str, revision: str, config: str, split: str) -> Path:
             )
         )
     except RepositoryNotFoundError:
-        raise ReleaseInputError(f"{repo}: no such dataset repository (or no access with this token)") from None
+        raise ReleaseInputError(
+            f"{repo}: no such folder here, and no such dataset repository on the Hub (or no access with this token)"
+        ) from None
     except RevisionNotFoundError:
         raise ReleaseInputError(f"{repo}: no revision {revision!r}") from None
 
