@@ -686,12 +686,12 @@ def eval_compare_command(
 ) -> None:
     """Two runs side by side (two models on one release, or one model on two releases): paired differences with
     their 95 % intervals, McNemar's test, and the samples that changed."""
-    from retinal_reason_data.evaluation.compare import compare_markdown, compare_runs
-
     for folder in (run_a, run_b):
         if not (folder / "responses.parquet").is_file():
             typer.echo(f"error: {folder}: no responses.parquet (is it a run folder of `rrd eval`?)", err=True)
             raise typer.Exit(2)
+    from retinal_reason_data.evaluation.compare import compare_markdown, compare_runs
+
     result = compare_runs(run_a, run_b)
     markdown = compare_markdown(result)
     if out is not None:
