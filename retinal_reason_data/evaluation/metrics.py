@@ -83,7 +83,7 @@ def per_sample(columns: Mapping[str, Sequence[Any]]) -> PerSample:
     counts = np.diff(np.r_[firsts, len(ids)])
     twice = np.flatnonzero((ids[1:] == ids[:-1]) & (attempts[1:] == attempts[:-1]))
     if len(twice):
-        raise ValueError(f"sample {ids[twice[0]]!r} has attempt {attempts[twice[0]]} twice")
+        raise ValueError(f"sample {str(ids[twice[0]])!r} has attempt {int(attempts[twice[0]])} twice")
     groups = {
         name: _consistent(name, np.asarray(columns[name], dtype=str)[order], ids, firsts, counts) for name in GROUPINGS
     }
@@ -116,9 +116,8 @@ def _consistent(name: str, values: np.ndarray, ids: np.ndarray, firsts: np.ndarr
     if len(differ):
         row = differ[0]
         first = firsts[np.searchsorted(firsts, row, side="right") - 1]
-        raise ValueError(
-            f"sample {ids[row]!r}: its attempts disagree on {name} ({values[first]!r} and {values[row]!r})"
-        )
+        sample, one, other = str(ids[row]), str(values[first]), str(values[row])
+        raise ValueError(f"sample {sample!r}: its attempts disagree on {name} ({one!r} and {other!r})")
     return per_sample_values
 
 
