@@ -686,13 +686,13 @@ def eval_compare_command(
 ) -> None:
     """Two runs side by side (two models on one release, or one model on two releases): paired differences with
     their 95 % intervals, McNemar's test, and the samples that changed."""
-    for folder in (run_a, run_b):
-        if not (folder / "responses.parquet").is_file():
-            typer.echo(f"error: {folder}: no responses.parquet (is it a run folder of `rrd eval`?)", err=True)
-            raise typer.Exit(2)
     from retinal_reason_data.evaluation.compare import compare_markdown, compare_runs
 
-    result = compare_runs(run_a, run_b)
+    try:
+        result = compare_runs(run_a, run_b)
+    except ValueError as exc:  # not a run folder, or two runs without a sample in common
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     markdown = compare_markdown(result)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

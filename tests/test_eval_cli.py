@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from retinal_reason_data.cli import app
 from tests.fake_openai import FakeOpenAI
-from tests.helpers.eval_release import release_rows, write_release
+from tests.helpers.eval_release import AnswerKey, every_nth, release_rows, write_release
 from tests.test_startup import HEAVY
 
 RRD = Path(sys.executable).with_name("rrd")
@@ -64,7 +64,36 @@ def test_a_first_word_that_is_no_command_is_the_release_of_a_run(tmp_path: Path)
 def test_compare_is_its_own_command(tmp_path: Path) -> None:
     result = runner.invoke(app, ["eval", "compare", str(tmp_path / "a"), str(tmp_path / "b")])
     assert result.exit_code == 2
-    assert f"{tmp_path / 'a'}: no responses.parquet (is it a run folder of `rrd eval`?)" in result.output
+    assert f"{tmp_path / 'a'}: not a folder (a run folder of `rrd eval` holds run.json and responses.parquet)" in (
+        result.output
+    )
+
+
+def test_compare_two_models_on_one_release_lists_the_samples_that_changed(tmp_path: Path) -> None:
+    rows = release_rows()
+    release = write_release(tmp_path / "export", rows)
+    wrong_a = every_nth(rows)  # the 4th of each cell
+    wrong_b = {row["id"] for index, row in enumerate(rows) if index % 4 == 2}  # the 3rd of each cell
+    for name, wrong in (("a", wrong_a), ("b", wrong_b)):
+        with FakeOpenAI(AnswerKey(rows, wrong)) as server:
+            args = ["eval", str(release), "--base-url", server.base_url, "--model", f"model-{name}"]
+            result = runner.invoke(app, [*args, "--out", str(tmp_path / name)])
+            assert result.exit_code == 0, result.output
+    report = tmp_path / "compare.md"
+    args = ["eval", "compare", str(tmp_path / "a"), str(tmp_path / "b"), "--json", "--out", str(report)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    compared = json.loads(result.stdout)
+    assert (compared["runs"]["a"]["model"], compared["runs"]["b"]["model"]) == ("model-a", "model-b")
+    assert compared["matched"] == {"samples": 128, "only_a": 0, "only_b": 0, "answer_differs": 0}
+    assert compared["overall"]["difference"] == 0.0
+    assert {entry["sample_id"] for entry in compared["changed"]["worse"]} == wrong_b
+    assert {entry["sample_id"] for entry in compared["changed"]["better"]} == wrong_a
+    assert compared["mcnemar"]["p_value"] == 1.0  # 32 discordant pairs each way
+    markdown = report.read_text()
+    assert "model-a" in markdown and "model-b" in markdown
+    plain = runner.invoke(app, ["eval", "compare", str(tmp_path / "a"), str(tmp_path / "b")])
+    assert plain.exit_code == 0 and plain.stdout.strip() == markdown.strip()
 
 
 @pytest.mark.parametrize(
