@@ -450,3 +450,15 @@ def test_a_release_on_the_hub_is_read_at_its_revision(
         path.name for path in (tmp_path / "hub-cache").rglob("*") if path.is_file() and "snapshots" in path.parts
     }
     assert downloaded == {"manifest.json"} | {path.name for path in (release / "data" / "rl").glob("test-*.parquet")}
+
+
+def test_the_transport_keeps_few_encoded_images_when_every_request_shows_new_ones() -> None:
+    # a release's images are sent once per attempt, each a new data URL of up to MBs: the splice cache is bounded
+    from retinal_reason_data.teacher import transports
+
+    for index in range(12):
+        url = "data:image/jpeg;base64," + chr(65 + index) * (8 << 20)
+        payload = {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}]}
+        assert json.loads(transports.encode_payload(payload)) == payload
+    assert sum(map(len, transports._ENCODED_URLS.values())) <= transports._ENCODED_MAX_BYTES
+    assert 0 < len(transports._ENCODED_URLS) < 12

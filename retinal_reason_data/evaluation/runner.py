@@ -85,6 +85,19 @@ def planned(sample: Sample, fingerprints: list[str]) -> Planned:
     )
 
 
+def minimal_item(sample: Sample, digests: list[str]) -> Item:
+    """The engine's requests carry an Item (it logs its id with every failed call): the sample's ids and image
+    hashes, unvalidated (every field given: a default factory costs pydantic a signature lookup per object)."""
+    return Item.model_construct(
+        item_id=sample.sample_id,
+        case_id=sample.case_id,
+        question=sample.prompt,
+        options=[],
+        image_shas=digests,
+        captions=[],
+    )
+
+
 def plan_batches(
     release: Release, spec: TeacherSpec, journal: Journal, plan: Plan, image_max_side: int | None
 ) -> Iterator[list[Request]]:
@@ -101,7 +114,7 @@ def plan_batches(
             except ImageUnreadable as exc:
                 plan.skipped.append((sample.sample_id, str(exc)))
                 continue
-            item = Item.model_construct(item_id=sample.sample_id, case_id=sample.case_id)  # the engine logs its id
+            item = minimal_item(sample, digests)
             estimate = prompt_tokens_estimate(sample)
             batch += [Request(f, item, n, messages, prompt_tokens_estimate=estimate) for n, f in missing]
         plan.samples.append(planned(sample, fingerprints))
