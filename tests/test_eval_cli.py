@@ -123,3 +123,15 @@ def test_a_folder_that_holds_no_such_split_is_refused_before_anything_is_sent(
         assert server.requests == []
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+def test_a_row_that_cannot_be_read_stops_the_run_naming_its_file_row_and_fault(tmp_path: Path) -> None:
+    rows = release_rows(per_cell=1)
+    rows[3] = {**rows[3], "question_type": "essay"}
+    folder = write_release(tmp_path / "export", rows, shard_bytes=1 << 20)
+    with FakeOpenAI() as server:
+        args = ["eval", str(folder), "--base-url", server.base_url, "--model", "m", "--out", str(tmp_path / "run")]
+        result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    shard = folder / "data" / "rl" / "test-00000-of-00001.parquet"
+    assert f"{shard}: row 3 (id {rows[3]['id']}): 'essay' is not a valid QuestionType" in result.output

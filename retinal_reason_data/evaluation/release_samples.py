@@ -51,7 +51,6 @@ class Release:
     folder: Path
     config: str
     split: str
-    rows: int | None  # the split's size from the manifest (None: not stated), for the progress bar
     read: Callable[[], Iterator[Sample]]
 
     def samples(self) -> Iterator[Sample]:
@@ -98,8 +97,7 @@ def _local_release(folder: Path, config: str, split: str) -> Release:
         version=manifest.get("recipe_version"),
         format=form,
     )
-    read = READERS[form](folder, config, split)
-    return Release(ref, folder, config, split, _stated_rows(manifest, config, split), read)
+    return Release(ref, folder, config, split, READERS[form](folder, config, split))
 
 
 def _hub_release(repo: str, revision: str, config: str, split: str) -> Release:
@@ -114,7 +112,7 @@ def _hub_release(repo: str, revision: str, config: str, split: str) -> Release:
         format="rl",
     )
     shards = _shards(snapshot, config, split, f"{repo}@{revision}")
-    return Release(ref, snapshot, config, split, _stated_rows(manifest, config, split), lambda: _hub_samples(shards))
+    return Release(ref, snapshot, config, split, lambda: _hub_samples(shards))
 
 
 def _download(repo: str, revision: str, config: str, split: str) -> Path:
@@ -151,11 +149,6 @@ def _manifest(path: Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise ReleaseInputError(f"{path}: not readable as JSON ({exc})") from None
     return manifest if isinstance(manifest, dict) else {}
-
-
-def _stated_rows(manifest: dict[str, Any], config: str, split: str) -> int | None:
-    rows = manifest.get("rows", {}).get(config, {}).get(split)
-    return rows if isinstance(rows, int) else None
 
 
 def _shards(folder: Path, config: str, split: str, where: str) -> list[Path]:

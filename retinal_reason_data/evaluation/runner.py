@@ -26,8 +26,9 @@ from retinal_reason_data.evaluation.messages import (
     image_digests,
     prompt_tokens_estimate,
 )
-from retinal_reason_data.evaluation.release_samples import Release
+from retinal_reason_data.evaluation.release_samples import Release, ReleaseInputError
 from retinal_reason_data.evaluation.samples import Sample
+from retinal_reason_data.evaluation.scorers import SCORERS
 from retinal_reason_data.recipe import TeacherSpec
 from retinal_reason_data.schema import Item
 from retinal_reason_data.teacher.progress import Progress
@@ -105,6 +106,10 @@ def plan_batches(
     params = {attempt: sent_params(spec, attempt) for attempt in range(1, spec.attempts + 1)}
     batch: list[Request] = []
     for count, sample in enumerate(release.samples(), 1):
+        if sample.scorer not in SCORERS:
+            raise ReleaseInputError(
+                f"sample {sample.sample_id}: no scorer {sample.scorer!r} (known: {', '.join(SCORERS)})"
+            )
         digests = image_digests(sample)
         fingerprints = [fingerprint(spec.model, params[n], sample, digests, n, image_max_side) for n in params]
         missing = [(n, f) for n, f in zip(params, fingerprints, strict=True) if not journal.answered(f)]
