@@ -30,6 +30,13 @@ OutOpt = Annotated[Path | None, typer.Option("--out", help="Overrides export.out
 CatalogOpt = Annotated[Path | None, typer.Option("--catalog", help="Overrides catalog.")]
 
 
+def _log_level() -> None:
+    """Logging to stderr at RRD_LOG_LEVEL (default WARNING; e.g. INFO: the teacher's commits and retries)."""
+    level = os.environ.get("RRD_LOG_LEVEL", "WARNING").upper()
+    level = level if level in logging.getLevelNamesMapping() else "WARNING"
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s")
+
+
 def _open(recipe_path: Path, out: Path | None, catalog: Path | None) -> tuple[Recipe, Catalog]:
     import duckdb
 
@@ -37,9 +44,7 @@ def _open(recipe_path: Path, out: Path | None, catalog: Path | None) -> tuple[Re
     from retinal_reason_data.ingest.sources import check_adapters
     from retinal_reason_data.recipe import RecipeError, load_recipe
 
-    level = os.environ.get("RRD_LOG_LEVEL", "WARNING").upper()  # e.g. INFO: the teacher's commits and retries
-    level = level if level in logging.getLevelNamesMapping() else "WARNING"
-    logging.basicConfig(level=level, format="%(levelname)s %(message)s")
+    _log_level()
     try:
         recipe = load_recipe(recipe_path, out=out, catalog=catalog)
         check_adapters(recipe)
@@ -614,11 +619,6 @@ def eval_run_command(
     _eval_problems(outcome)
 
 
-def _log_level() -> None:
-    level = os.environ.get("RRD_LOG_LEVEL", "WARNING").upper()
-    logging.basicConfig(level=level if level in logging.getLevelNamesMapping() else "WARNING", format="%(message)s")
-
-
 def _ci(interval: object) -> str:
     if isinstance(interval, dict):
         interval = interval.get("accuracy")
@@ -688,11 +688,11 @@ def eval_compare_command(
     their 95 % intervals, McNemar's test, and the samples that changed."""
     from retinal_reason_data.evaluation.compare import compare_markdown, compare_runs
 
-    for folder in (run_a, run_b):
-        if not (folder / "responses.parquet").is_file():
-            typer.echo(f"error: {folder}: no responses.parquet (is it a run folder of `rrd eval`?)", err=True)
-            raise typer.Exit(2)
-    result = compare_runs(run_a, run_b)
+    try:
+        result = compare_runs(run_a, run_b)
+    except ValueError as exc:  # not a run folder, or two runs without a sample in common
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     markdown = compare_markdown(result)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -174,7 +174,7 @@ def _send(release: Any, spec: Any, journal: Any, settings: EvalSettings) -> tupl
     from retinal_reason_data.teacher.progress import Progress
 
     plan = Plan()
-    progress = Progress(0, f"eval {settings.model}")
+    progress = Progress(0, f"eval {settings.model}", label="eval", failed_word="failed")
     try:
         report = send(release, spec, journal, plan, settings.image_max_side, progress)
     except EndpointsExhausted as exc:

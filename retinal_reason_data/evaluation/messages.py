@@ -58,8 +58,10 @@ def image_url(image: SampleImage, max_side: int | None = None) -> str:
             media = Image.MIME.get(opened.format or "", "")
             size = opened.size
             opened.verify()  # PNG: every chunk's CRC; a truncated or corrupted PNG fails here
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageUnreadable(f"image {image.path or '(unnamed)'}: {exc}") from None
+    except UnidentifiedImageError:
+        raise ImageUnreadable(f"image {image.path or '(unnamed)'}: not an image file (no format recognised)") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated, a chunk that fails its CRC, a broken header
+        raise ImageUnreadable(f"image {image.path or '(unnamed)'}: cannot be decoded ({exc})") from None
     if not media.startswith("image/"):
         raise ImageUnreadable(f"image {image.path or '(unnamed)'}: no media type for format {opened.format}")
     if max_side is not None and max(size) > max_side:

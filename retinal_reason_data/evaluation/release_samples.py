@@ -51,7 +51,6 @@ class Release:
     folder: Path
     config: str
     split: str
-    rows: int | None  # the split's size from the manifest (None: not stated), for the progress bar
     read: Callable[[], Iterator[Sample]]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, why): records read that give no sample
 
@@ -106,8 +105,7 @@ def _local_release(folder: Path, config: str, split: str) -> Release:
         version=manifest.get("recipe_version"),
         format=form,
     )
-    read = READERS[form](folder, config, split)
-    return Release(ref, folder, config, split, _stated_rows(manifest, config, split), read)
+    return Release(ref, folder, config, split, READERS[form](folder, config, split))
 
 
 def _hub_release(repo: str, revision: str, config: str, split: str) -> Release:
@@ -122,7 +120,7 @@ def _hub_release(repo: str, revision: str, config: str, split: str) -> Release:
         format="rl",
     )
     shards = _shards(snapshot, config, split, f"{repo}@{revision}")
-    return Release(ref, snapshot, config, split, _stated_rows(manifest, config, split), lambda: _hub_samples(shards))
+    return Release(ref, snapshot, config, split, lambda: _hub_samples(shards))
 
 
 def _download(repo: str, revision: str, config: str, split: str) -> Path:
@@ -144,7 +142,9 @@ def _download(repo: str, revision: str, config: str, split: str) -> Path:
             )
         )
     except RepositoryNotFoundError:
-        raise ReleaseInputError(f"{repo}: no such dataset repository (or no access with this token)") from None
+        raise ReleaseInputError(
+            f"{repo}: no such folder here, and no such dataset repository on the Hub (or no access with this token)"
+        ) from None
     except RevisionNotFoundError:
         raise ReleaseInputError(f"{repo}: no revision {revision!r}") from None
 
@@ -157,11 +157,6 @@ def _manifest(path: Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise ReleaseInputError(f"{path}: not readable as JSON ({exc})") from None
     return manifest if isinstance(manifest, dict) else {}
-
-
-def _stated_rows(manifest: dict[str, Any], config: str, split: str) -> int | None:
-    rows = manifest.get("rows", {}).get(config, {}).get(split)
-    return rows if isinstance(rows, int) else None
 
 
 def _shards(folder: Path, config: str, split: str, where: str) -> list[Path]:

@@ -26,8 +26,9 @@ from retinal_reason_data.evaluation.messages import (
     image_digests,
     prompt_tokens_estimate,
 )
-from retinal_reason_data.evaluation.release_samples import Release
+from retinal_reason_data.evaluation.release_samples import Release, ReleaseInputError
 from retinal_reason_data.evaluation.samples import Sample
+from retinal_reason_data.evaluation.scorers import SCORERS
 from retinal_reason_data.recipe import TeacherSpec
 from retinal_reason_data.schema import Item
 from retinal_reason_data.teacher.progress import Progress
@@ -85,6 +86,19 @@ def planned(sample: Sample, fingerprints: list[str]) -> Planned:
     )
 
 
+def minimal_item(sample: Sample, digests: list[str]) -> Item:
+    """The engine's requests carry an Item (it logs its id with every failed call): the sample's ids and image
+    hashes, unvalidated (every field given: a default factory costs pydantic a signature lookup per object)."""
+    return Item.model_construct(
+        item_id=sample.sample_id,
+        case_id=sample.case_id,
+        question=sample.prompt,
+        options=[],
+        image_shas=digests,
+        captions=[],
+    )
+
+
 def plan_batches(
     release: Release, spec: TeacherSpec, journal: Journal, plan: Plan, image_max_side: int | None
 ) -> Iterator[list[Request]]:
@@ -92,6 +106,10 @@ def plan_batches(
     params = {attempt: sent_params(spec, attempt) for attempt in range(1, spec.attempts + 1)}
     batch: list[Request] = []
     for count, sample in enumerate(release.samples(), 1):
+        if sample.scorer not in SCORERS:
+            raise ReleaseInputError(
+                f"sample {sample.sample_id}: no scorer {sample.scorer!r} (known: {', '.join(SCORERS)})"
+            )
         digests = image_digests(sample)
         fingerprints = [fingerprint(spec.model, params[n], sample, digests, n, image_max_side) for n in params]
         missing = [(n, f) for n, f in zip(params, fingerprints, strict=True) if not journal.answered(f)]
@@ -101,7 +119,7 @@ def plan_batches(
             except ImageUnreadable as exc:
                 plan.skipped.append((sample.sample_id, str(exc)))
                 continue
-            item = Item.model_construct(item_id=sample.sample_id, case_id=sample.case_id)  # the engine logs its id
+            item = minimal_item(sample, digests)
             estimate = prompt_tokens_estimate(sample)
             batch += [Request(f, item, n, messages, prompt_tokens_estimate=estimate) for n, f in missing]
         plan.samples.append(planned(sample, fingerprints))
