@@ -276,8 +276,7 @@ def _ophthareason_release(folder: Path) -> Release:
             yield sample
         skipped.extend((record.sample_id or f"record {record.record}", record.message) for record in records)
 
-    rows = sum((manifest.get("formats", {}).get(NAME, {}).get("rows") or {}).values()) or None
-    return Release(ref, folder, NAME, SPLIT, rows, read, skipped)
+    return Release(ref, folder, NAME, SPLIT, read, skipped)
 
 
 Reader = Callable[[Path, str, str], Callable[[], Iterator[Sample]]]
