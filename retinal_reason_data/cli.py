@@ -654,13 +654,13 @@ def _eval_lines(summary: dict[str, Any]) -> list[str]:
 
 
 def _eval_problems(outcome: Any) -> None:
-    """Calls that failed after their retries and samples whose images cannot be sent: named, then exit 1."""
+    """Calls that failed after their retries and samples left out (images that cannot be decoded): named, then
+    exit 1."""
     for sample_id, reason in outcome.skipped:
         typer.echo(f"  not sent: {sample_id}: {reason}", err=True)
     if outcome.skipped:
         typer.echo(
-            f"{len(outcome.skipped)} samples left out: their images cannot be decoded (listed above; the figures "
-            "cover the others)",
+            f"{len(outcome.skipped)} samples left out (listed above with the reason; the figures cover the others)",
             err=True,
         )
     for line in outcome.failed[:50]:

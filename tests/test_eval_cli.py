@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from retinal_reason_data.cli import app
 from tests.fake_openai import FakeOpenAI
 from tests.helpers.eval_release import AnswerKey, every_nth, release_rows, write_release
-from tests.test_startup import HEAVY
+from tests.helpers.startup import HEAVY
 
 RRD = Path(sys.executable).with_name("rrd")
 runner = CliRunner()

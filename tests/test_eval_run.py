@@ -4,6 +4,7 @@ that knows every answer and gets a set share wrong; the Hub path against tests/h
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import Result
 from huggingface_hub import HfApi
+from PIL import Image
 from typer.testing import CliRunner
 
 from retinal_reason_data.cli import app
@@ -402,6 +404,16 @@ def test_a_real_export_is_evaluated_through_its_rl_config(shared_small_build: Pa
         ]
     manifest = json.loads((export / "manifest.json").read_text())
     assert json.loads((tmp_path / "run" / "run.json").read_text())["release"]["content_key"] == manifest["content_key"]
+
+    # --image-max-side: larger images go as JPEGs of at most that side (another request: nothing cached is reused)
+    with FakeOpenAI(AnswerKey(rows)) as server:
+        rrd_eval(export, server, tmp_path / "run", "--split", "train", "--image-max-side", "128")
+        reduced = [part for request in server.requests for part in request["messages"][0]["content"][:-1]]
+    assert len(server.requests) == len(rows) and len(reduced) == sum(len(row["images"]) for row in rows)
+    for part in reduced:
+        url = part["image_url"]["url"]
+        assert url.startswith("data:image/jpeg;base64,")
+        assert max(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).size) == 128
 
 
 TOKEN = "hf_emulatorTOKEN_eval_3c9d"
