@@ -9,8 +9,6 @@ request has a fingerprint; an attempt whose fingerprint has a reply in the catal
 from __future__ import annotations
 
 import asyncio
-import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -43,6 +41,7 @@ from retinal_reason_data.teacher.prompts import (
     user_text,
 )
 from retinal_reason_data.teacher.requests import Reply, Request
+from retinal_reason_data.teacher.signals import install_stop_signals
 from retinal_reason_data.teacher.verify import score
 
 __all__ = ["SynthesisReport", "SynthesisStopped", "failure_reason", "image_data_url", "synthesize", "teacher_identity"]
@@ -324,7 +323,7 @@ async def _remote_main(recipe: Recipe, catalog: Catalog, report: SynthesisReport
 
     engine = Engine(spec, endpoints, deliver)
     writer.on_error = lambda _exc: (engine.stop(), engine.stop("stopped: the catalog writer failed"))
-    signals = _install_signals(loop, engine)
+    signals = install_stop_signals(loop, engine)
     pool = ThreadPoolExecutor(2, thread_name_prefix="rrd-requests")
     writer.start()
     ticker = loop.create_task(_tick(progress))
@@ -347,31 +346,6 @@ async def _remote_main(recipe: Recipe, catalog: Catalog, report: SynthesisReport
                 with suppress(Exception):
                     await endpoint.transport.close()
     return engine.stopping
-
-
-def _install_signals(loop: asyncio.AbstractEventLoop, engine: Any) -> list[int]:
-    """Ctrl-C (and SIGTERM) stop gracefully: nothing new is sent, replies in flight land and are committed;
-    a second one stops at once."""
-
-    def on_signal() -> None:
-        if engine.stopping:
-            print("\nstopping now; requests in flight are dropped (asked again on the next run)", file=sys.stderr)
-        else:
-            print(
-                "\nstopping: waiting for the requests in flight (Ctrl-C again to stop at once); "
-                "every reply received is kept",
-                file=sys.stderr,
-            )
-        engine.stop()
-
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, on_signal)
-            installed.append(sig)
-        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or not a POSIX loop
-            pass
-    return installed
 
 
 async def _tick(progress: Progress) -> None:
