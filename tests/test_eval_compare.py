@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from pathlib import Path
 
 import pyarrow as pa
@@ -36,6 +37,19 @@ def test_mcnemar_exact_against_hand_computation() -> None:
     assert mcnemar_exact(3, 3) == 1.0  # capped: the two tails overlap at the centre
     assert mcnemar_exact(0, 0) == 1.0
     assert mcnemar_exact(2, 10) == pytest.approx(2 * (1 + 12 + 66) / 4096)
+
+
+def exact_two_sided(a_only: int, b_only: int) -> float:
+    """The same p-value in integer arithmetic: twice the sum of C(n, i) for i up to the smaller count, over 2^n."""
+    n, term, total = a_only + b_only, 1, 0
+    for i in range(min(a_only, b_only) + 1):
+        total, term = total + term, term * (n - i) // (i + 1)
+    return min(1.0, float(Fraction(2 * total, 2**n)))
+
+
+@pytest.mark.parametrize(("a_only", "b_only"), [(137, 171), (900, 1000), (40, 400)])
+def test_mcnemar_exact_on_many_discordant_pairs_matches_integer_arithmetic(a_only: int, b_only: int) -> None:
+    assert mcnemar_exact(a_only, b_only) == pytest.approx(exact_two_sided(a_only, b_only), rel=1e-9)
 
 
 def test_matched_samples_differences_and_mcnemar(two_runs: tuple[Path, Path]) -> None:

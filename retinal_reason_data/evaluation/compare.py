@@ -12,7 +12,7 @@ answers each run read.
 from __future__ import annotations
 
 import json
-from math import comb
+from math import exp, lgamma, log
 from pathlib import Path
 from typing import Any
 
@@ -67,11 +67,15 @@ def _read_columns(path: Path) -> dict[str, list[Any]]:
 
 def mcnemar_exact(a_only: int, b_only: int) -> float:
     """Two-sided exact McNemar p-value: the binomial(n, 1/2) probability of a split of the n = a_only + b_only
-    discordant pairs at least as uneven as the one seen (1.0 when there is none)."""
+    discordant pairs at least as uneven as the one seen (1.0 when there is none). The binomial terms are summed
+    in log space (`lgamma`): 100,000 discordant pairs take milliseconds; about 10 significant digits are kept."""
     n = a_only + b_only
     if n == 0:
         return 1.0
-    tail = sum(comb(n, i) for i in range(min(a_only, b_only) + 1)) / 2**n
+    smaller = np.arange(min(a_only, b_only) + 1, dtype=np.float64)
+    log_terms = lgamma(n + 1) - np.array([lgamma(i + 1) + lgamma(n - i + 1) for i in smaller]) - n * log(2.0)
+    peak = float(log_terms.max())
+    tail = exp(peak) * float(np.exp(log_terms - peak).sum())
     return min(1.0, 2 * tail)
 
 
@@ -193,6 +197,10 @@ def _mcnemar(a: PerSample, b: PerSample, at_a: np.ndarray, at_b: np.ndarray) -> 
 
 
 # --- markdown --------------------------------------------------------------------------------------------
+def _p_value(value: float) -> str:
+    return f"{value:.4g}" if value > 0 else "< 1e-300"
+
+
 def _signed(value: float | None) -> str:
     return "" if value is None else f"{value:+.3f}"
 
@@ -260,7 +268,7 @@ def compare_markdown(result: dict[str, Any]) -> str:
     if test.get("p_value") is not None and "right_in_a_only" in test:
         lines.append(
             f"McNemar's exact test: {test['right_in_a_only']} samples right in A only, {test['right_in_b_only']} "
-            f"right in B only: p = {test['p_value']:.4g}."
+            f"right in B only: p = {_p_value(test['p_value'])}."
         )
     else:
         lines.append(f"McNemar's test: not computed ({test.get('reason', 'no reason given')}).")
