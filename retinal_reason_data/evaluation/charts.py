@@ -9,6 +9,8 @@ from typing import NamedTuple
 
 from PIL import Image, ImageDraw, ImageFont
 
+from retinal_reason_data.release.figures import clip_text, text_width
+
 WIDTH = 900
 _ROW = 22
 _TOP = 40
@@ -33,19 +35,6 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)
 
 
-def _width(font: ImageFont.ImageFont | ImageFont.FreeTypeFont, text: str) -> int:
-    left, _, right, _ = font.getbbox(text)
-    return int(right - left)
-
-
-def _clip(font: ImageFont.ImageFont | ImageFont.FreeTypeFont, text: str, width: int) -> str:
-    if _width(font, text) <= width:
-        return text
-    while text and _width(font, text + "...") > width:
-        text = text[:-1]
-    return text + "..."
-
-
 def _caption(bar: Bar) -> str:
     if bar.value is None:
         return "no samples"
@@ -58,7 +47,7 @@ def _caption(bar: Bar) -> str:
 def rate_chart(path: Path, title: str, bars: list[Bar]) -> Path:
     """A PNG with one bar per entry on a 0-1 scale, the interval drawn as a whisker with end caps."""
     font, title_font = _font(13), _font(16)
-    label_width = min(_LABEL_MAX, max([_width(font, bar.label) for bar in bars] + [40]) + 16)
+    label_width = min(_LABEL_MAX, max([text_width(font, bar.label) for bar in bars] + [40]) + 16)
     left, span = label_width, WIDTH - label_width - _TEXT
     height = _TOP + _ROW * max(1, len(bars)) + _AXIS
     image = Image.new("RGB", (WIDTH, height), "white")
@@ -71,7 +60,7 @@ def rate_chart(path: Path, title: str, bars: list[Bar]) -> Path:
         draw.text((x - 10, bottom + 4), f"{tick / 4:.2f}", fill="black", font=font)
     for row, bar in enumerate(bars):
         y = _TOP + row * _ROW
-        draw.text((12, y + 3), _clip(font, bar.label, label_width - 16), fill="black", font=font)
+        draw.text((12, y + 3), clip_text(font, bar.label, label_width - 16), fill="black", font=font)
         if bar.value is not None:
             length = round(span * min(max(bar.value, 0.0), 1.0))
             draw.rectangle((left, y + 4, left + max(length, 1), y + _ROW - 5), fill=_BAR)

@@ -31,6 +31,7 @@ from retinal_reason_data.evaluation.samples import Sample
 from retinal_reason_data.evaluation.scorers import SCORERS
 from retinal_reason_data.recipe import TeacherSpec
 from retinal_reason_data.schema import Item
+from retinal_reason_data.teacher.prefetch import DONE, drain
 from retinal_reason_data.teacher.progress import Progress
 from retinal_reason_data.teacher.requests import Reply, Request, sent_params
 
@@ -224,27 +225,12 @@ async def _tick(progress: Progress) -> None:
         progress.tick()
 
 
-_DONE = object()
-
-
-async def _requests(
+def _requests(
     batches: Iterator[list[Request]], pool: ThreadPoolExecutor, progress: Progress, bound: int
 ) -> AsyncIterator[Request]:
     """The requests, prepared ahead on the worker thread into a queue of `bound` (images are held once sent)."""
     queue: asyncio.Queue[Any] = asyncio.Queue(bound)
-    producer = asyncio.get_running_loop().create_task(_produce(batches, pool, progress, queue))
-    try:
-        while True:
-            request = await queue.get()
-            if request is _DONE:
-                return
-            if isinstance(request, BaseException):
-                raise request
-            yield request
-    finally:
-        producer.cancel()
-        with suppress(asyncio.CancelledError):
-            await producer
+    return drain(queue, _produce(batches, pool, progress, queue))
 
 
 async def _produce(
@@ -256,7 +242,7 @@ async def _produce(
             progress.add_total(len(batch))
             for request in batch:
                 await queue.put(request)
-        await queue.put(_DONE)
+        await queue.put(DONE)
     except asyncio.CancelledError:
         raise
     except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it

@@ -29,6 +29,7 @@ from retinal_reason_data.teacher import offline
 from retinal_reason_data.teacher.backends import backend_of
 from retinal_reason_data.teacher.images import data_url_or_error, image_data_url, image_token_estimate
 from retinal_reason_data.teacher.outcomes import is_refusal, reveals_guidance
+from retinal_reason_data.teacher.prefetch import DONE, drain
 from retinal_reason_data.teacher.progress import Progress
 from retinal_reason_data.teacher.prompts import (
     GUIDED_PROMPT_VERSION,
@@ -354,10 +355,7 @@ async def _tick(progress: Progress) -> None:
         progress.tick()
 
 
-_DONE = object()
-
-
-async def _requests(
+def _requests(
     catalog: Catalog,
     recipe: Recipe,
     report: SynthesisReport,
@@ -370,21 +368,8 @@ async def _requests(
     requests are added to the progress bar's total as they are found."""
     spec = recipe.teacher
     queue: asyncio.Queue[Any] = asyncio.Queue(max(64, 2 * sum(e.concurrency or 1 for e in spec.endpoint_specs())))
-    producer = asyncio.get_running_loop().create_task(
-        _produce(pending_attempts(catalog, recipe, report, guided is not None), recipe, pool, deliver, queue, guided)
-    )
-    try:
-        while True:
-            request = await queue.get()
-            if request is _DONE:
-                return
-            if isinstance(request, BaseException):
-                raise request
-            yield request
-    finally:
-        producer.cancel()
-        with suppress(asyncio.CancelledError):
-            await producer
+    pending = pending_attempts(catalog, recipe, report, guided is not None)
+    return drain(queue, _produce(pending, recipe, pool, deliver, queue, guided))
 
 
 async def _produce(
@@ -421,7 +406,7 @@ async def _produce(
                 await queue.put(
                     Request(attempt.fingerprint, attempt.item, attempt.attempt, messages, attempt.guided, estimate)
                 )
-        await queue.put(_DONE)
+        await queue.put(DONE)
     except asyncio.CancelledError:
         raise
     except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
