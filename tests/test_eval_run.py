@@ -156,6 +156,25 @@ def test_a_rerun_sends_no_request_and_gives_the_same_numbers(
     assert run["requests"]["cached"] == 128 and run["requests"]["answered_now"] == 0
 
 
+def test_a_run_folder_refuses_another_model_or_sampling_and_keeps_its_run(
+    release: Path, rows: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """Pointing --out at another run's folder would mix two runs in one journal and make its run.json lie."""
+    with FakeOpenAI(AnswerKey(rows, every_nth(rows))) as server:
+        rrd_eval(release, server, tmp_path / "run")
+        before = (tmp_path / "run" / "run.json").read_bytes()
+        asked = len(server.requests)
+        args = ["eval", str(release), "--base-url", server.base_url, "--out", str(tmp_path / "run")]
+        other = runner.invoke(app, [*args, "--model", "another-vlm"])
+        hotter = runner.invoke(app, [*args, "--model", MODEL, "--temperature", "0.5"])
+        slower = runner.invoke(app, [*args, "--model", MODEL, "--timeout", "30"])
+        assert len(server.requests) == asked
+    assert other.exit_code == 2 and "holds another run (model: 'fake-vlm' there, 'another-vlm' asked)" in other.output
+    assert hotter.exit_code == 2 and "params:" in hotter.output
+    assert slower.exit_code == 0, slower.output  # the timeout does not change what is asked
+    assert json.loads(before)["model"] == json.loads((tmp_path / "run" / "run.json").read_bytes())["model"]
+
+
 def test_without_out_the_run_folder_is_named_from_model_release_and_split_and_found_again(
     release: Path, rows: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

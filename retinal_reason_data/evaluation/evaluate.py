@@ -159,6 +159,7 @@ def evaluate(settings: EvalSettings, echo: Callable[[str], None]) -> EvalOutcome
         settings.sampling_temperature(),
         settings.named_params(),
     )
+    _refuse_another_run(folder, identity(settings, release))
     folder.mkdir(parents=True, exist_ok=True)
     echo(f"run folder: {folder}")
     journal = Journal(folder)
@@ -166,6 +167,37 @@ def evaluate(settings: EvalSettings, echo: Callable[[str], None]) -> EvalOutcome
     plan, report = _send(release, spec, journal, settings)
     echo(f"{plan.cached} attempts answered before, {report.replies} asked now ({report.calls} HTTP calls)")
     return _write(folder, settings, release, journal, plan, report, started)
+
+
+def identity(settings: EvalSettings, release: Any) -> dict[str, Any]:
+    """What makes two runs one run: the model, the content evaluated and what is sent (not the timeout)."""
+    params = {key: value for key, value in settings.params().items() if key != "timeout_s"}
+    return {
+        "model": settings.model,
+        "release_key": release.key(),
+        "config": release.config,
+        "split": release.split,
+        "params": params,
+    }
+
+
+def _refuse_another_run(folder: Path, wanted: dict[str, Any]) -> None:
+    """A run folder holds one run: refuse to mix another model, release or sampling into it (its journal would
+    keep both, and its run.json and responses would silently become the other run's)."""
+    import json
+
+    path = folder / "run.json"
+    if not path.is_file():
+        return
+    try:
+        held = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # a damaged run.json is rewritten; the journal is keyed by fingerprint
+    stored = {**held, "params": {k: v for k, v in (held.get("params") or {}).items() if k != "timeout_s"}}
+    differs = [key for key, value in wanted.items() if key in stored and stored[key] != value]
+    if differs:
+        said = "; ".join(f"{key}: {stored[key]!r} there, {wanted[key]!r} asked" for key in differs)
+        raise EvalSettingsError(f"{folder} holds another run ({said}): give another --out, or remove that folder")
 
 
 def _send(release: Any, spec: Any, journal: Any, settings: EvalSettings) -> tuple[Any, Any]:
@@ -219,6 +251,7 @@ def _write(
         "model": settings.model,
         "base_url": public_url(settings.base_url),
         "release": release.ref.model_dump(exclude_none=True),
+        "release_key": release.key(),
         "config": release.config,
         "split": release.split,
         "attempts": settings.attempts,
