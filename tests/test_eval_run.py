@@ -424,9 +424,9 @@ def test_a_real_export_is_evaluated_through_its_rl_config(shared_small_build: Pa
     manifest = json.loads((export / "manifest.json").read_text())
     assert json.loads((tmp_path / "run" / "run.json").read_text())["release"]["content_key"] == manifest["content_key"]
 
-    # --image-max-side: larger images go as JPEGs of at most that side (another request: nothing cached is reused)
+    # --image-max-side: larger images go as JPEGs of at most that side (another run: its own folder, nothing reused)
     with FakeOpenAI(AnswerKey(rows)) as server:
-        rrd_eval(export, server, tmp_path / "run", "--split", "train", "--image-max-side", "128")
+        rrd_eval(export, server, tmp_path / "run-128px", "--split", "train", "--image-max-side", "128")
         reduced = [part for request in server.requests for part in request["messages"][0]["content"][:-1]]
     assert len(server.requests) == len(rows) and len(reduced) == sum(len(row["images"]) for row in rows)
     for part in reduced:
