@@ -250,6 +250,45 @@ class DedupSpec(Section):
         default=20, ge=0, le=256, description="Max Hamming distance of detail_hash for a match (256: no check)."
     )
     orientations: bool = Field(default=True, description="Also match flipped and quarter-turned copies.")
+    copy_threshold: int = Field(
+        default=13,
+        ge=0,
+        le=63,
+        description="Max Hamming distance of two copy_hash values (128 bits) for a copy candidate: crops into the "
+        "field, turns by any angle, mirrors and re-framing (copy_candidates.py); each candidate is then verified.",
+    )
+    verify_copies: bool = Field(
+        default=True,
+        description="Confirm copy candidates (crops, turns, re-framing) by local features and pixel checks after "
+        "alignment (curation/copy_verification.py); the other eye and a re-take of one eye are refused.",
+    )
+    copy_min_inliers: int = Field(
+        default=12, ge=3, description="RANSAC inliers of the affine fit a copy needs (the pixel checks then decide)."
+    )
+    copy_min_agreement: float = Field(
+        default=0.88,
+        ge=0.0,
+        le=1.0,
+        description="Band-passed correlation a copy needs over the fields' common interior after alignment "
+        "(copies 0.95+; the other eye aligned on the camera's dust spots: up to 0.82).",
+    )
+    copy_min_rim_agreement: float = Field(
+        default=0.75,
+        ge=0.0,
+        le=1.0,
+        description="The same along the edges of the fields, where one is in view (copies 0.85+; a re-take of one "
+        "eye, which moved while the camera's field did not: up to 0.65).",
+    )
+    copy_min_illumination_agreement: float = Field(
+        default=0.99,
+        ge=0.0,
+        le=1.0,
+        description="Low-passed correlation (shading) a copy needs where no field edge is in view, e.g. crops "
+        "inside the field, OCT (copies 0.998+, re-takes of one eye up to 0.981).",
+    )
+    copy_min_overlap: float = Field(
+        default=0.2, ge=0.0, le=1.0, description="Share of the smaller field the other image must cover."
+    )
     source_priority: list[str] = Field(default_factory=list, description="Sources whose copy is kept first.")
     keep: list[KeepCriterion] = Field(
         default_factory=lambda: ["source_priority", "resolution", "quality"],

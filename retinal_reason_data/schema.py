@@ -109,6 +109,12 @@ class ImageRef(Strict):
     detail_hash: str | None = Field(
         default=None, description="256-bit mid-frequency companion of near_hash that verifies a near-duplicate match."
     )
+    copy_hash: str | None = Field(
+        default=None,
+        description="128-bit copy signature (copy_signature.py): invariant to turns by any angle, mirrors, crops "
+        "into the field and re-framing, searched by Hamming distance for copy candidates; None in catalogs "
+        "written before it existed.",
+    )
 
 
 class Finding(Strict):

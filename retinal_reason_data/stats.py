@@ -74,6 +74,12 @@ def collect(recipe: Recipe, catalog: Catalog, ontology: Ontology) -> dict[str, A
             "label_conflicts": dedup.get("label_conflicts", 0),
             "largest_cluster": dedup.get("largest_cluster", 0),
             "matches_by_orientation": dedup.get("matches_by_orientation", {}),
+            # issue 18: copies that only verification finds (crops, turns, re-framing), and what it checked
+            "matches_by_kind": dedup.get("matches_by_kind", {}),
+            "matches_by_copy_kind": dedup.get("matches_by_copy_kind", {}),
+            "copy_matches": dedup.get("copy_matches", 0),
+            "copy_checks": dedup.get("copy_checks", 0),
+            "copies_refused": dedup.get("copies_refused", 0),
         },
         "dropped_by_filter": catalog.tally("drops", "reason"),
         "dropped_by_stage": catalog.tally("drops", "stage"),

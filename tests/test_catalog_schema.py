@@ -88,3 +88,28 @@ def test_a_stage_run_keeps_when_it_started_and_finished(tmp_path: Path) -> None:
     assert started == datetime(2026, 1, 2, 3, 4, 5)
     assert finished > started
     catalog.close()
+
+
+def test_a_version_two_catalog_gets_the_copy_columns_of_duplicate_matches(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.duckdb"
+    db = duckdb.connect(str(path))
+    db.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+    db.execute("INSERT INTO meta VALUES ('schema_version', '2')")
+    db.execute(
+        "CREATE TABLE duplicate_matches (a VARCHAR, b VARCHAR, kind VARCHAR, near_distance INTEGER, "
+        "detail_distance INTEGER, orientation VARCHAR)"
+    )
+    db.execute("INSERT INTO duplicate_matches VALUES ('a1', 'b1', 'near', 7, 9, 'mirror')")
+    db.close()
+    catalog = Catalog(path)
+    assert catalog.get_meta("schema_version") == str(SCHEMA_VERSION) == "3"
+    old = catalog.db.execute("SELECT * FROM duplicate_matches").fetchall()
+    assert old == [("a1", "b1", "near", 7, 9, "mirror", None, None, None, None, None, None)]
+    row = {"a": "a2", "b": "b2", "kind": "copy", "near_distance": 60, "detail_distance": 90}
+    row |= {"orientation": "identity", "copy_kind": "rotation+crop", "angle_deg": -12.5, "scale": 1.1}
+    row |= {"mirrored": False, "inliers": 143, "verification_score": 0.93}
+    catalog.insert("duplicate_matches", [row], replace=False)
+    stored = catalog.db.execute("SELECT copy_kind, angle_deg, inliers FROM duplicate_matches WHERE a = 'a2'")
+    assert stored.fetchall() == [("rotation+crop", -12.5, 143)]
+    catalog.close()
+    Catalog(path).close()  # opening it again runs no migration twice

@@ -17,7 +17,7 @@ from retinal_reason_data.batches import batched
 from retinal_reason_data.ingest.imaging import FINGERPRINT_VERSION
 from retinal_reason_data.schema import Case, Generation, ImageRef, Item, Quarantine
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # DuckDB's memory while a source is ingested: it otherwise keeps every freshly written page cached (its default
 # limit is 80 % of RAM), which grew the ingest by ~0.8 kB a case, and checkpoints briefly added ~100 MB more.
 INGEST_MEMORY_LIMIT = "32MB"
@@ -40,7 +40,9 @@ CREATE TABLE IF NOT EXISTS image_clusters (
     sha256 VARCHAR PRIMARY KEY, exact_cluster VARCHAR, near_cluster VARCHAR, kept BOOLEAN);
 CREATE TABLE IF NOT EXISTS drops (item_id VARCHAR, stage VARCHAR, reason VARCHAR, detail VARCHAR);
 CREATE TABLE IF NOT EXISTS duplicate_matches (
-    a VARCHAR, b VARCHAR, kind VARCHAR, near_distance INTEGER, detail_distance INTEGER, orientation VARCHAR);
+    a VARCHAR, b VARCHAR, kind VARCHAR, near_distance INTEGER, detail_distance INTEGER, orientation VARCHAR,
+    copy_kind VARCHAR, angle_deg DOUBLE, scale DOUBLE, mirrored BOOLEAN, inliers INTEGER,
+    verification_score DOUBLE);
 CREATE TABLE IF NOT EXISTS pixel_digests (sha256 VARCHAR PRIMARY KEY, digest VARCHAR);
 CREATE TABLE IF NOT EXISTS assignments (
     item_id VARCHAR PRIMARY KEY, group_id VARCHAR, split VARCHAR, fingerprint VARCHAR,
@@ -72,6 +74,18 @@ _MIGRATIONS: dict[int, str] = {
         f"INSERT INTO stage_runs SELECT {run}, '{stage}', NULL, NULL, value FROM meta WHERE key = '{key}';"
         f"DELETE FROM meta WHERE key = '{key}';"
         for run, (stage, key) in enumerate(LEGACY_SUMMARY_KEYS.items(), start=1)
+    ),
+    # 3: what a duplicate match is (the copy's kind, angle, scale, mirror) and how sure the verification was
+    2: " ".join(
+        f"ALTER TABLE duplicate_matches ADD COLUMN IF NOT EXISTS {column};"
+        for column in (
+            "copy_kind VARCHAR",
+            "angle_deg DOUBLE",
+            "scale DOUBLE",
+            "mirrored BOOLEAN",
+            "inliers INTEGER",
+            "verification_score DOUBLE",
+        )
     ),
 }
 

@@ -4,8 +4,9 @@ clusters whose labels disagree.
 - Exact: the same bytes (one SHA-256), or the same pixels after decoding (checked by decoding both files in
   full, only for candidate pairs of equal size that the hash already matched).
 - Near: `near_hash` within `near_threshold` bits and `detail_hash` within `detail_threshold` bits, in the
-  original orientation or, with `orientations`, after any flip or quarter turn (`fieldhash.orient`). Two eyes
-  of one patient (same pseudonym, different eyes) are never duplicates, mirrored or not.
+  original orientation or, with `orientations`, after any flip or quarter turn (`fieldhash.orient`), all of
+  them found in one search (`orbit_hamming`). Two eyes of one patient (same pseudonym, different eyes) are never
+  duplicates, mirrored or not.
 - A cluster is a connected set of matched images. The kept image is the first by the recipe's criteria
   (source priority, resolution, quality; then case id); a case is dropped when none of its images is kept,
   i.e. when everything it shows is already shown by a kept case. Every case of a cluster is linked for the
@@ -17,20 +18,39 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+
+from retinal_reason_data.curation.copy_candidates import copy_candidates, signature_matrix
+from retinal_reason_data.curation.copy_verification import CopyVerdict, limits_of
 from retinal_reason_data.curation.filters import normalised_sharpness
 from retinal_reason_data.curation.hamming import hex_to_bytes, near_pairs, popcount_distance
-from retinal_reason_data.ingest.fieldhash import ORIENTATIONS, orient
+from retinal_reason_data.curation.orbit_hamming import Group, orbit_pairs
+from retinal_reason_data.curation.verify_pairs import verify_pairs
+from retinal_reason_data.ingest.fieldhash import ORIENTATIONS, orientation_map
 from retinal_reason_data.ingest.imaging import ImageError, open_image
 from retinal_reason_data.recipe import DedupSpec
 from retinal_reason_data.schema import Case, Eye, ImageRef
 
-# searching these orientations of the right-hand set finds all 8 (rot270 pairs are rot90 pairs reversed)
-_SEARCHED = tuple(name for name in ORIENTATIONS if name not in ("identity", "rot270"))
+# the flips and quarter turns as signed permutations of the 256 bits of near_hash and detail_hash
+ORIENTATION_GROUP = Group([orientation_map(name) for name in ORIENTATIONS])
+# a near match in an orientation (a's hashes are b's turned by it) as `CopyVerdict` describes a copy: b is a
+# mirrored left to right (or not), then turned counter-clockwise by this many degrees
+ORIENTATION_GEOMETRY = {
+    "identity": (0.0, False),
+    "mirror": (0.0, True),
+    "flip": (180.0, True),
+    "rot180": (180.0, False),
+    "transpose": (90.0, True),
+    "rot90": (-90.0, False),
+    "rot270": (90.0, False),
+    "transverse": (-90.0, True),
+}
 _PIXEL_CHECK_BITS = 8  # equal-size pairs this close are decoded in full to test for identical pixels
 _PARALLEL_FROM = 200_000  # images from which the search uses one process per core
+_VERIFY_PARALLEL_FROM = 48  # candidate pairs from which copy verification uses one process per core
 
 
 class UnionFind:
@@ -84,6 +104,7 @@ class ImageFacts:
     near_hash: str | None
     detail_hash: str | None
     sharpness: float  # Laplacian variance over squared contrast (0 without quality measures)
+    copy_hash: str | None = None
 
 
 def image_facts(image: ImageRef) -> ImageFacts:
@@ -95,6 +116,7 @@ def image_facts(image: ImageRef) -> ImageFacts:
         image.near_hash,
         image.detail_hash,
         normalised_sharpness(image),
+        image.copy_hash,
     )
 
 
@@ -109,14 +131,21 @@ class ImageInfo:
 
 @dataclass(frozen=True)
 class Match:
-    """Two distinct files that are one picture: by pixels, or near (with distances and orientation)."""
+    """Two distinct files that are one picture: by pixels, near (with distances and orientation), or a verified
+    copy. Fields in the order of the catalog's `duplicate_matches` columns."""
 
     a: str
     b: str
-    kind: str  # "pixels" or "near"
+    kind: str  # "pixels", "near" or "copy"
     near_distance: int
     detail_distance: int
-    orientation: str
+    orientation: str  # the flip or quarter turn that turns b's hashes into a's ("identity" for a copy match)
+    copy_kind: str | None = None  # "same_frame", "mirror", "rotation", "crop", "rotation+crop", ... (`CopyVerdict`)
+    angle_deg: float | None = None  # b is a mirrored (if `mirrored`), then turned counter-clockwise by this
+    scale: float | None = None  # pixels of b per pixel of a, where verification measured it
+    mirrored: bool | None = None
+    inliers: int | None = None  # verification's matched keypoints
+    verification_score: float | None = None  # verification's decision statistic (0-1); None: not verified
 
 
 @dataclass
@@ -150,6 +179,8 @@ class DedupResult:
     match_rows: list[dict[str, object]] = field(default_factory=list)
     clusters: list[Cluster] = field(default_factory=list)  # clusters spanning two or more cases
     cases: dict[str, CaseInfo] = field(default_factory=dict)  # every case seen, in its compact form
+    copy_checks: int = 0  # candidate pairs put to copy verification
+    copies_refused: int = 0  # of those, refused (two photographs, not one)
 
     @property
     def label_conflicts(self) -> list[Cluster]:
@@ -170,8 +201,11 @@ def deduplicate(
     spec: DedupSpec,
     image_usable: Callable[[Case, ImageRef], bool] = lambda case, image: True,
     pixel_digests: dict[str, str] | None = None,
+    verify_near: bool = False,
 ) -> DedupResult:
     """Cluster the images of `cases` and choose what is kept (see the module docstring).
+
+    `verify_near`: near matches too must pass copy verification (measured in benchmarks/dedup_copies.py).
 
     `image_usable` tells whether an image passes the quality filters (used by the `quality` keep criterion);
     `pixel_digests` (sha256 -> digest of decoded pixels) is read and extended, so callers can keep it.
@@ -193,7 +227,7 @@ def deduplicate(
         return result
     shas = sorted(images)
     digests = pixel_digests if pixel_digests is not None else {}
-    matches = _matches(shas, images, infos, spec, digests)
+    matches = _matches(shas, images, infos, spec, digests, result, verify_near)
     result.pixel_matches = sum(1 for m in matches if m.kind == "pixels")
     result.match_rows = [asdict(m) for m in matches]
 
@@ -249,6 +283,8 @@ def _matches(
     infos: dict[str, CaseInfo],
     spec: DedupSpec,
     digests: dict[str, str],
+    result: DedupResult,
+    verify_near: bool = False,
 ) -> list[Match]:
     """Every matched pair of distinct files (a < b by SHA-256)."""
     missing = [images[sha].ref.path for sha in shas if not images[sha].ref.near_hash]
@@ -263,28 +299,14 @@ def _matches(
     detail = hex_to_bytes([images[sha].ref.detail_hash or "" for sha in shas])
     workers = None if len(shas) >= _PARALLEL_FROM else 1
     found: dict[tuple[int, int], Match] = {}
-    orientations = ("identity", *_SEARCHED) if spec.orientations else ("identity",)
-    for orientation in orientations:
-        if orientation == "identity":
-            pairs = near_pairs(near, spec.near_threshold, workers=workers)
-        else:
-            pairs = near_pairs(near, spec.near_threshold, other=orient(near, orientation), workers=workers)
-        if len(pairs) == 0:
-            continue
-        i, j = pairs.i, pairs.j
-        keep = i != j
-        i, j, near_distance = i[keep], j[keep], pairs.distance[keep]
-        turned = detail[j] if orientation == "identity" else orient(detail[j], orientation)
-        detail_distance = popcount_distance(detail[i], turned)
-        for a, b, d_near, d_detail in zip(
-            i.tolist(), j.tolist(), near_distance.tolist(), detail_distance.tolist(), strict=True
-        ):
-            key = (min(a, b), max(a, b))
-            if d_detail > spec.detail_threshold or _other_eye(images[shas[a]], images[shas[b]], infos):
-                continue
-            previous = found.get(key)
-            if previous is None or (d_near + d_detail) < previous.near_distance + previous.detail_distance:
-                found[key] = Match(shas[key[0]], shas[key[1]], "near", d_near, d_detail, orientation)
+    for a, b, d_near, d_detail, orientation in _near_matches(near, detail, spec, workers):
+        if not _other_eye(images[shas[a]], images[shas[b]], infos):
+            angle, mirrored = ORIENTATION_GEOMETRY[orientation]
+            # what the hashes tell of the copy: its flip or quarter turn (not whether it is cropped or re-framed)
+            kind = "+".join(part for part, present in (("mirror", mirrored), ("rotation", angle != 0)) if present)
+            found[(a, b)] = Match(
+                shas[a], shas[b], "near", d_near, d_detail, orientation, kind or None, angle, None, mirrored
+            )
     matches = []
     for key in sorted(found):
         match = found[key]
@@ -293,9 +315,138 @@ def _matches(
             if (first.width, first.height) == (second.width, second.height):
                 digest = _digest(first, digests)
                 if digest is not None and digest == _digest(second, digests):
-                    match = Match(match.a, match.b, "pixels", 0, 0, "identity")
+                    match = Match(match.a, match.b, "pixels", 0, 0, "identity", "same_frame", 0.0, 1.0, False)
         matches.append(match)
+    if spec.verify_copies and verify_near:
+        matches = _verified_near(matches, images, spec, result)
+    if spec.verify_copies:
+        matches = sorted(
+            matches + _copy_matches(matches, shas, images, infos, spec, near, detail, result, workers),
+            key=lambda m: (m.a, m.b),
+        )
     return matches
+
+
+def _copy_matches(
+    matches: list[Match],
+    shas: Sequence[str],
+    images: dict[str, ImageInfo],
+    infos: dict[str, CaseInfo],
+    spec: DedupSpec,
+    near: np.ndarray,
+    detail: np.ndarray,
+    result: DedupResult,
+    workers: int | None,
+) -> list[Match]:
+    """The copies the field hashes miss: copy-signature candidates that no match already links (directly or
+    through others) and that are not two eyes of one patient, confirmed by copy verification."""
+    signatures, rows = signature_matrix([images[sha].ref.copy_hash for sha in shas])
+    if len(rows) < len(shas):
+        missing = next(images[sha].ref.path for sha in shas if not images[sha].ref.copy_hash)
+        raise ValueError(
+            f"{len(shas) - len(rows)} images have no copy_hash (fingerprinted by an older version), e.g. {missing}: "
+            "run `rrd ingest RECIPE` to fingerprint them again"
+        )
+    candidates = copy_candidates(signatures, spec.copy_threshold, workers=workers)
+    index = {sha: k for k, sha in enumerate(shas)}
+    linked = UnionFind()
+    for match in matches:
+        linked.union(index[match.a], index[match.b])
+    pairs = [
+        (a, b)
+        for a, b in zip(rows[candidates.i].tolist(), rows[candidates.j].tolist(), strict=True)
+        if linked.find(a) != linked.find(b) and not _other_eye(images[shas[a]], images[shas[b]], infos)
+    ]
+    result.copy_checks += len(pairs)
+    if not pairs:
+        return []
+    paths = [images[sha].ref.path for sha in shas]
+    parallel = None if len(pairs) >= _VERIFY_PARALLEL_FROM else 1
+    verdicts = verify_pairs(pairs, paths, limits_of(spec), workers=parallel)
+    found = []
+    for (a, b), verdict in zip(pairs, verdicts, strict=True):
+        if not verdict.is_copy:
+            result.copies_refused += 1
+            continue
+        d_near, d_detail, orientation = _closest_orientation(near, detail, a, b)
+        found.append(_with_verdict(Match(shas[a], shas[b], "copy", d_near, d_detail, orientation), verdict))
+    return found
+
+
+def _closest_orientation(near: np.ndarray, detail: np.ndarray, a: int, b: int) -> tuple[int, int, str]:
+    """The hash distances of a pair in the orientation where `near_hash` is closest (for the record)."""
+    turned = [ORIENTATION_GROUP.apply(near[b : b + 1], e)[0] for e in range(len(ORIENTATIONS))]
+    distances = [int(popcount_distance(near[a], t)) for t in turned]
+    element = int(np.argmin(distances))
+    d_detail = int(popcount_distance(detail[a], ORIENTATION_GROUP.apply(detail[b : b + 1], element)[0]))
+    return distances[element], d_detail, ORIENTATIONS[element]
+
+
+def _verified_near(
+    matches: list[Match], images: dict[str, ImageInfo], spec: DedupSpec, result: DedupResult
+) -> list[Match]:
+    """Near matches kept only where copy verification confirms them, with its measures."""
+    near = [m for m in matches if m.kind == "near"]
+    paths = sorted({images[sha].ref.path for m in near for sha in (m.a, m.b)})
+    place = {path: k for k, path in enumerate(paths)}
+    pairs = [(place[images[m.a].ref.path], place[images[m.b].ref.path]) for m in near]
+    parallel = None if len(pairs) >= _VERIFY_PARALLEL_FROM else 1
+    verdicts = iter(verify_pairs(pairs, paths, limits_of(spec), workers=parallel))
+    result.copy_checks += len(near)
+    kept = []
+    for match in matches:
+        if match.kind != "near":
+            kept.append(match)
+            continue
+        verdict = next(verdicts)
+        if verdict.is_copy:
+            kept.append(_with_verdict(match, verdict))
+        else:
+            result.copies_refused += 1
+    return kept
+
+
+def _with_verdict(match: Match, verdict: CopyVerdict) -> Match:
+    return replace(
+        match,
+        copy_kind=verdict.kind,
+        angle_deg=verdict.angle_deg,
+        scale=verdict.scale,
+        mirrored=verdict.mirrored,
+        inliers=verdict.inliers,
+        verification_score=verdict.score,
+    )
+
+
+def _near_matches(
+    near: np.ndarray, detail: np.ndarray, spec: DedupSpec, workers: int | None
+) -> list[tuple[int, int, int, int, str]]:
+    """Pairs (a < b, near distance, detail distance, orientation) within both thresholds in some orientation
+    (`hash(a)` close to `hash(b)` turned by it); of several, the one with the smallest sum of distances (the first
+    in `ORIENTATIONS` on ties). All orientations are searched in one pass (`orbit_hamming`)."""
+    if spec.orientations:
+        pairs = orbit_pairs(near, spec.near_threshold, ORIENTATION_GROUP, workers=workers)
+        elements = range(len(ORIENTATIONS))
+    else:
+        pairs = near_pairs(near, spec.near_threshold, workers=workers)
+        elements = range(1)
+    i, j = pairs.i, pairs.j
+    if len(i) == 0:
+        return []
+    far = np.iinfo(np.int32).max
+    best_sum = np.full(len(i), far, dtype=np.int64)
+    best = np.zeros((3, len(i)), dtype=np.int64)  # near distance, detail distance, element
+    for element in elements:
+        near_b = ORIENTATION_GROUP.apply(near[j], element) if element else near[j]
+        detail_b = ORIENTATION_GROUP.apply(detail[j], element) if element else detail[j]
+        d_near, d_detail = popcount_distance(near[i], near_b), popcount_distance(detail[i], detail_b)
+        total = np.where((d_near <= spec.near_threshold) & (d_detail <= spec.detail_threshold), d_near + d_detail, far)
+        better = total < best_sum
+        best_sum[better] = total[better]
+        best[:, better] = np.stack([d_near, d_detail, np.full(len(i), element)])[:, better]
+    keep = best_sum < far
+    rows = zip(i[keep].tolist(), j[keep].tolist(), *best[:, keep].tolist(), strict=True)
+    return [(a, b, d_near, d_detail, ORIENTATIONS[element]) for a, b, d_near, d_detail, element in rows]
 
 
 def _other_eye(first: ImageInfo, second: ImageInfo, infos: dict[str, CaseInfo]) -> bool:

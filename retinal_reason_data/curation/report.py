@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from retinal_reason_data.curation.stage import CurationReport
 
 MARKDOWN_CONFLICTS = 100
+MARKDOWN_COPIES = 50  # copy matches listed in the Markdown report (all are in the JSON one)
 MARKDOWN_STRATA = 40
 
 # what each drop reason means: the stages' own reasons here, the filters' from where they are declared
@@ -39,6 +40,14 @@ def report_paths(recipe: Recipe) -> tuple[Path, Path]:
     """(markdown, json) paths of the report: beside the catalog, named after it."""
     base = recipe.catalog_path.with_suffix("")
     return base.with_name(base.name + ".curation.md"), base.with_name(base.name + ".curation.json")
+
+
+def _match_entry(row: dict[str, Any], path_of: Mapping[str, str]) -> dict[str, Any]:
+    """One row of `duplicate_matches` for the report: files by path where known, the copy's geometry."""
+    keys = ("kind", "copy_kind", "angle_deg", "scale", "mirrored", "inliers", "verification_score")
+    return {"a": path_of.get(str(row["a"]), row["a"]), "b": path_of.get(str(row["b"]), row["b"])} | {
+        key: row.get(key) for key in keys
+    }
 
 
 def quality_figure_path(recipe: Recipe) -> Path:
@@ -63,9 +72,17 @@ def build_report(
 
     dropped = catalog.tally("drops", "reason")
     dedup = report.dedup
-    conflicts, clusters = [], []
+    conflicts, clusters, copies = [], [], []
     if dedup is not None:
         clustered = catalog.cases_among(case_id for cluster in dedup.clusters for case_id in cluster.cases)
+        path_of = {i.sha256: i.path for case in clustered.values() for i in case.images}
+        cluster_of = {str(row["sha256"]): str(row["near_cluster"]) for row in dedup.image_rows}
+        matches_of: dict[str, list[dict[str, Any]]] = {}
+        for row in dedup.match_rows:
+            shown = _match_entry(row, path_of)
+            matches_of.setdefault(cluster_of.get(str(row["a"]), ""), []).append(shown)
+            if row["kind"] == "copy":
+                copies.append(shown)
         for cluster in dedup.clusters:
             entry = {
                 "cluster": cluster.cluster_id,
@@ -87,6 +104,7 @@ def build_report(
                     }
                     for case_id in cluster.cases
                 ],
+                "matches": matches_of.get(cluster.cluster_id, []),
             }
             clusters.append(entry)
             if cluster.label_conflict:
@@ -116,6 +134,7 @@ def build_report(
         "duplicates": summary,
         "clusters": sorted(clusters, key=lambda c: (-len(c["cases"]), c["cluster"])),
         "label_conflicts": conflicts,
+        "copy_matches": copies,
         "splits": {
             "items": dict(sorted(report.splits.items())),
             "groups": dict(sorted(report.groups_by_split.items())),
@@ -180,6 +199,31 @@ def render_markdown(data: dict[str, Any]) -> str:
         f"{dup.get('largest_cluster', 0)} images; matches by orientation: {dup.get('matches_by_orientation', {})}."
     )
     lines.append("")
+    lines.append(
+        f"Copies found by copy verification (crops, rotations, re-framing): {dup.get('copy_matches', 0)}, of "
+        f"{dup.get('copy_checks', 0)} candidate pairs checked ({dup.get('copies_refused', 0)} refused: two "
+        f"photographs, not one). Matches by kind: {dup.get('matches_by_kind', {})}; by kind of copy: "
+        f"{dup.get('matches_by_copy_kind', {})}. Each match, with its angle, scale, mirror and verification "
+        "score, is a row of the catalog's `duplicate_matches` table."
+    )
+    lines.append("")
+    copies = data.get("copy_matches", [])
+    if copies:
+        lines += [
+            f"### Copies found by copy verification ({len(copies)})",
+            "",
+            "| image | its copy | kind of copy | angle | scale | mirrored | inliers | score |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for copy in copies[:MARKDOWN_COPIES]:
+            lines.append(
+                f"| {_cell(copy['a'], 80)} | {_cell(copy['b'], 80)} | {copy['copy_kind']} | {copy['angle_deg']:g} | "
+                f"{copy['scale']:g} | {'yes' if copy['mirrored'] else 'no'} | {copy['inliers']} | "
+                f"{copy['verification_score']:.3f} |"
+            )
+        if len(copies) > MARKDOWN_COPIES:
+            lines.append(f"\n... and {len(copies) - MARKDOWN_COPIES} more in the JSON report.")
+        lines.append("")
     conflicts = data["label_conflicts"]
     lines += [f"### Label conflicts ({len(conflicts)})", ""]
     if not conflicts:

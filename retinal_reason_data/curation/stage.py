@@ -302,6 +302,13 @@ def _store(
                 "matches_by_orientation": dict(
                     sorted(Counter(str(row["orientation"]) for row in dedup.match_rows).items())
                 ),
+                "matches_by_kind": dict(sorted(Counter(str(row["kind"]) for row in dedup.match_rows).items())),
+                "matches_by_copy_kind": dict(
+                    sorted(Counter(str(row["copy_kind"]) for row in dedup.match_rows if row["copy_kind"]).items())
+                ),
+                "copy_matches": sum(1 for row in dedup.match_rows if row["kind"] == "copy"),
+                "copy_checks": dedup.copy_checks,
+                "copies_refused": dedup.copies_refused,
             },
         )
         catalog.record_stage_run(

@@ -269,3 +269,10 @@ def orient(hashes: np.ndarray, orientation: str) -> np.ndarray:
     source, invert = _MAPS[orientation]
     bits = np.unpackbits(hashes, axis=1)
     return np.packbits(bits[:, source] ^ invert.astype(np.uint8), axis=1)
+
+
+def orientation_map(orientation: str) -> tuple[np.ndarray, np.ndarray]:
+    """(source, invert) of an orientation on the 256 bits of a hash: bit k of the turned hash is bit source[k] of
+    the hash, inverted where invert[k] (what `orient` does, for searches that work on bit positions)."""
+    source, invert = _MAPS[orientation]
+    return source.copy(), invert.copy()

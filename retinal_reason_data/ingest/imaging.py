@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from retinal_reason_data.ingest.copy_signature import copy_signature
 from retinal_reason_data.ingest.fieldhash import field_hashes, prepare
 from retinal_reason_data.ingest.file_names import display
 from retinal_reason_data.ingest.image_quality import measure
@@ -26,7 +27,7 @@ from retinal_reason_data.schema import ImageRef, Modality
 log = logging.getLogger(__name__)
 
 MAX_PIXELS = 80_000_000  # about 9000 x 9000: larger than any fundus camera, smaller than a bomb
-FINGERPRINT_VERSION = 6  # bump when a hash or measure changes: catalogs then drop their cached fingerprints
+FINGERPRINT_VERSION = 7  # bump when a hash or measure changes: catalogs then drop their cached fingerprints
 DRAFT_MIN_SIDE = 200  # a reduced (JPEG draft) decode keeps this much of its longest side: 1/8 scale from 1600 px
 
 
@@ -228,7 +229,8 @@ def read_image_file(path: str | Path) -> bytes:
 def fingerprint(
     path: str | Path, modality: Modality, caption: str | None = None, notes: list[str] | None = None
 ) -> ImageRef:
-    """Read one image file and describe it: size, SHA-256 of its bytes, 256-bit pHash. Pillow's warnings about
+    """Read one image file and describe it: size, SHA-256 of its bytes, 256-bit pHash, field hashes and copy
+    signature, quality measures. Pillow's warnings about
     the file go to `notes` when given (else to the log, with the file's name)."""
     path = Path(path)
     data = read_image_file(path)
@@ -248,6 +250,7 @@ def fingerprint(
         quality=measure(work, image),
         near_hash=near_hash,
         detail_hash=detail_hash,
+        copy_hash=copy_signature(work),
     )
 
 

@@ -1,0 +1,161 @@
+"""Fit the copy signature's projection on copies of real photographs (retinal_reason_data/data/copy_signature.npz).
+
+Run:
+    .venv/bin/python benchmarks/copy_signature_fit.py [--realdata ../shared/realdata] [--write]
+
+The 1,614 EyePACS photographs (256 px, EyeQ-labelled) are split by patient as the quality gate's fit splits them
+(SHA-256 of the patient id mod 10 below 3: held out, both eyes, never seen here). For every training photograph
+the intake's work image is made from the file (the same reduced decode and 256 px reduction as `fingerprint`),
+and one copy of every kind of `phantoms.copies.COPY_KINDS` (brightness and JPEG on top) plus JITTER copies that
+keep the pixels but move the fitted field by 1 % of its radius (centre and each axis: the fit's own error on a
+crop or a turn) give the ways a copy differs from its photograph. The projection is linear discriminant
+analysis: features standardised on the training photographs, the copy-minus-photograph covariance shrunk by
+SHRINK towards its mean variance, and the directions that maximise the spread of photographs over the spread of
+copies, best first; a bit is the sign of a direction relative to its median over the training photographs.
+`--write` stores the first SIGNATURE_BITS directions (float16) with how they were fitted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import random
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from retinal_reason_data.ingest.copy_signature import (
+    FEATURE_COUNT,
+    PROJECTION_FILE,
+    SIGNATURE_BITS,
+    invariant_features,
+    polar_samples,
+    signature_features,
+    signature_geometry,
+)
+from retinal_reason_data.ingest.fieldhash import Field, WorkImage, prepare
+from retinal_reason_data.ingest.imaging import DRAFT_MIN_SIDE, _decode
+from retinal_reason_data.phantoms.copies import COPY_KINDS, make_copy
+
+REPO = Path(__file__).resolve().parent.parent
+PROJECTION_PATH = REPO / "retinal_reason_data" / "data" / PROJECTION_FILE
+EYEPACS = "EyePACS_256px_EyeQ_labelled"
+HELD_OUT_TENTHS = 3  # as benchmarks/quality_gate_fit.py: the same patients are held out
+JITTER, JITTER_SHARE = 4, 0.01
+SHRINK = 0.1
+
+
+def held_out(patient: str) -> bool:
+    return int(hashlib.sha256(patient.encode()).hexdigest(), 16) % 10 < HELD_OUT_TENTHS
+
+
+def eyepacs_rows(realdata: Path) -> list[dict[str, str]]:
+    """The label rows of the 256 px EyePACS photographs (image, patient_id, eye, eyeq_quality_name, ...)."""
+    with (realdata / EYEPACS / "labels.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def work_of_file(path: Path) -> tuple[Image.Image, WorkImage]:
+    """The decoded image and its work image, as `imaging.fingerprint` makes them from the file."""
+    image, _ = _decode(path.read_bytes(), path, reduce_to=DRAFT_MIN_SIDE)
+    return image, prepare(image.convert("L") if image.mode != "L" else image)
+
+
+def work_of_image(image: Image.Image) -> tuple[Image.Image, WorkImage]:
+    """The decoded image and work image of an in-memory copy (`make_copy` returns a decoded JPEG): a large one
+    is saved as a JPEG (quality 95) and decoded as intake decodes a file (reduced JPEG decode), a small one is
+    reduced directly."""
+    if max(image.size) < 2 * DRAFT_MIN_SIDE:  # no reduced decode below this: the same pixels either way
+        return image, prepare(image.convert("L"))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=95)
+    decoded, _ = _decode(buffer.getvalue(), "copy.jpg", reduce_to=DRAFT_MIN_SIDE)
+    return decoded, prepare(decoded.convert("L") if decoded.mode != "L" else decoded)
+
+
+def jittered(field: Field, rng: np.random.Generator) -> Field:
+    radius = (field.rx + field.ry) / 2
+    dx, dy = rng.normal(0.0, JITTER_SHARE * radius, 2)
+    sx, sy = 1 + rng.normal(0.0, JITTER_SHARE, 2)
+    return Field(field.cx + dx, field.cy + dy, field.rx * sx, field.ry * sy)
+
+
+def training_features(paths: list[Path], seed: int = 0) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+    """Per photograph: its features and those of its copies (one per kind) and field-jittered versions."""
+    rng = np.random.default_rng(seed)
+    for index, path in enumerate(paths):
+        image, work = work_of_file(path)
+        blurred, field = signature_geometry(work)
+        original = invariant_features(polar_samples(blurred, field))
+        copies = []
+        for kind in COPY_KINDS:
+            copied, _ = make_copy(image, kind, random.Random(f"fit-{index}-{kind}"))
+            copies.append(signature_features(work_of_image(copied)[1]))
+        copies += [invariant_features(polar_samples(blurred, jittered(field, rng))) for _ in range(JITTER)]
+        yield original, copies
+
+
+def fit_projection(originals: np.ndarray, copies: np.ndarray, source: np.ndarray) -> dict[str, np.ndarray]:
+    """LDA of photographs against copy differences; weights and offsets for raw features (see module)."""
+    mean, scale = originals.mean(axis=0), originals.std(axis=0) + 1e-9
+    standard = (originals - mean) / scale
+    noise = (copies - mean) / scale - standard[source]
+    between = np.cov(standard.T)
+    within = noise.T @ noise / len(noise)
+    within = (1 - SHRINK) * within + SHRINK * np.trace(within) / len(within) * np.eye(len(within))
+    values, vectors = np.linalg.eigh(within)
+    whiten = vectors / np.sqrt(values)
+    spread, directions = np.linalg.eigh(whiten.T @ between @ whiten)
+    order = np.argsort(spread)[::-1][:SIGNATURE_BITS]
+    projection = whiten @ directions[:, order]
+    weights = (projection / scale[:, None]).astype(np.float16)
+    medians = np.median(originals @ weights.astype(np.float64), axis=0)
+    return {"weights": weights, "offsets": medians.astype(np.float32), "spread": spread[order]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--realdata", type=Path, default=REPO.parent / "shared" / "realdata")
+    parser.add_argument("--limit", type=int, default=0, help="fit on the first N training photographs only")
+    parser.add_argument("--write", action="store_true", help=f"store the projection in data/{PROJECTION_FILE}")
+    args = parser.parse_args()
+    if not (args.realdata / EYEPACS).is_dir():
+        sys.exit(f"{args.realdata / EYEPACS}: not found (pass --realdata)")
+    rows = [row for row in eyepacs_rows(args.realdata) if not held_out(row["patient_id"])]
+    rows = rows[: args.limit] if args.limit else rows
+    paths = [args.realdata / EYEPACS / "images" / row["image"] for row in rows]
+    started = time.perf_counter()
+    originals, copies, source = [], [], []
+    for index, (original, copied) in enumerate(training_features(paths)):
+        originals.append(original)
+        copies += copied
+        source += [index] * len(copied)
+    fitted = fit_projection(np.array(originals), np.array(copies), np.array(source))
+    spread = fitted.pop("spread")
+    print(
+        f"{len(originals)} photographs, {len(copies)} copies, {FEATURE_COUNT} features, "
+        f"{time.perf_counter() - started:.0f} s; signal/noise of directions 1, 8, 32, 64, 128: "
+        + ", ".join(f"{np.sqrt(spread[k - 1]):.1f}" for k in (1, 8, 32, 64, 128))
+    )
+    about = {
+        "data": f"{EYEPACS}: photographs of patients not held out (SHA-256(patient id) mod 10 >= {HELD_OUT_TENTHS})",
+        "photographs": len(originals),
+        "copies": {"kinds": list(COPY_KINDS), "jitter": JITTER, "jitter_share": JITTER_SHARE},
+        "shrink": SHRINK,
+        "bits": SIGNATURE_BITS,
+        "features": FEATURE_COUNT,
+    }
+    if args.write:
+        np.savez_compressed(PROJECTION_PATH, about=np.array(json.dumps(about)), **fitted)
+        print(f"wrote {PROJECTION_PATH.relative_to(REPO)} ({PROJECTION_PATH.stat().st_size:,} bytes)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Copy signature: 128 bits that a photograph keeps when it is cropped into its field, turned by any angle,
+mirrored, padded to a square, cropped to its field's bounding box, resampled or re-exposed.
+
+Computed at intake from the 256 px work image (`fieldhash.WorkImage`):
+
+1. The field is fitted from its curved rim (`field_rim.fit_rim`), so a crop's straight edges, a camera mask or
+   the corners of a turned copy do not move it; an image without a plausible rim (OCT B-scan, a photograph
+   cropped inside its field) is described around the frame's centre with the inscribed circle's radius.
+2. The blurred image (two 5 x 5 box blurs: about a Gaussian of 2 px) is sampled on RINGS circles (radii
+   0.15-0.75 of the field's, normalised by each axis, so a stretched crop un-stretches) at ANGLES angles; values
+   are clipped at their CLIP_SHARE quantile and divided by it (a brighter copy saturates its brightest pixels:
+   clipping both at the same rank keeps them alike).
+3. Per ring, the angular Fourier coefficients F(k), k = 1..HARMONICS: a turn by any angle multiplies F(k) by a
+   phase, a mirror conjugates it. Features that neither changes: ring means, |F(k)|, and the products
+   F_ring(k) conj(F_next(k)) of neighbouring and second-neighbouring rings (real part and |imaginary part|),
+   which keep how structure lines up from ring to ring.
+4. A fixed linear projection (`data/copy_signature.npz`, fitted by `benchmarks/copy_signature_fit.py` on
+   copies of real photographs: the directions along which copies of one photograph agree most relative to how
+   photographs differ) and the sign of each of the first SIGNATURE_BITS directions relative to its median.
+
+The bits are nearly balanced and independent across photographs, so distinct photographs lie near half the
+bits apart and `hamming.near_pairs` finds copies exactly (see `curation/copy_candidates.py`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from importlib import resources
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from retinal_reason_data.ingest.field_rim import fit_rim
+from retinal_reason_data.ingest.fieldhash import Field, WorkImage, prepare
+
+SIGNATURE_BITS = 128
+RINGS, ANGLES, HARMONICS = 16, 128, 12
+INNER_RADIUS, OUTER_RADIUS = 0.15, 0.75  # shares of the field's radius: crops of 10 % a side keep 0.8 of it
+CLIP_SHARE = 0.8
+PROJECTION_FILE = "copy_signature.npz"
+
+_RADII = np.linspace(INNER_RADIUS, OUTER_RADIUS, RINGS)
+_ANGLES = np.arange(ANGLES) * (2 * np.pi / ANGLES)
+_UNIT_X = (_RADII[:, None] * np.cos(_ANGLES)[None, :]).astype(np.float32)
+_UNIT_Y = (_RADII[:, None] * np.sin(_ANGLES)[None, :]).astype(np.float32)
+
+
+class Projection(NamedTuple):
+    """Features to bits: bit b is set when features @ weights[:, b] > offsets[b]."""
+
+    weights: np.ndarray  # (features, bits) float32
+    offsets: np.ndarray  # (bits,) float32
+    about: dict[str, object]  # how it was fitted
+
+
+def copy_signature(grey: WorkImage | Image.Image) -> str:
+    """The 128-bit copy signature of a grey-level image (or its 256 px work image) as 32 hex digits."""
+    work = prepare(grey)
+    features = signature_features(work)
+    projection = load_projection()
+    bits = features.astype(np.float32) @ projection.weights > projection.offsets
+    return np.packbits(bits).tobytes().hex()
+
+
+def signature_features(work: WorkImage) -> np.ndarray:
+    """The rotation- and mirror-invariant features of the work image, before projection (float64)."""
+    return invariant_features(polar_samples(*signature_geometry(work)))
+
+
+def signature_geometry(work: WorkImage) -> tuple[np.ndarray, Field]:
+    """The image the rings sample (the work image under two 5 x 5 box blurs, close to a Gaussian of 2 px) and
+    the field they are drawn in: fitted from the rim on one 5 x 5 box blur, else the frame's inscribed circle."""
+    boxed = work.image.filter(ImageFilter.BoxBlur(2))
+    field = fit_rim(np.asarray(boxed), np.array(boxed.histogram())) or frame_field(work.pixels.shape)
+    return np.asarray(boxed.filter(ImageFilter.BoxBlur(2))), field  # twice: a 9-tap kernel of sigma 2 px
+
+
+def frame_field(shape: tuple[int, ...]) -> Field:
+    """The frame's inscribed circle: the geometry used when no rim is found."""
+    height, width = shape[:2]
+    return Field(width / 2, height / 2, min(width, height) / 2, min(width, height) / 2)
+
+
+def polar_samples(blurred: np.ndarray, field: Field) -> np.ndarray:
+    """(RINGS, ANGLES) bilinear samples of the image on circles around the field's centre, clipped at their
+    CLIP_SHARE quantile and divided by it; points outside the frame take the nearest edge pixel."""
+    height, width = blurred.shape
+    x = np.clip(field.cx + field.rx * _UNIT_X - 0.5, 0, width - 1.001)
+    y = np.clip(field.cy + field.ry * _UNIT_Y - 0.5, 0, height - 1.001)
+    left, top = x.astype(np.intp), y.astype(np.intp)
+    fx, fy = x - left, y - top
+    pixels = blurred.astype(np.float32)
+    upper = pixels[top, left] * (1 - fx) + pixels[top, left + 1] * fx
+    lower = pixels[top + 1, left] * (1 - fx) + pixels[top + 1, left + 1] * fx
+    samples = upper * (1 - fy) + lower * fy
+    ceiling = max(float(np.quantile(samples, CLIP_SHARE)), 1e-3)
+    return np.minimum(samples, ceiling) / ceiling
+
+
+def invariant_features(samples: np.ndarray) -> np.ndarray:
+    """Ring means, angular Fourier magnitudes and ring-to-ring products of the polar samples (see module)."""
+    spectrum = np.fft.rfft(samples.astype(np.float64), axis=1) / ANGLES
+    harmonics = spectrum[:, 1 : HARMONICS + 1]
+    parts = [spectrum[:, 0].real, np.abs(harmonics).ravel()]
+    for step in (1, 2):
+        product = harmonics[:-step] * harmonics[step:].conj()
+        product /= np.sqrt(np.abs(product) + 1e-6)  # back to the scale of one coefficient
+        parts += [product.real.ravel(), np.abs(product.imag).ravel()]
+    return np.concatenate(parts)
+
+
+FEATURE_COUNT = RINGS + RINGS * HARMONICS + 2 * (RINGS - 1) * HARMONICS + 2 * (RINGS - 2) * HARMONICS
+
+
+@functools.cache
+def load_projection() -> Projection:
+    """The fitted projection shipped with the package (`data/copy_signature.npz`)."""
+    with resources.files("retinal_reason_data").joinpath("data", PROJECTION_FILE).open("rb") as handle:
+        stored = np.load(handle, allow_pickle=False)
+        weights = stored["weights"].astype(np.float32)
+        offsets = stored["offsets"].astype(np.float32)
+        about = json.loads(str(stored["about"]))
+    if weights.shape != (FEATURE_COUNT, SIGNATURE_BITS) or offsets.shape != (SIGNATURE_BITS,):
+        raise ValueError(
+            f"{PROJECTION_FILE}: weights {weights.shape} and offsets {offsets.shape} do not fit "
+            f"{FEATURE_COUNT} features and {SIGNATURE_BITS} bits; refit with benchmarks/copy_signature_fit.py"
+        )
+    return Projection(weights, offsets, about)

@@ -1,0 +1,129 @@
+"""Copy signature: copies of real photographs (crops into the field, turns by any angle, mirrors, re-framing,
+resampling, exposure) stay within the recipe's copy threshold of their photograph; other photographs do not;
+the rim fit finds the same field in a cropped or turned copy; copy_candidates is the exact Hamming search."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from retinal_reason_data.curation.copy_candidates import copy_candidates, signature_matrix
+from retinal_reason_data.curation.hamming import brute_force_pairs, hex_to_bytes, popcount_distance
+from retinal_reason_data.ingest.copy_signature import SIGNATURE_BITS, copy_signature, frame_field
+from retinal_reason_data.ingest.field_rim import fit_rim
+from retinal_reason_data.ingest.fieldhash import prepare
+from retinal_reason_data.ingest.imaging import fingerprint
+from retinal_reason_data.phantoms.copies import COPY_KINDS, make_copy
+from retinal_reason_data.phantoms.images import oct_bscan
+from retinal_reason_data.recipe import DedupSpec
+from retinal_reason_data.schema import Modality
+
+REAL = Path(__file__).parent / "data" / "real" / "cfp"  # CC BY 4.0: see tests/data/real/ATTRIBUTION.md
+PHOTOS = ["Image_01L.jpg", "Image_07L.jpg", "Image_12R.jpg", "IDRiD_02.jpg"]
+THRESHOLD = DedupSpec().copy_threshold
+
+
+def _signature(image: Image.Image) -> str:
+    return copy_signature(prepare(image.convert("L")))
+
+
+def _distance(first: str, second: str) -> int:
+    return int(popcount_distance(hex_to_bytes([first]), hex_to_bytes([second]))[0])
+
+
+def _blurred(image: Image.Image) -> np.ndarray:
+    return np.asarray(prepare(image.convert("L")).image.filter(ImageFilter.BoxBlur(2)))
+
+
+@pytest.fixture(scope="module")
+def photos() -> dict[str, Image.Image]:
+    return {name: Image.open(REAL / name).convert("RGB") for name in PHOTOS}
+
+
+@pytest.fixture(scope="module")
+def signatures(photos: dict[str, Image.Image]) -> dict[str, str]:
+    return {name: _signature(image) for name, image in photos.items()}
+
+
+@pytest.mark.parametrize("kind", list(COPY_KINDS))
+def test_copies_of_every_kind_are_candidates(
+    photos: dict[str, Image.Image], signatures: dict[str, str], kind: str
+) -> None:
+    """Two copies of each of four photographs (CHASE_DB1 and IDRiD): most within the copy threshold, every one
+    far closer to its photograph than other photographs are (at least 4 thresholds apart, see below)."""
+    distances = {}
+    for name, image in photos.items():
+        for seed in range(2):
+            copied, done = make_copy(image, kind, random.Random(f"{name}-{seed}"))
+            distances[f"{name} {done}"] = _distance(signatures[name], _signature(copied))
+    assert sum(d <= THRESHOLD for d in distances.values()) >= 7, distances
+    assert max(distances.values()) <= 2 * THRESHOLD, distances
+
+
+def test_other_photographs_are_far(signatures: dict[str, str]) -> None:
+    names = list(signatures)
+    distances = [_distance(signatures[a], signatures[b]) for k, a in enumerate(names) for b in names[k + 1 :]]
+    assert min(distances) > 3 * THRESHOLD, distances  # a left and a right eye of one child (CHASE_DB1) too
+    assert 0.3 * SIGNATURE_BITS < np.mean(distances) < 0.7 * SIGNATURE_BITS  # bits near balanced
+
+
+def test_the_rim_fit_finds_the_same_field_in_a_cropped_and_a_turned_copy(photos: dict[str, Image.Image]) -> None:
+    image = photos["Image_01L.jpg"].resize((256, 246))
+    field = fit_rim(_blurred(image))
+    assert field is not None and abs(field.rx / field.ry - 1) < 0.02  # CHASE_DB1's field is a circle
+    box = (20, 14, 236, 240)  # about 8 % off each side, into the field
+    cropped = image.crop(box).resize((256, 256), Image.Resampling.LANCZOS)
+    sx, sy = 256 / (box[2] - box[0]), 256 / (box[3] - box[1])
+    expected = ((field.cx - box[0]) * sx, (field.cy - box[1]) * sy, field.rx * sx, field.ry * sy)
+    found = fit_rim(_blurred(cropped))
+    assert found is not None
+    assert np.allclose(found, expected, atol=0.02 * field.rx), (found, expected)
+    turned = fit_rim(_blurred(image.rotate(25, resample=Image.Resampling.BICUBIC, center=(field.cx, field.cy))))
+    assert turned is not None and np.allclose(turned, field, atol=0.02 * field.rx), (turned, field)
+
+
+def test_an_oct_scan_has_no_rim_and_keeps_its_signature_through_a_mirror_and_exposure() -> None:
+    scan = oct_bscan(7, "right", ["oct.drusen"]).convert("RGB")
+    assert fit_rim(_blurred(scan)) is None  # described around the frame's centre instead
+    assert frame_field((384, 512)) == (256.0, 192.0, 192.0, 192.0)
+    original = _signature(scan)
+    for kind in ("photometric", "mirror", "rot180", "resample"):
+        assert _distance(original, _signature(make_copy(scan, kind, random.Random(1))[0])) <= THRESHOLD, kind
+
+
+def test_fingerprint_stores_the_signature_of_the_work_image() -> None:
+    path = REAL / "Image_07L.jpg"
+    image = fingerprint(path, Modality.CFP)
+    assert image.copy_hash is not None and len(image.copy_hash) == SIGNATURE_BITS // 4
+    assert image.copy_hash == fingerprint(path, Modality.CFP).copy_hash  # the rim fit's draws are seeded
+
+
+def test_copy_candidates_is_the_exact_search() -> None:
+    rng = np.random.default_rng(5)
+    hashes = rng.integers(0, 256, (3000, SIGNATURE_BITS // 8), dtype=np.uint8)
+    for row in range(0, 3000, 10):  # every tenth a copy of the next row with up to 14 bits flipped
+        bits = np.unpackbits(hashes[row + 1])
+        bits[rng.choice(SIGNATURE_BITS, rng.integers(0, 15), replace=False)] ^= 1
+        hashes[row] = np.packbits(bits)
+    found = copy_candidates(hashes, THRESHOLD, workers=1)
+    expected = brute_force_pairs(hashes, THRESHOLD)
+    assert found.as_set() == expected.as_set() and len(found) > 200
+    assert np.array_equal(found.distance, expected.distance)
+
+
+def test_copy_candidates_refuses_other_hashes_and_thresholds() -> None:
+    with pytest.raises(ValueError, match=r"\(n, 16\) uint8"):
+        copy_candidates(np.zeros((4, 32), dtype=np.uint8), THRESHOLD)
+    with pytest.raises(ValueError, match="threshold 64"):
+        copy_candidates(np.zeros((4, 16), dtype=np.uint8), 64)
+
+
+def test_signature_matrix_leaves_out_images_without_a_signature() -> None:
+    hashes, rows = signature_matrix([None, "00" * 16, "", "ff" * 16])
+    assert rows.tolist() == [1, 3] and hashes.shape == (2, 16) and hashes[1].tolist() == [255] * 16
+    with pytest.raises(ValueError, match="not 32 hex digits"):
+        signature_matrix(["abc"])
