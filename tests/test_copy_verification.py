@@ -29,6 +29,7 @@ from tests.conftest import REAL_IN_REPO
 
 CFP = REAL_IN_REPO / "cfp"
 FFA = REAL_IN_REPO / "ffa"
+MIN_POINTS = 200  # a fundus photograph gives hundreds of keypoints (OpenCV 4 with a 0/1 mask gave about 100)
 
 
 def _photo(size: str) -> Image.Image:
@@ -201,9 +202,6 @@ def test_features_are_small_and_typed() -> None:
     assert features.mirror_points.dtype == np.float32 and features.mirror_descriptors.dtype == np.uint8
     assert MIN_POINTS <= len(features.points) <= FEATURES and len(features.points) == len(features.descriptors)
     assert features.nbytes < 100_000
-
-
-MIN_POINTS = 200  # a fundus photograph gives hundreds of keypoints
 
 
 def _same(first: CopyFeatures, second: CopyFeatures) -> bool:

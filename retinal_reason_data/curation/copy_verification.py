@@ -1,25 +1,27 @@
 """Verification of a candidate pair: is image B a copy of image A, and what kind of copy?
 
-A copy (a re-release of one photograph: re-encoded, resampled, cropped, padded, turned, mirrored) shows the
-same pixels as its original under a 2-D affine map. A re-take of the same eye (another visit, another frame of
-an angiogram) shows the same anatomy at best, with the field of view of the camera in another place, its own
-noise, illumination and dye; the other eye or another patient shows different anatomy.
+A copy (a re-release of one photograph: re-encoded, resampled, cropped, padded, turned, mirrored, its contrast
+stretched) shows the same pixels as its original under a 2-D affine map. A re-take of the same eye (another
+visit, another frame of an angiogram) shows the same retina at best, with its own noise and dye, and with the
+camera's field of view and shading in another place on the retina; the other eye or another patient shows
+another retina (though the same camera's dust spots and field edge may line up).
 
-- `copy_features(path)` reads one image once: ORB keypoints and descriptors inside its field of view at a fixed
-  work size, for the image and for its mirror image (ORB is not mirror invariant), a small grey thumbnail and
-  the outline of the field (about 80 kB; `CopyFeatures.nbytes`).
-- `verify_copy(a, b)` matches the descriptors (ratio test), fits an affine map with RANSAC (a crop resized back
-  scales the two axes differently, so more than a similarity), warps one thumbnail onto the other and measures
-  their agreement: the correlation of their band-passed grey levels over the fields' common interior, which
-  brightness changes and JPEG re-encoding hardly move, and the same along the edges of the fields. The edge of
-  the field belongs to the camera, not to the eye: in a copy it moves with the retina, in a re-take it does not,
-  which tells a re-take from a copy even where the retina looks the same.
+- `copy_features(path)` reads one image once: ORB keypoints and descriptors inside its field of view at 512 px,
+  of the image and of its mirror image (ORB is not mirror invariant), a 192 px grey thumbnail and the outline of
+  the field: about 77 kB (`CopyFeatures.nbytes`). It never raises and never returns None: an image that cannot
+  be read or gives too few features has `problem` set, which its verdicts give as their reason.
+- `verify_copy(a, b)` matches the descriptors (ratio test), fits an affine map with RANSAC and refits it by least
+  squares on its inliers (a crop resized back scales the two axes differently: more than a similarity), warps
+  one thumbnail onto the other and correlates them, raw and as ranks: band-passed over the fields' common
+  interior (the retina's detail: refuses another retina however the features lined up), band-passed along the
+  fields' edges where one is in view, and low-passed (the shading) where none is. The edge and the shading belong
+  to the camera: in a copy they move with the retina, in a re-take they do not, which refuses a re-take even
+  where the retina matches.
 
-The verdict says the kind of copy (same frame, mirror, rotation and its angle, crop, re-framing, rescale) or why
-it is not one; images that give too few features (blank, tiny, featureless) get a reason, never an exception.
-Results do not depend on OpenCV's thread count (ORB, the matcher and RANSAC give the same output on 1 or more
-threads; a test checks it), and RANSAC draws from OpenCV's fixed-seed generator, so a pair always gets the same
-verdict.
+The verdict names the kind of copy (same frame, mirror, rotation and its angle, crop, re-framing, rescale and its
+scale) or why it is not one. Verdicts are symmetric (the pair is measured in one order whichever is asked) and do
+not depend on OpenCV's thread count (ORB, the matcher and RANSAC give the same output on 1 or 4 threads: a test
+checks it; RANSAC draws from OpenCV's fixed-seed generator). Margins and cost: benchmarks/copy_verification.py.
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ class CopyFeatures:
     image cannot be verified (unreadable, or too few features)."""
 
     path: str
-    size: tuple[int, int]  # width, height of the decoded file
+    size: tuple[int, int]  # width, height of the file (after its EXIF orientation)
     work_size: tuple[int, int]
     points: np.ndarray
     descriptors: np.ndarray
@@ -210,6 +212,7 @@ _CLAHE = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
 
 def _orb(work: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """ORB keypoints (float32 n x 2, pixel centres) and descriptors (uint8 n x 32) of `work` within `mask`."""
+    mask = mask * np.uint8(255)  # OpenCV 4's ORB keeps only mask values above 254 on its coarser levels
     for threshold in FAST_THRESHOLDS:  # a dim or hazy photograph gets a lower corner threshold
         orb = cv2.ORB_create(nfeatures=FEATURES, scaleFactor=_SCALE_FACTOR, fastThreshold=threshold)
         keypoints, descriptors = orb.detectAndCompute(work, mask)
