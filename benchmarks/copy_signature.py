@@ -15,7 +15,8 @@ Run:
 - **OCT B-scans and FFA frames**: how many have a rim, the pairs among them within the threshold (OCTDL
   same-patient pairs and FFA frames of one eye are not copies), and the recall of their own copies.
 - `--search`: `copy_candidates` on N signatures (uniform bits, 1 in 10 a copy of another with bits flipped as
-  the measured copies' distances) with both cores: seconds, pairs and peak memory of the process.
+  the measured copies' distances) with both cores: seconds, pairs, planted copies within the threshold found
+  (the search is exact: all of them) and peak memory (the largest of this process and of a worker).
 Every image goes through the intake's decode and work image (`copy_signature_fit.work_of_file`).
 """
 
@@ -97,6 +98,7 @@ def copies_of(image: Image.Image, index: int, count: int, kinds: list[str]) -> l
 def collect(paths: list[Path], groups: list[str], count: int, kinds: list[str]) -> dict[str, list]:
     """Signatures of the photographs and their copies: rows of (signature, source index, kind, group)."""
     rows: dict[str, list] = {"signature": [], "source": [], "kind": [], "group": [], "rim": []}
+    rows["name"] = ["/".join(path.parts[-3:]) for path in paths]
     for index, (path, group) in enumerate(zip(paths, groups, strict=True)):
         image, work = work_of_file(path)
         rows["rim"].append(fit_rim(np.asarray(work.image.filter(ImageFilter.BoxBlur(2)))) is not None)  # as signed
@@ -140,6 +142,13 @@ def report(name: str, rows: dict[str, list], threshold: int, sweep: list[int]) -
             f"| {t} | {np.mean(distance <= t):.3f} | {2 * other / len(hashes):.4f} ({other} pairs) | "
             f"{np.count_nonzero(within & same_group)} |"
         )
+    both_original = (kind[pairs.i] == "original") & (kind[pairs.j] == "original") & (pairs.distance <= threshold)
+    print(
+        f"Pairs of photographs (no copy) within {threshold}: {np.count_nonzero(both_original)} of "
+        f"{len(original) * (len(original) - 1) // 2:,}"
+    )
+    for i, j, d in zip(pairs.i[both_original], pairs.j[both_original], pairs.distance[both_original], strict=True):
+        print(f"- {rows['name'][source[i]]} and {rows['name'][source[j]]}: {d} bits")
     return {"distance": distance, "kind": kind[copy_rows]}
 
 
@@ -188,28 +197,33 @@ def _patient(folder: str, path: Path) -> str:
     return stem
 
 
-def search(sizes: list[int], distances: np.ndarray, threshold: int) -> None:
-    print("\n## copy_candidates at scale (uniform bits, 1 in 10 a copy at a measured copy distance, 2 workers)")
-    print("| signatures | seconds | pairs | planted copies found | peak RSS of the process |")
-    print("|---:|---:|---:|---:|---:|")
+def search(sizes: list[int], distances: np.ndarray, thresholds: list[int]) -> None:
+    """Seconds, pairs and peak memory of `copy_candidates` on N signatures with planted copies."""
+    print("\n## copy_candidates at scale (uniform bits, 1 in 10 a copy of another at a measured copy distance)")
+    print("| signatures | threshold | seconds (2 workers) | pairs | planted copies within it found | peak RSS |")
+    print("|---:|---:|---:|---:|---:|---:|")
     rng = np.random.default_rng(0)
     for size in sizes:
         hashes = rng.integers(0, 256, (size, SIGNATURE_BITS // 8), dtype=np.uint8)
         planted = rng.choice(size, size // 10, replace=False)
-        sources = rng.integers(0, size, len(planted))
+        sources = rng.choice(np.setdiff1d(np.arange(size), planted), len(planted))
         flips = rng.choice(distances, len(planted))
         bits = np.unpackbits(hashes[sources], axis=1)
         for row, count in enumerate(flips):
             bits[row, rng.choice(SIGNATURE_BITS, count, replace=False)] ^= 1
         hashes[planted] = np.packbits(bits, axis=1)
-        started = time.perf_counter()
-        pairs = copy_candidates(hashes, threshold, workers=2)
-        seconds = time.perf_counter() - started
-        found = pairs.as_set()
-        planted_pairs = [(min(a, b), max(a, b)) for a, b in zip(planted.tolist(), sources.tolist(), strict=True)]
-        hits = sum(pair in found for pair in planted_pairs if pair[0] != pair[1])
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"| {size:,} | {seconds:.1f} | {len(pairs):,} | {hits / len(planted):.3f} | {peak:.0f} MB |")
+        for threshold in thresholds:
+            started = time.perf_counter()
+            pairs = copy_candidates(hashes, threshold, workers=2)
+            seconds = time.perf_counter() - started
+            found = pairs.as_set()
+            wanted = [(min(a, b), max(a, b)) for a, b, f in zip(planted, sources, flips, strict=True) if f <= threshold]
+            hits = sum(pair in found for pair in wanted)
+            peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+            print(
+                f"| {size:,} | {threshold} | {seconds:.1f} | {len(pairs):,} | {hits}/{len(wanted)} | "
+                f"{peak / 1024:.0f} MB |"
+            )
 
 
 def main() -> None:
@@ -220,6 +234,7 @@ def main() -> None:
     parser.add_argument("--all", action="store_true", help="also the training patients (reported apart)")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: eyepacs, fullsize, other")
     parser.add_argument("--search", default="", help="comma-separated sizes for the search timing")
+    parser.add_argument("--search-thresholds", default="", help="comma-separated thresholds (default: the recipe's)")
     args = parser.parse_args()
     if not args.realdata.is_dir():
         sys.exit(f"{args.realdata}: real-data folder not found (pass --realdata)")
@@ -237,7 +252,8 @@ def main() -> None:
         kinds = ["photometric", "resample", "mirror", "rot90", "rot5", "crop8"]
         report("OCT B-scans and FFA frames", collect(paths, groups, args.copies, kinds), threshold, sweep)
     if args.search:
-        search([int(s) for s in args.search.split(",")], np.asarray(distances), threshold)
+        thresholds = [int(t) for t in args.search_thresholds.split(",")] if args.search_thresholds else [threshold]
+        search([int(s) for s in args.search.split(",")], np.asarray(distances), thresholds)
 
 
 if __name__ == "__main__":
