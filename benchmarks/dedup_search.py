@@ -185,8 +185,6 @@ def pipeline_child(config_path: Path, out_path: Path) -> None:
     orientation of the field hashes in one pass, copy candidates, those no near match links, and the
     verification of each on real files (made when their number is known: not timed)."""
     from retinal_reason_data.curation.copy_candidates import copy_candidates
-    from retinal_reason_data.curation.copy_verification import DEFAULT_LIMITS
-    from retinal_reason_data.curation.verify_pairs import verify_pairs
 
     config = json.loads(config_path.read_text())
     near, signatures = np.load(config["near"]), np.load(config["signatures"])
@@ -211,6 +209,10 @@ def pipeline_child(config_path: Path, out_path: Path) -> None:
     stages["link_filter"] = time.perf_counter() - started
     making = time.perf_counter()
     from copy_scale_inputs import verification_pool
+
+    # as `dedup._copy_matches`: OpenCV is loaded once the searches (and their forked workers) are done
+    from retinal_reason_data.curation.copy_verification import DEFAULT_LIMITS
+    from retinal_reason_data.curation.verify_pairs import verify_pairs
 
     photos = [Path(p) for p in config["photos"]]
     same_pairs, different_pairs = verification_pool(

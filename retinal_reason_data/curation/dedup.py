@@ -20,19 +20,21 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from retinal_reason_data.curation.copy_candidates import copy_candidates, signature_matrix
-from retinal_reason_data.curation.copy_verification import CopyVerdict, limits_of
 from retinal_reason_data.curation.filters import normalised_sharpness
 from retinal_reason_data.curation.hamming import hex_to_bytes, near_pairs, popcount_distance
 from retinal_reason_data.curation.orbit_hamming import Group, orbit_pairs
-from retinal_reason_data.curation.verify_pairs import verify_pairs
 from retinal_reason_data.ingest.fieldhash import ORIENTATIONS, orientation_map
 from retinal_reason_data.ingest.imaging import ImageError, open_image
 from retinal_reason_data.recipe import DedupSpec
 from retinal_reason_data.schema import Case, Eye, ImageRef
+
+if TYPE_CHECKING:
+    from retinal_reason_data.curation.copy_verification import CopyVerdict
 
 # the flips and quarter turns as signed permutations of the 256 bits of near_hash and detail_hash
 ORIENTATION_GROUP = Group([orientation_map(name) for name in ORIENTATIONS])
@@ -360,6 +362,10 @@ def _copy_matches(
     result.copy_checks += len(pairs)
     if not pairs:
         return []
+    # OpenCV is loaded only when a pair needs verifying (so the near search's forked workers never carry it)
+    from retinal_reason_data.curation.copy_verification import limits_of
+    from retinal_reason_data.curation.verify_pairs import verify_pairs
+
     paths = [images[sha].ref.path for sha in shas]
     parallel = None if len(pairs) >= _VERIFY_PARALLEL_FROM else 1
     verdicts = verify_pairs(pairs, paths, limits_of(spec), workers=parallel)
@@ -386,6 +392,9 @@ def _verified_near(
     matches: list[Match], images: dict[str, ImageInfo], spec: DedupSpec, result: DedupResult
 ) -> list[Match]:
     """Near matches kept only where copy verification confirms them, with its measures."""
+    from retinal_reason_data.curation.copy_verification import limits_of
+    from retinal_reason_data.curation.verify_pairs import verify_pairs
+
     near = [m for m in matches if m.kind == "near"]
     paths = sorted({images[sha].ref.path for m in near for sha in (m.a, m.b)})
     place = {path: k for k, path in enumerate(paths)}
