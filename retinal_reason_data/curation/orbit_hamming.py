@@ -16,8 +16,11 @@ g that matches. Keys are then made orientation-canonical (the smallest over the 
   hole bit), the two keys are equal in another orientation and the radius-0 pass finds them.
 
 Each part sorts as many codes as one plain radius-1 search (one per bit of the part), so every orientation costs
-about what one orientation cost before, against seven searches. Candidates are verified on the whole hash under
-every orientation; the result is exactly `brute_force_orbit_pairs`, which the tests compare.
+about what one orientation cost before (1.8 times at 1M fundus-like hashes), against seven searches. Sorted codes
+are searched a slice at a time, candidates screened on one 64-bit word under every orientation and verified on
+the whole hash, so a part holds about 90 MB at 1M hashes; the result is exactly `brute_force_orbit_pairs`, which
+the tests compare. With a one-element group (the identity) it is a plain exact search (`copy_candidates`).
+Parts are searched by this process and forked workers, which share the hashes' memory.
 """
 
 from __future__ import annotations
