@@ -215,3 +215,28 @@ def test_each_image_is_read_in_one_batch_only() -> None:
     assert len(batches) > 3  # the small components are packed together, a few batches of them
     shuffled = pairs[::-1]
     assert [p for p, _, _ in _batches(shuffled, paths, DEFAULT_LIMITS)] == [p for p, _, _ in batches]
+
+
+def test_images_fingerprinted_before_the_signature_are_searched_by_their_field_hashes_and_named(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from retinal_reason_data.curation.dedup import deduplicate
+    from retinal_reason_data.ingest.imaging import fingerprint
+    from retinal_reason_data.recipe import DedupSpec
+    from retinal_reason_data.schema import Case, Modality, Provenance
+
+    old = fingerprint(REAL / "Image_07L.jpg", Modality.CFP).model_copy(update={"copy_hash": None})
+    again = old.model_copy(update={"sha256": "0" * 64, "path": "/elsewhere/Image_07L.jpg"})
+    cases = [
+        Case(
+            case_id=f"s:{k}",
+            source="s",
+            patient_id=f"p{k}",
+            images=[ref],
+            provenance=Provenance(file="f", row=k, licence="CC BY 4.0"),
+        )
+        for k, ref in enumerate((old, again))
+    ]
+    result = deduplicate(cases, DedupSpec())
+    assert result.near_clusters == 1  # the field hashes still match them
+    assert "2 images have no copy_hash" in caplog.text and "rrd ingest" in caplog.text

@@ -16,6 +16,7 @@ clusters whose labels disagree.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -35,6 +36,8 @@ from retinal_reason_data.schema import Case, Eye, ImageRef
 
 if TYPE_CHECKING:
     from retinal_reason_data.curation.copy_verification import CopyVerdict
+
+log = logging.getLogger(__name__)
 
 # the flips and quarter turns as signed permutations of the 256 bits of near_hash and detail_hash
 ORIENTATION_GROUP = Group([orientation_map(name) for name in ORIENTATIONS])
@@ -343,11 +346,13 @@ def _copy_matches(
     """The copies the field hashes miss: copy-signature candidates that no match already links (directly or
     through others) and that are not two eyes of one patient, confirmed by copy verification."""
     signatures, rows = signature_matrix([images[sha].ref.copy_hash for sha in shas])
-    if len(rows) < len(shas):
+    if len(rows) < len(shas):  # left out of this pass (the field hashes still searched them), and said so
         missing = next(images[sha].ref.path for sha in shas if not images[sha].ref.copy_hash)
-        raise ValueError(
-            f"{len(shas) - len(rows)} images have no copy_hash (fingerprinted by an older version), e.g. {missing}: "
-            "run `rrd ingest RECIPE` to fingerprint them again"
+        log.warning(
+            "%d images have no copy_hash (fingerprinted before it existed), e.g. %s: their crops and turned copies "
+            "are not searched; run `rrd ingest RECIPE` to fingerprint them again",
+            len(shas) - len(rows),
+            missing,
         )
     candidates = copy_candidates(signatures, spec.copy_threshold, workers=workers)
     index = {sha: k for k, sha in enumerate(shas)}
