@@ -8,9 +8,11 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
 if TYPE_CHECKING:  # the stage modules pull in duckdb, pyarrow, datasets, ...: each command imports what it needs
     from retinal_reason_data.catalog import Catalog
@@ -28,6 +30,13 @@ OutOpt = Annotated[Path | None, typer.Option("--out", help="Overrides export.out
 CatalogOpt = Annotated[Path | None, typer.Option("--catalog", help="Overrides catalog.")]
 
 
+def _log_level() -> None:
+    """Logging to stderr at RRD_LOG_LEVEL (default WARNING; e.g. INFO: the teacher's commits and retries)."""
+    level = os.environ.get("RRD_LOG_LEVEL", "WARNING").upper()
+    level = level if level in logging.getLevelNamesMapping() else "WARNING"
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s")
+
+
 def _open(recipe_path: Path, out: Path | None, catalog: Path | None) -> tuple[Recipe, Catalog]:
     import duckdb
 
@@ -35,9 +44,7 @@ def _open(recipe_path: Path, out: Path | None, catalog: Path | None) -> tuple[Re
     from retinal_reason_data.ingest.sources import check_adapters
     from retinal_reason_data.recipe import RecipeError, load_recipe
 
-    level = os.environ.get("RRD_LOG_LEVEL", "WARNING").upper()  # e.g. INFO: the teacher's commits and retries
-    level = level if level in logging.getLevelNamesMapping() else "WARNING"
-    logging.basicConfig(level=level, format="%(levelname)s %(message)s")
+    _log_level()
     try:
         recipe = load_recipe(recipe_path, out=out, catalog=catalog)
         check_adapters(recipe)
@@ -514,6 +521,183 @@ def diff_command(
                 typer.echo(f"    {kind} {len(ids)}: {' '.join(ids[:limit])}{more}")
     if diff.unchanged:
         typer.echo("  no sample added, removed or changed")
+
+
+class _RunByDefault(TyperGroup):
+    """`rrd eval RELEASE ...` is `rrd eval run RELEASE ...`: a first word that is no subcommand starts a run."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+eval_app = typer.Typer(
+    cls=_RunByDefault,
+    no_args_is_help=True,
+    help="Score an OpenAI-compatible model on a release (`rrd eval RELEASE --base-url URL --model NAME`), "
+    "or compare two runs (`rrd eval compare RUN_A RUN_B`).",
+)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("run")
+def eval_run_command(
+    release: Annotated[
+        str, typer.Argument(help="An export folder, or a Hub dataset repository: owner/name or owner/name@REVISION.")
+    ],
+    base_url: Annotated[str, typer.Option("--base-url", help="OpenAI-compatible endpoint, e.g. http://host:8000/v1.")],
+    model: Annotated[str, typer.Option("--model", help="The model name the endpoint serves.")],
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(help="Variable holding the API key (default OPENAI_API_KEY when set, else no key; '' none)."),
+    ] = None,
+    config: Annotated[str, typer.Option(help="Config of the release to read.")] = "rl",
+    split: Annotated[str, typer.Option(help="Split to evaluate.")] = "test",
+    revision: Annotated[str | None, typer.Option(help="Hub revision (tag, branch, commit); default main.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Run folder (default: rrd-eval/<model>_<release key>_<config>-<split>_k<K>-t<T>)."),
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight.")] = 16,
+    attempts: Annotated[int, typer.Option(min=1, max=16, help="Attempts per sample (pass@k, majority vote).")] = 1,
+    temperature: Annotated[
+        float | None, typer.Option(min=0.0, help="Default 0 for one attempt, 0.7 for several (0 is refused then).")
+    ] = None,
+    top_p: Annotated[float | None, typer.Option(help="Nucleus sampling; unset: the server's default.")] = None,
+    max_tokens: Annotated[int, typer.Option(min=16, help="Completion tokens per reply.")] = 4096,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed (attempt n sends seed + n - 1).")] = None,
+    timeout: Annotated[float, typer.Option(min=0.001, help="Seconds per call before it is retried.")] = 300.0,
+    image_max_side: Annotated[
+        int | None, typer.Option(min=64, help="Send larger images reduced to this many pixels (JPEG).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout (the summary).")] = False,
+) -> None:
+    """Evaluate a model on a release split: every sample sent as the release's prompt, every reply scored with the
+    release's reward. Reruns send only what the run folder lacks; an interrupted run resumes."""
+    from pydantic import ValidationError
+
+    from retinal_reason_data.evaluation.evaluate import EvalSettings, EvalSettingsError, EvalStopped, evaluate
+    from retinal_reason_data.evaluation.release_samples import ReleaseInputError
+
+    _log_level()
+    try:
+        settings = EvalSettings(
+            release=release,
+            base_url=base_url,
+            model=model,
+            api_key_env=api_key_env,
+            config=config,
+            split=split,
+            revision=revision,
+            out=out,
+            concurrency=concurrency,
+            attempts=attempts,
+            temperature=temperature,
+            top_p=top_p,
+            max_tokens=max_tokens,
+            seed=seed,
+            timeout_s=timeout,
+            image_max_side=image_max_side,
+        )
+        outcome = evaluate(settings, lambda line: typer.echo(line, err=True))
+    except (EvalSettingsError, ValidationError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except ReleaseInputError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except EvalStopped as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    if as_json:
+        typer.echo(json.dumps({**outcome.summary, "out": str(outcome.folder)}, indent=2))
+    else:
+        for line in _eval_lines(outcome.summary):
+            typer.echo(line)
+        typer.echo(f"run folder: {outcome.folder} (responses.parquet, run.json, report.md)")
+    _eval_problems(outcome)
+
+
+def _ci(interval: object) -> str:
+    if isinstance(interval, dict):
+        interval = interval.get("accuracy")
+    if isinstance(interval, list | tuple) and len(interval) == 2 and None not in interval:
+        return f" [{interval[0]:.3f}, {interval[1]:.3f}]"
+    return ""
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _eval_lines(summary: dict[str, Any]) -> list[str]:
+    """The summary in words: overall figures, then each group with its count."""
+    ci = summary.get("ci95", {})
+    lines = [
+        f"{summary['model']}: {summary['samples']} samples x {summary.get('attempts', 1)} attempts, "
+        f"{summary.get('failed', 0)} failed calls",
+        f"  accuracy     {_rate(summary['accuracy'])}{_ci(ci.get('accuracy'))}",
+        f"  format rate  {_rate(summary['format_rate'])}{_ci(ci.get('format_rate'))}",
+    ]
+    if "pass_at_k" in summary:
+        lines.append("  pass@k       " + ", ".join(f"@{k} {_rate(v)}" for k, v in summary["pass_at_k"].items()))
+    if "majority_vote" in summary:
+        vote = summary["majority_vote"]
+        lines.append(f"  majority     {_rate(vote['accuracy'])}{_ci(vote.get('ci95'))}")
+    for key in ("by_task", "by_modality", "by_question_type", "by_source"):
+        lines.append(f"  {key.removeprefix('by_').replace('_', ' ')}:")
+        for group, figures in summary.get(key, {}).items():
+            figure = f"accuracy {_rate(figures['accuracy'])}{_ci(figures.get('ci95'))}"
+            lines.append(f"    {group:<24} n={figures['count']:<6} {figure}")
+    return lines
+
+
+def _eval_problems(outcome: Any) -> None:
+    """Calls that failed after their retries and samples left out (images that cannot be decoded): named, then
+    exit 1."""
+    for sample_id, reason in outcome.skipped:
+        typer.echo(f"  not sent: {sample_id}: {reason}", err=True)
+    if outcome.skipped:
+        typer.echo(
+            f"{len(outcome.skipped)} samples left out (listed above with the reason; the figures cover the others)",
+            err=True,
+        )
+    for line in outcome.failed[:50]:
+        typer.echo(f"  failed: {line}", err=True)
+    if len(outcome.failed) > 50:
+        typer.echo(f"  ... and {len(outcome.failed) - 50} more (rows with an error in responses.parquet)", err=True)
+    if outcome.failed:
+        typer.echo(
+            f"{len(outcome.failed)} calls failed after their retries (scored 0, counted as failed); rerun the same "
+            "command: it sends only those",
+            err=True,
+        )
+    if outcome.exit_code:
+        raise typer.Exit(outcome.exit_code)
+
+
+@eval_app.command("compare")
+def eval_compare_command(
+    run_a: Annotated[Path, typer.Argument(help="A run folder of `rrd eval`.")],
+    run_b: Annotated[Path, typer.Argument(help="Another run folder, matched to the first by sample id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="The comparison as one JSON object.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the comparison (markdown) here.")] = None,
+) -> None:
+    """Two runs side by side (two models on one release, or one model on two releases): paired differences with
+    their 95 % intervals, McNemar's test, and the samples that changed."""
+    from retinal_reason_data.evaluation.compare import compare_markdown, compare_runs
+
+    try:
+        result = compare_runs(run_a, run_b)
+    except ValueError as exc:  # not a run folder, or two runs without a sample in common
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    markdown = compare_markdown(result)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(markdown, encoding="utf-8")
+    typer.echo(json.dumps(result, indent=2, default=str) if as_json else markdown)
 
 
 Rows = list[tuple[str, str]]

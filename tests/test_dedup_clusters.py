@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -27,6 +29,7 @@ def _ref(sha: str, near: np.ndarray, side: int = 512, sharpness: float = 0.005, 
         quality=ImageQuality(brightness=0.4, contrast=0.1, sharpness=sharpness, fov_fraction=0.7),
         near_hash=near.tobytes().hex(),
         detail_hash=detail.tobytes().hex(),
+        copy_hash=hashlib.sha256(sha.encode()).hexdigest()[:32],  # 128 bits, ~64 apart: no copy candidates here
     )
 
 

@@ -11,7 +11,6 @@ import random
 import shutil
 from pathlib import Path
 
-import duckdb
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -19,6 +18,7 @@ from typer.testing import CliRunner
 from retinal_reason_data.cli import app
 from retinal_reason_data.phantoms.copies import field_box, make_copy
 from tests.conftest import write_recipe
+from tests.helpers.builds import query_catalog
 
 REAL = Path(__file__).parent / "data" / "real" / "cfp"  # CC BY 4.0: see ATTRIBUTION.md
 ORIGINALS = {  # file -> (patient, eye)
@@ -102,41 +102,34 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dic
     return recipe, made
 
 
-def _query(recipe: Path, sql: str) -> list[tuple]:
-    db = duckdb.connect(str(recipe.parent / "small.duckdb"), read_only=True)
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
-
-
 def _clusters(recipe: Path) -> dict[str, str]:
     """File name -> near cluster."""
-    rows = _query(recipe, "SELECT data FROM cases")
+    rows = query_catalog(recipe, "SELECT data FROM cases")
     sha_to_name = {}
     for (data,) in rows:
         for image in json.loads(data)["images"]:
             sha_to_name[image["sha256"]] = Path(image["path"]).name
     return {
-        sha_to_name[sha]: cluster for sha, cluster in _query(recipe, "SELECT sha256, near_cluster FROM image_clusters")
+        sha_to_name[sha]: cluster
+        for sha, cluster in query_catalog(recipe, "SELECT sha256, near_cluster FROM image_clusters")
     }
 
 
 def _matches(recipe: Path) -> dict[frozenset[str], dict]:
     names = {}
-    for (data,) in _query(recipe, "SELECT data FROM cases"):
+    for (data,) in query_catalog(recipe, "SELECT data FROM cases"):
         for image in json.loads(data)["images"]:
             names[image["sha256"]] = Path(image["path"]).name
     columns = [
         c
-        for (c,) in _query(
+        for (c,) in query_catalog(
             recipe,
             "SELECT column_name FROM information_schema.columns "
             "WHERE table_name = 'duplicate_matches' ORDER BY ordinal_position",
         )
     ]
     found = {}
-    for row in _query(recipe, "SELECT * FROM duplicate_matches"):
+    for row in query_catalog(recipe, "SELECT * FROM duplicate_matches"):
         entry = dict(zip(columns, row, strict=True))
         entry["a"], entry["b"] = names[entry["a"]], names[entry["b"]]
         found[frozenset((entry["a"], entry["b"]))] = entry

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import datasets
-import duckdb
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 from typer.testing import CliRunner
@@ -22,6 +21,7 @@ from retinal_reason_data.phantoms.images import fundus_photo
 from retinal_reason_data.recipe import load_recipe
 from retinal_reason_data.release.hf import export_hf
 from tests.conftest import write_recipe
+from tests.helpers.builds import query_catalog
 
 pytestmark = pytest.mark.slow  # the module's own build of a compilation
 
@@ -108,14 +108,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
     return recipe, originals
 
 
-def _query(recipe: Path, sql: str) -> list[tuple]:
-    db = duckdb.connect(str(recipe.parent / "small.duckdb"), read_only=True)
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
-
-
 def test_copies_are_found_and_the_collection_copy_is_kept(built: tuple[Path, dict[str, str]]) -> None:
     recipe, _ = built
     stats = json.loads(_rrd("stats", str(recipe), "--json"))
@@ -128,7 +120,7 @@ def test_copies_are_found_and_the_collection_copy_is_kept(built: tuple[Path, dic
     assert duplicates["label_conflicts"] == 1
     assert duplicates["matches_by_orientation"].get("mirror") == 1
     dropped = set(
-        _query(
+        query_catalog(
             recipe,
             "SELECT DISTINCT i.case_id FROM drops d JOIN items i USING (item_id) WHERE d.reason = 'duplicate_image'",
         )
@@ -138,10 +130,11 @@ def test_copies_are_found_and_the_collection_copy_is_kept(built: tuple[Path, dic
         "compilation:resaved.png",
         "compilation:bytecopy.png",
     }
-    kinds = dict(_query(recipe, "SELECT orientation || '/' || kind, count(*) FROM duplicate_matches GROUP BY 1"))
+    kinds = dict(query_catalog(recipe, "SELECT orientation || '/' || kind, count(*) FROM duplicate_matches GROUP BY 1"))
     assert kinds == {"mirror/near": 1, "identity/pixels": 1}
     kept = {
-        case for (case,) in _query(recipe, "SELECT DISTINCT i.case_id FROM assignments JOIN items i USING (item_id)")
+        case
+        for (case,) in query_catalog(recipe, "SELECT DISTINCT i.case_id FROM assignments JOIN items i USING (item_id)")
     }
     assert "compilation:new.png" in kept
 
@@ -197,10 +190,12 @@ def test_label_conflicts_can_drop_the_cluster_and_sources_can_be_held_out(
         tasks={"basic": {"types": ["single_choice", "open"]}, "complex": {"enabled": False}},
     )
     _rrd("build", str(recipe_path))
-    reasons = dict(_query(recipe_path, "SELECT i.case_id, d.reason FROM drops d JOIN items i USING (item_id)"))
+    reasons = dict(query_catalog(recipe_path, "SELECT i.case_id, d.reason FROM drops d JOIN items i USING (item_id)"))
     assert reasons[f"aptos2019:{originals['resaved']}"] == reasons["compilation:resaved.png"] == "label_conflict"
     assert reasons[f"aptos2019:{originals['mirrored']}"] == "duplicate_image"  # the compilation's copy is kept
-    splits = dict(_query(recipe_path, "SELECT i.case_id, a.split FROM assignments a JOIN items i USING (item_id)"))
+    splits = dict(
+        query_catalog(recipe_path, "SELECT i.case_id, a.split FROM assignments a JOIN items i USING (item_id)")
+    )
     assert splits["compilation:mirrored.jpg"] == splits["compilation:new.png"] == "test_ood"
     assert {s for c, s in splits.items() if c.startswith("aptos2019:")} <= {"train", "rl", "validation", "test"}
     out = recipe_path.parent / "export"

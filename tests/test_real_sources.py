@@ -352,10 +352,8 @@ def test_octdl_same_patient_pairs_land_on_one_split(octdl: tuple[Path, dict[str,
     cases, _items, _ = _catalog_rows(recipe)
     patient = {case.case_id.removeprefix("octdl_samples:"): case.patient_id for case in cases}
     sides = _sides_by_case(recipe.parent / "export")
-    # OCTDL files one B-scan under several patients: vid_1258159_1 and vid_5203547_1 are one picture (copy
-    # verification, issue 18), so one of the two is dropped as a duplicate and the other exported
-    twice = {"octdl_samples:macular_hole/vid_1258159_1.png", "octdl_samples:macular_hole/vid_5203547_1.png"}
-    assert len(sides) == 20 and len(twice & set(sides)) == 1
+    # OCTDL's samples ship one B-scan twice under two patient ids: a verified copy, so one case is dropped
+    assert _stats(recipe)["duplicates"]["images_dropped"] == 1 and len(sides) == 20
     for first, second in OCTDL_SAME_PATIENT:
         assert patient[first] == patient[second]
         a, b = sides[f"octdl_samples:{first}"], sides[f"octdl_samples:{second}"]

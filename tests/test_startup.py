@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.startup import HEAVY
+
 RRD = Path(sys.executable).with_name("rrd")
-HEAVY = ("datasets", "pyarrow", "duckdb", "openai", "aiohttp", "starlette", "uvicorn", "pandas", "numpy", "PIL")
 
 
 def _loaded_after(statement: str) -> set[str]:

@@ -54,7 +54,7 @@ def popcount_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.bitwise_count(np.bitwise_xor(a, b)).sum(axis=-1, dtype=np.int32)
 
 
-def _words(hashes: np.ndarray) -> np.ndarray:
+def as_words(hashes: np.ndarray) -> np.ndarray:
     """(n, bytes) uint8 -> (n, words) uint64 view for fast popcounts (byte order does not change counts)."""
     width = hashes.shape[1]
     padded = width + (-width) % 8
@@ -78,8 +78,8 @@ def _sorted_unique(i: np.ndarray, j: np.ndarray, d: np.ndarray, n_right: int) ->
 
 def brute_force_pairs(hashes: np.ndarray, threshold: int, other: np.ndarray | None = None) -> Pairs:
     """Every pair within `threshold`, by comparing all of them (block-wise); the reference for `near_pairs`."""
-    left = _words(hashes)
-    right = left if other is None else _words(other)
+    left = as_words(hashes)
+    right = left if other is None else as_words(other)
     if len(left) == 0 or len(right) == 0:
         return _empty()
     block = max(1, _BLOCK_CELLS // (len(right) * right.shape[1]))
@@ -202,7 +202,7 @@ def _search_part(
     `split` < 0: a self search over `joined`; else rows before `split` are the left set, the rest the right.
     """
     n = len(joined)
-    words = _words(joined)
+    words = as_words(joined)
     keys = _part_keys(joined, part)
     index_bits = max(1, math.ceil(math.log2(n + 1)))
     index = np.arange(n, dtype=np.uint64)

@@ -39,6 +39,7 @@ from retinal_reason_data.curation.hamming import (
     Pairs,
     _ranges,
     _sorted_unique,
+    as_words,
     brute_force_pairs,
 )
 
@@ -278,9 +279,9 @@ class _Searcher:
         if not np.array_equal(group.permutations[0], np.arange(group.bits)):
             raise ValueError("the group's first element must be the identity")
         self.hashes, self.group, self.threshold = hashes, group, threshold
-        self.words = [_as_words(_permute(hashes, source)) for source in group.permutations]
+        self.words = [as_words(_permute(hashes, source)) for source in group.permutations]
         width = hashes.shape[1]
-        self.masks = [_as_words(np.packbits(invert.astype(np.uint8))[None, :width])[0] for _, invert in group.elements]
+        self.masks = [as_words(np.packbits(invert.astype(np.uint8))[None, :width])[0] for _, invert in group.elements]
         self.screen = self._screening_word()
         self.screen_words = [np.ascontiguousarray(words[:, self.screen]) for words in self.words]
 
@@ -489,11 +490,3 @@ def _permute(hashes: np.ndarray, source: np.ndarray, chunk: int = 8192) -> np.nd
         bits = np.unpackbits(np.ascontiguousarray(hashes[start : start + chunk].T), axis=0)
         out[start : start + chunk] = np.packbits(bits[source], axis=0).T
     return out
-
-
-def _as_words(hashes: np.ndarray) -> np.ndarray:
-    width = hashes.shape[1]
-    padded = width + (-width) % 8
-    if padded != width:
-        hashes = np.concatenate([hashes, np.zeros((len(hashes), padded - width), dtype=np.uint8)], axis=1)
-    return np.ascontiguousarray(hashes).view(np.uint64)

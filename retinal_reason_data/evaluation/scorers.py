@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from retinal_reason_data import rewards
+from retinal_reason_data.evaluation.ophthareason import score_ophthareason
 
 
 class Scored(NamedTuple):
@@ -30,4 +31,4 @@ def score_reward(reply: str, ground_truth: str) -> Scored:
     return Scored(fmt, accuracy, overall, verdict.extracted)
 
 
-SCORERS: dict[str, Scorer] = {"reward": score_reward}
+SCORERS: dict[str, Scorer] = {"reward": score_reward, "ophthareason": score_ophthareason}

@@ -24,7 +24,7 @@ def bar_chart(path: Path, title: str, labels: list[str], series: dict[str, list[
     """Horizontal bars, one group per label and one bar per series, with the counts written at the bars."""
     font, title_font = _font(), _font(16)
     names = list(series)
-    label_width = min(320, max([_text_width(font, label) for label in labels] + [40]) + 16)
+    label_width = min(320, max([text_width(font, label) for label in labels] + [40]) + 16)
     group = _BAR * len(names) + _GAP
     legend = 26 if len(names) > 1 else 0
     height = 44 + legend + group * max(1, len(labels)) + 12
@@ -40,7 +40,7 @@ def bar_chart(path: Path, title: str, labels: list[str], series: dict[str, list[
     span = WIDTH - label_width - 80
     for row, label in enumerate(labels):
         y = top + row * group
-        draw.text((12, y + (group - _GAP) // 2 - 7), _clip(font, label, label_width - 16), fill="black", font=font)
+        draw.text((12, y + (group - _GAP) // 2 - 7), clip_text(font, label, label_width - 16), fill="black", font=font)
         for index, name in enumerate(names):
             value = series[name][row]
             bar_top = y + index * _BAR
@@ -53,15 +53,17 @@ def bar_chart(path: Path, title: str, labels: list[str], series: dict[str, list[
     return path
 
 
-def _text_width(font: ImageFont.ImageFont | ImageFont.FreeTypeFont, text: str) -> int:
+def text_width(font: ImageFont.ImageFont | ImageFont.FreeTypeFont, text: str) -> int:
+    """Width in pixels of `text` drawn in `font`."""
     left, _, right, _ = font.getbbox(text)
     return int(right - left)
 
 
-def _clip(font: ImageFont.ImageFont | ImageFont.FreeTypeFont, text: str, width: int) -> str:
-    if _text_width(font, text) <= width:
+def clip_text(font: ImageFont.ImageFont | ImageFont.FreeTypeFont, text: str, width: int) -> str:
+    """`text`, shortened with an ellipsis to fit `width` pixels."""
+    if text_width(font, text) <= width:
         return text
-    while text and _text_width(font, text + "...") > width:
+    while text and text_width(font, text + "...") > width:
         text = text[:-1]
     return text + "..."
 

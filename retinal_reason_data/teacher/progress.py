@@ -13,9 +13,10 @@ STATUS_EVERY_S = 30.0
 class Progress:
     """Counts replies as they land; `tick()` (called a few times a second) refreshes the figures."""
 
-    def __init__(self, total: int, desc: str) -> None:
+    def __init__(self, total: int, desc: str, label: str = "teacher", failed_word: str = "unverified") -> None:
         self.bar = tqdm(total=total, desc=desc, unit="req", leave=False, disable=None, dynamic_ncols=True)
         self.total = total
+        self.label, self.failed_word = label, failed_word  # the status line: '<label>: ... N <failed_word>'
         self.started = time.perf_counter()
         self.replies = 0
         self.tokens = 0
@@ -43,7 +44,7 @@ class Progress:
         eta = _duration(left / rate) if rate > 0 and self.total else "?"
         return (
             f"{self.replies:,}/{self.total:,} requests, {rate:.1f} req/s, {self.tokens / elapsed:,.0f} tok/s, "
-            f"cost {self.cost:.2f}, {self.failed:,} unverified, ETA {eta}"
+            f"cost {self.cost:.2f}, {self.failed:,} {self.failed_word}, ETA {eta}"
         )
 
     def tick(self) -> None:
@@ -53,7 +54,7 @@ class Progress:
             self.bar.set_postfix_str(f"{self.tokens / elapsed:,.0f} tok/s, cost {self.cost:.2f}", refresh=False)
         elif now - self._last_status >= STATUS_EVERY_S:
             self._last_status = now
-            print(f"teacher: {self.line()}", file=sys.stderr, flush=True)
+            print(f"{self.label}: {self.line()}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         self.bar.close()

@@ -9,8 +9,6 @@ request has a fingerprint; an attempt whose fingerprint has a reply in the catal
 from __future__ import annotations
 
 import asyncio
-import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -31,6 +29,7 @@ from retinal_reason_data.teacher import offline
 from retinal_reason_data.teacher.backends import backend_of
 from retinal_reason_data.teacher.images import data_url_or_error, image_data_url, image_token_estimate
 from retinal_reason_data.teacher.outcomes import is_refusal, reveals_guidance
+from retinal_reason_data.teacher.prefetch import DONE, drain
 from retinal_reason_data.teacher.progress import Progress
 from retinal_reason_data.teacher.prompts import (
     GUIDED_PROMPT_VERSION,
@@ -43,6 +42,7 @@ from retinal_reason_data.teacher.prompts import (
     user_text,
 )
 from retinal_reason_data.teacher.requests import Reply, Request
+from retinal_reason_data.teacher.signals import install_stop_signals
 from retinal_reason_data.teacher.verify import score
 
 __all__ = ["SynthesisReport", "SynthesisStopped", "failure_reason", "image_data_url", "synthesize", "teacher_identity"]
@@ -324,7 +324,7 @@ async def _remote_main(recipe: Recipe, catalog: Catalog, report: SynthesisReport
 
     engine = Engine(spec, endpoints, deliver)
     writer.on_error = lambda _exc: (engine.stop(), engine.stop("stopped: the catalog writer failed"))
-    signals = _install_signals(loop, engine)
+    signals = install_stop_signals(loop, engine)
     pool = ThreadPoolExecutor(2, thread_name_prefix="rrd-requests")
     writer.start()
     ticker = loop.create_task(_tick(progress))
@@ -349,41 +349,13 @@ async def _remote_main(recipe: Recipe, catalog: Catalog, report: SynthesisReport
     return engine.stopping
 
 
-def _install_signals(loop: asyncio.AbstractEventLoop, engine: Any) -> list[int]:
-    """Ctrl-C (and SIGTERM) stop gracefully: nothing new is sent, replies in flight land and are committed;
-    a second one stops at once."""
-
-    def on_signal() -> None:
-        if engine.stopping:
-            print("\nstopping now; requests in flight are dropped (asked again on the next run)", file=sys.stderr)
-        else:
-            print(
-                "\nstopping: waiting for the requests in flight (Ctrl-C again to stop at once); "
-                "every reply received is kept",
-                file=sys.stderr,
-            )
-        engine.stop()
-
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, on_signal)
-            installed.append(sig)
-        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or not a POSIX loop
-            pass
-    return installed
-
-
 async def _tick(progress: Progress) -> None:
     while True:
         await asyncio.sleep(0.5)
         progress.tick()
 
 
-_DONE = object()
-
-
-async def _requests(
+def _requests(
     catalog: Catalog,
     recipe: Recipe,
     report: SynthesisReport,
@@ -396,21 +368,8 @@ async def _requests(
     requests are added to the progress bar's total as they are found."""
     spec = recipe.teacher
     queue: asyncio.Queue[Any] = asyncio.Queue(max(64, 2 * sum(e.concurrency or 1 for e in spec.endpoint_specs())))
-    producer = asyncio.get_running_loop().create_task(
-        _produce(pending_attempts(catalog, recipe, report, guided is not None), recipe, pool, deliver, queue, guided)
-    )
-    try:
-        while True:
-            request = await queue.get()
-            if request is _DONE:
-                return
-            if isinstance(request, BaseException):
-                raise request
-            yield request
-    finally:
-        producer.cancel()
-        with suppress(asyncio.CancelledError):
-            await producer
+    pending = pending_attempts(catalog, recipe, report, guided is not None)
+    return drain(queue, _produce(pending, recipe, pool, deliver, queue, guided))
 
 
 async def _produce(
@@ -447,7 +406,7 @@ async def _produce(
                 await queue.put(
                     Request(attempt.fingerprint, attempt.item, attempt.attempt, messages, attempt.guided, estimate)
                 )
-        await queue.put(_DONE)
+        await queue.put(DONE)
     except asyncio.CancelledError:
         raise
     except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it

@@ -262,6 +262,9 @@ class OpenAITransport:
 
 _PLACEHOLDER = "\x00image\x00"
 _ENCODED_URLS: dict[str, bytes] = {}
+_ENCODED_MAX_URLS = 256
+_ENCODED_MAX_BYTES = 64 << 20  # the URL and its bytes are held twice: a release's full-size images are MBs each
+_encoded_bytes = 0
 
 
 def encode_payload(payload: dict[str, Any]) -> bytes:
@@ -269,7 +272,8 @@ def encode_payload(payload: dict[str, Any]) -> bytes:
 
     A data URL is 50-200 kB and is shared (the same string object) by every request that shows its image;
     `json.dumps` would scan it on every request (about 1 ms), splicing copies it (about 20 us). Base64 and
-    the `data:image/jpeg;base64,` prefix need no JSON escaping."""
+    the `data:image/jpeg;base64,` prefix need no JSON escaping. The cache holds at most 256 URLs and 64 MB."""
+    global _encoded_bytes
     urls: list[str] = []
     messages = []
     for message in payload["messages"]:
@@ -292,9 +296,11 @@ def encode_payload(payload: dict[str, Any]) -> bytes:
     for url, piece in zip(urls, pieces[1:], strict=True):
         encoded = _ENCODED_URLS.get(url)
         if encoded is None:
-            if len(_ENCODED_URLS) >= 256:
+            if len(_ENCODED_URLS) >= _ENCODED_MAX_URLS or _encoded_bytes + len(url) > _ENCODED_MAX_BYTES:
                 _ENCODED_URLS.clear()
+                _encoded_bytes = 0
             encoded = _ENCODED_URLS[url] = url.encode("ascii")
+            _encoded_bytes += len(encoded)
         body += [encoded, piece]
     return b"".join(body)
 

@@ -37,3 +37,14 @@ def rrd_export(recipe: Path) -> Path:
     result = CliRunner().invoke(app, ["export", str(recipe)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return recipe
+
+
+def query_catalog(recipe: Path, sql: str) -> list[tuple]:
+    """Rows of one read-only query on the catalog (`small.duckdb`) beside a test recipe."""
+    import duckdb
+
+    db = duckdb.connect(str(recipe.parent / "small.duckdb"), read_only=True)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
