@@ -4,7 +4,7 @@ retinopathy_solution.csv (`image,level,Usage`) with test/; `image` is `{patient}
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -62,6 +62,22 @@ def read(root: Path, source: str, options: SourceOptions) -> Iterator[RawCase | 
         yield quarantine(source, root, None, "labels_missing", f"{root}: no EyePACS label file ({names})")
 
 
+def eye_image(
+    source: str, table: Path, line: int, name: str, folder: Path, files: Mapping[str, Path]
+) -> tuple[Path, str, Eye] | Quarantine:
+    """The image named `{patient}_{left|right}` in `folder`, with its patient and eye; or why it is not there."""
+    where = f"{table} line {line}"
+    parsed = parse_image_name(name)
+    if parsed is None:
+        return quarantine(
+            source, table, line, "name_unparsed", f"{where}: image {name!r} is not {{patient}}_{{left|right}}"
+        )
+    path = find_image(folder, name, files)
+    if path is None:
+        return quarantine(source, table, line, "image_missing", f"{where}: no image for {name!r} in {folder}")
+    return path, *parsed
+
+
 def _read_table(table: Path, folder: Path, source: str) -> Iterator[RawCase | Quarantine]:
     files = listing(folder)
     for line, row in read_csv_rows(table, required=("image", "level")):
@@ -70,17 +86,11 @@ def _read_table(table: Path, folder: Path, source: str) -> Iterator[RawCase | Qu
         if not name or not level:
             yield quarantine(source, table, line, "row_incomplete", f"{where}: empty image or level")
             continue
-        parsed = parse_image_name(name)
-        if parsed is None:
-            yield quarantine(
-                source, table, line, "name_unparsed", f"{where}: image {name!r} is not {{patient}}_{{left|right}}"
-            )
+        found = eye_image(source, table, line, name, folder, files)
+        if isinstance(found, Quarantine):
+            yield found
             continue
-        path = find_image(folder, name, files)
-        if path is None:
-            yield quarantine(source, table, line, "image_missing", f"{where}: no image for {name!r} in {folder}")
-            continue
-        patient, eye = parsed
+        path, patient, eye = found
         yield RawCase(
             local_id=Path(name).stem,
             raw_patient_id=patient,

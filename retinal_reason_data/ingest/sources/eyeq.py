@@ -11,8 +11,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from retinal_reason_data.ingest.sources.base import Adapter, RawCase, RawImage, SourceOptions, find_image, quarantine
-from retinal_reason_data.ingest.sources.eyepacs import DR_GRADES, parse_image_name
+from retinal_reason_data.ingest.sources.base import Adapter, RawCase, RawImage, SourceOptions, quarantine
+from retinal_reason_data.ingest.sources.eyepacs import DR_GRADES, eye_image
 from retinal_reason_data.ingest.sources.fields import number_label
 from retinal_reason_data.ingest.sources.folders import listing
 from retinal_reason_data.ingest.sources.locate import first_dir, first_file, option_dir
@@ -68,17 +68,11 @@ def _read_table(table: Path, folder: Path, source: str) -> Iterator[RawCase | Qu
         if quality not in QUALITY:
             yield quarantine(source, table, line, "cell_unparsed", f"{where}: quality {quality!r} is not 0, 1 or 2")
             continue
-        parsed = parse_image_name(name)
-        if parsed is None:
-            yield quarantine(
-                source, table, line, "name_unparsed", f"{where}: image {name!r} is not {{patient}}_{{left|right}}"
-            )
+        found = eye_image(source, table, line, name, folder, files)
+        if isinstance(found, Quarantine):
+            yield found
             continue
-        path = find_image(folder, name, files)
-        if path is None:
-            yield quarantine(source, table, line, "image_missing", f"{where}: no image for {name!r} in {folder}")
-            continue
-        patient, eye = parsed
+        path, patient, eye = found
         yield RawCase(
             local_id=Path(name).stem,
             raw_patient_id=patient,
