@@ -7,11 +7,14 @@ The 1,614 EyePACS photographs (256 px, EyeQ-labelled) are split by patient as th
 (SHA-256 of the patient id mod 10 below 3: held out, both eyes, never seen here). For every training photograph
 the intake's work image is made from the file (the same reduced decode and 256 px reduction as `fingerprint`),
 and one copy of every kind of `phantoms.copies.COPY_KINDS` (brightness and JPEG on top) plus JITTER copies that
-keep the pixels but move the fitted field by 1 % of its radius (centre and each axis: the fit's own error on a
-crop or a turn) give the ways a copy differs from its photograph. The projection is linear discriminant
-analysis: features standardised on the training photographs, the copy-minus-photograph covariance shrunk by
-SHRINK towards its mean variance, and the directions that maximise the spread of photographs over the spread of
-copies, best first; a bit is the sign of a direction relative to its median over the training photographs.
+keep the pixels but move the fitted field by JITTER_SHARE of its radius (centre and each axis: the fit's own
+error on a crop or a turn) give the ways a copy differs from its photograph. Camera frames that cut the field
+(HRF, APTOS, IDRiD: wider fields than frames) are taught by a framed version of each photograph (its top and
+bottom cut by 8-20 % of its height) with copies of the FRAMED_KINDS (padded to a square, turned, cropped, ...):
+one more photograph, with copies of its own. The projection is linear discriminant analysis: features
+standardised on the training photographs, the copy-minus-photograph covariance shrunk by SHRINK towards its mean
+variance, and the directions that maximise the spread of photographs over the spread of copies, best first;
+a bit is the sign of a direction relative to its median over the training photographs (framed ones included).
 `--write` stores the first SIGNATURE_BITS directions (float16) with how they were fitted.
 """
 
@@ -22,11 +25,13 @@ import csv
 import hashlib
 import io
 import json
+import os
 import random
 import sys
 import time
-from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -48,7 +53,9 @@ REPO = Path(__file__).resolve().parent.parent
 PROJECTION_PATH = REPO / "retinal_reason_data" / "data" / PROJECTION_FILE
 EYEPACS = "EyePACS_256px_EyeQ_labelled"
 HELD_OUT_TENTHS = 3  # as benchmarks/quality_gate_fit.py: the same patients are held out
-JITTER, JITTER_SHARE = 4, 0.01
+JITTER, JITTER_SHARE = 8, 0.015
+FRAMED_KINDS = ("photometric", "pad_square", "rot5", "rot10", "rot30", "crop10", "mirror", "bbox_crop")
+FRAME_CUT = (0.08, 0.2)  # share of the height cut from the top and from the bottom
 SHRINK = 0.1
 
 
@@ -87,19 +94,54 @@ def jittered(field: Field, rng: np.random.Generator) -> Field:
     return Field(field.cx + dx, field.cy + dy, field.rx * sx, field.ry * sy)
 
 
-def training_features(paths: list[Path], seed: int = 0) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
-    """Per photograph: its features and those of its copies (one per kind) and field-jittered versions."""
-    rng = np.random.default_rng(seed)
-    for index, path in enumerate(paths):
-        image, work = work_of_file(path)
-        blurred, field = signature_geometry(work)
-        original = invariant_features(polar_samples(blurred, field))
-        copies = []
-        for kind in COPY_KINDS:
-            copied, _ = make_copy(image, kind, random.Random(f"fit-{index}-{kind}"))
-            copies.append(signature_features(work_of_image(copied)[1]))
-        copies += [invariant_features(polar_samples(blurred, jittered(field, rng))) for _ in range(JITTER)]
-        yield original, copies
+def framed(image: Image.Image, rng: random.Random) -> Image.Image:
+    """The photograph in a frame that cuts its field at the top and bottom (as HRF's and APTOS's cameras do)."""
+    cut = round(rng.uniform(*FRAME_CUT) * image.height)
+    return image.convert("RGB").crop((0, cut, image.width, image.height - cut))
+
+
+class Example(NamedTuple):
+    """One training photograph's features: its own, its copies', its framed version's and that one's copies'."""
+
+    original: np.ndarray
+    copies: list[np.ndarray]
+    framed: np.ndarray
+    framed_copies: list[np.ndarray]
+
+
+def training_example(task: tuple[int, Path]) -> Example:
+    """The features of one training photograph and of its copies (see module); seeded by its index."""
+    index, path = task
+    rng = np.random.default_rng(index)
+    image, work = work_of_file(path)
+    blurred, field, edges = signature_geometry(work)
+    original = invariant_features(polar_samples(blurred, field, edges))
+    copies = []
+    for kind in COPY_KINDS:
+        copied, _ = make_copy(image, kind, random.Random(f"fit-{index}-{kind}"))
+        copies.append(signature_features(work_of_image(copied)[1]))
+    copies += [invariant_features(polar_samples(blurred, jittered(field, rng), edges)) for _ in range(JITTER)]
+    cut = framed(image, random.Random(f"cut-{index}"))
+    framed_copies = []
+    for kind in FRAMED_KINDS:
+        copied, _ = make_copy(cut, kind, random.Random(f"fitcut-{index}-{kind}"))
+        framed_copies.append(signature_features(work_of_image(copied)[1]))
+    return Example(original, copies, signature_features(work_of_image(cut)[1]), framed_copies)
+
+
+def training_set(paths: list[Path], workers: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(originals, copies, source: the original each copy belongs to, photographs): the framed versions are
+    originals after the photographs, and copies of both."""
+    with ProcessPoolExecutor(workers) as pool:
+        examples = list(pool.map(training_example, enumerate(paths), chunksize=8))
+    originals = [example.original for example in examples] + [example.framed for example in examples]
+    copies, source = [], []
+    for index, example in enumerate(examples):
+        copies += example.copies
+        source += [index] * len(example.copies)
+        copies += example.framed_copies
+        source += [len(examples) + index] * len(example.framed_copies)
+    return np.array(originals), np.array(copies), np.array(source), len(examples)
 
 
 def fit_projection(originals: np.ndarray, copies: np.ndarray, source: np.ndarray) -> dict[str, np.ndarray]:
@@ -124,6 +166,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--realdata", type=Path, default=REPO.parent / "shared" / "realdata")
     parser.add_argument("--limit", type=int, default=0, help="fit on the first N training photographs only")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--write", action="store_true", help=f"store the projection in data/{PROJECTION_FILE}")
     args = parser.parse_args()
     if not (args.realdata / EYEPACS).is_dir():
@@ -132,22 +175,19 @@ def main() -> None:
     rows = rows[: args.limit] if args.limit else rows
     paths = [args.realdata / EYEPACS / "images" / row["image"] for row in rows]
     started = time.perf_counter()
-    originals, copies, source = [], [], []
-    for index, (original, copied) in enumerate(training_features(paths)):
-        originals.append(original)
-        copies += copied
-        source += [index] * len(copied)
-    fitted = fit_projection(np.array(originals), np.array(copies), np.array(source))
+    originals, copies, source, photographs = training_set(paths, args.workers)
+    fitted = fit_projection(originals, copies, source)
     spread = fitted.pop("spread")
     print(
-        f"{len(originals)} photographs, {len(copies)} copies, {FEATURE_COUNT} features, "
+        f"{photographs} photographs (and as many framed), {len(copies)} copies, {FEATURE_COUNT} features, "
         f"{time.perf_counter() - started:.0f} s; signal/noise of directions 1, 8, 32, 64, 128: "
         + ", ".join(f"{np.sqrt(spread[k - 1]):.1f}" for k in (1, 8, 32, 64, 128))
     )
     about = {
         "data": f"{EYEPACS}: photographs of patients not held out (SHA-256(patient id) mod 10 >= {HELD_OUT_TENTHS})",
-        "photographs": len(originals),
+        "photographs": photographs,
         "copies": {"kinds": list(COPY_KINDS), "jitter": JITTER, "jitter_share": JITTER_SHARE},
+        "framed": {"cut": list(FRAME_CUT), "kinds": list(FRAMED_KINDS)},
         "shrink": SHRINK,
         "bits": SIGNATURE_BITS,
         "features": FEATURE_COUNT,

@@ -7,9 +7,14 @@ Computed at intake from the 256 px work image (`fieldhash.WorkImage`):
    the corners of a turned copy do not move it; an image without a plausible rim (OCT B-scan, a photograph
    cropped inside its field) is described around the frame's centre with the inscribed circle's radius.
 2. The blurred image (two 5 x 5 box blurs: about a Gaussian of 2 px) is sampled on RINGS circles (radii
-   0.15-0.75 of the field's, normalised by each axis, so a stretched crop un-stretches) at ANGLES angles; values
-   are clipped at their CLIP_SHARE quantile and divided by it (a brighter copy saturates its brightest pixels:
-   clipping both at the same rank keeps them alike).
+   0.15-0.70 of the field's, normalised by each axis, so a stretched crop un-stretches) at ANGLES angles. A
+   sample is "no picture" where the frame or a straight edge of the lit region (a pad's, a turned copy's
+   corners, an earlier crop's: `field_rim.fit_rim_and_edges`) has cut the field, with a margin of EDGE_MARGIN
+   px: a camera frame that cuts the field reads the same as the black of the same photograph padded to a
+   square or turned. Values are clipped at the CLIP_SHARE quantile of the pictured samples and divided by it (a
+   brighter copy saturates its brightest pixels: clipping both at the same rank keeps them alike); a sample
+   with no picture takes the value of the outermost pictured sample inside it on its ray (as the frame's
+   nearest edge pixel would), so that what is missing changes the harmonics as little as it can.
 3. Per ring, the angular Fourier coefficients F(k), k = 1..HARMONICS: a turn by any angle multiplies F(k) by a
    phase, a mirror conjugates it. Features that neither changes: ring means, |F(k)|, and the products
    F_ring(k) conj(F_next(k)) of neighbouring and second-neighbouring rings (real part and |imaginary part|),
@@ -26,19 +31,22 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from importlib import resources
 from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageFilter
 
-from retinal_reason_data.ingest.field_rim import fit_rim
+from retinal_reason_data.ingest.field_rim import Edge, fit_rim_and_edges
 from retinal_reason_data.ingest.fieldhash import Field, WorkImage, prepare
 
 SIGNATURE_BITS = 128
 RINGS, ANGLES, HARMONICS = 16, 128, 12
-INNER_RADIUS, OUTER_RADIUS = 0.15, 0.75  # shares of the field's radius: crops of 10 % a side keep 0.8 of it
+INNER_RADIUS, OUTER_RADIUS = 0.15, 0.70  # shares of the field's radius: crops of 10 % a side keep 0.8 of it
 CLIP_SHARE = 0.8
+EDGE_MARGIN = 4.0  # px: samples this close to the frame or a straight edge have no picture (the blur mixes them)
+MIN_PICTURED = 0.25  # below this share of pictured samples every sample counts (nothing sensible is left)
 PROJECTION_FILE = "copy_signature.npz"
 
 _RADII = np.linspace(INNER_RADIUS, OUTER_RADIUS, RINGS)
@@ -69,12 +77,16 @@ def signature_features(work: WorkImage) -> np.ndarray:
     return invariant_features(polar_samples(*signature_geometry(work)))
 
 
-def signature_geometry(work: WorkImage) -> tuple[np.ndarray, Field]:
-    """The image the rings sample (the work image under two 5 x 5 box blurs, close to a Gaussian of 2 px) and
-    the field they are drawn in: fitted from the rim on one 5 x 5 box blur, else the frame's inscribed circle."""
+def signature_geometry(work: WorkImage) -> tuple[np.ndarray, Field, list[Edge]]:
+    """The image the rings sample (the work image under two 5 x 5 box blurs, close to a Gaussian of 2 px), the
+    field they are drawn in (fitted from the rim on one 5 x 5 box blur, else the frame's inscribed circle) and
+    the straight edges of the lit region (none without a rim: an OCT scan's layers are no edge of a field)."""
     boxed = work.image.filter(ImageFilter.BoxBlur(2))
-    field = fit_rim(np.asarray(boxed), np.array(boxed.histogram())) or frame_field(work.pixels.shape)
-    return np.asarray(boxed.filter(ImageFilter.BoxBlur(2))), field  # twice: a 9-tap kernel of sigma 2 px
+    field, edges = fit_rim_and_edges(np.asarray(boxed), np.array(boxed.histogram()))
+    blurred = np.asarray(boxed.filter(ImageFilter.BoxBlur(2)))  # twice: a 9-tap kernel of sigma 2 px
+    if field is None:
+        return blurred, frame_field(work.pixels.shape), []
+    return blurred, field, edges
 
 
 def frame_field(shape: tuple[int, ...]) -> Field:
@@ -83,20 +95,51 @@ def frame_field(shape: tuple[int, ...]) -> Field:
     return Field(width / 2, height / 2, min(width, height) / 2, min(width, height) / 2)
 
 
-def polar_samples(blurred: np.ndarray, field: Field) -> np.ndarray:
-    """(RINGS, ANGLES) bilinear samples of the image on circles around the field's centre, clipped at their
-    CLIP_SHARE quantile and divided by it; points outside the frame take the nearest edge pixel."""
+def polar_samples(blurred: np.ndarray, field: Field, edges: Sequence[Edge] = ()) -> np.ndarray:
+    """(RINGS, ANGLES) bilinear samples of the image on circles around the field's centre, clipped at the
+    CLIP_SHARE quantile of the pictured ones and divided by it; samples with no picture (beyond the frame or a
+    straight edge, see module) take the outermost pictured value inward on their ray."""
     height, width = blurred.shape
-    x = np.clip(field.cx + field.rx * _UNIT_X - 0.5, 0, width - 1.001)
-    y = np.clip(field.cy + field.ry * _UNIT_Y - 0.5, 0, height - 1.001)
+    x = field.cx + field.rx * _UNIT_X
+    y = field.cy + field.ry * _UNIT_Y
+    samples = _bilinear(blurred, x, y)
+    pictured = pictured_samples(x, y, (height, width), field, edges)
+    ceiling = max(float(np.quantile(samples[pictured], CLIP_SHARE)), 1e-3)
+    samples = np.minimum(samples, ceiling) / ceiling
+    ring = np.arange(RINGS)[:, None]
+    inward = np.maximum.accumulate(np.where(pictured, ring, -1), axis=0)  # the outermost pictured ring so far
+    filled = samples[np.maximum(inward, 0), np.arange(ANGLES)[None, :]]
+    return np.where(inward >= 0, filled, samples[pictured].mean())
+
+
+def pictured_samples(
+    x: np.ndarray, y: np.ndarray, shape: tuple[int, int], field: Field, edges: Sequence[Edge]
+) -> np.ndarray:
+    """Which sample points show the photograph: inside the frame and on the field's side of every straight edge,
+    EDGE_MARGIN px clear of both; all of them when fewer than MIN_PICTURED would be."""
+    height, width = shape
+    margin = EDGE_MARGIN
+    pictured = (x >= margin) & (x <= width - margin) & (y >= margin) & (y <= height - margin)
+    for edge in edges:
+        toward_field = (field.cx - edge.x) * edge.nx + (field.cy - edge.y) * edge.ny
+        side = -1.0 if toward_field > 0 else 1.0  # the normal turned away from the field
+        pictured &= ((x - edge.x) * edge.nx + (y - edge.y) * edge.ny) * side < -margin
+    if pictured.sum() < MIN_PICTURED * pictured.size:
+        pictured[:] = True
+    return pictured
+
+
+def _bilinear(pixels: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Bilinear samples at continuous coordinates; points outside the frame take the nearest edge pixel."""
+    height, width = pixels.shape
+    x = np.clip(x - 0.5, 0, width - 1.001)
+    y = np.clip(y - 0.5, 0, height - 1.001)
     left, top = x.astype(np.intp), y.astype(np.intp)
     fx, fy = x - left, y - top
-    pixels = blurred.astype(np.float32)
+    pixels = pixels.astype(np.float32)
     upper = pixels[top, left] * (1 - fx) + pixels[top, left + 1] * fx
     lower = pixels[top + 1, left] * (1 - fx) + pixels[top + 1, left + 1] * fx
-    samples = upper * (1 - fy) + lower * fy
-    ceiling = max(float(np.quantile(samples, CLIP_SHARE)), 1e-3)
-    return np.minimum(samples, ceiling) / ceiling
+    return upper * (1 - fy) + lower * fy
 
 
 def invariant_features(samples: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ Deterministic: the random draws are seeded, so one image always gives one field.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -46,19 +47,26 @@ def fit_rim(smoothed: np.ndarray, counts: np.ndarray | None = None) -> Field | N
 
     The lower level is tried first; when most of its rim points lie on its ellipse it is taken as is, else the
     higher level is fitted too and the lower one wins unless its score is clearly worse."""
+    return fit_rim_and_edges(smoothed, counts)[0]
+
+
+def fit_rim_and_edges(smoothed: np.ndarray, counts: np.ndarray | None = None) -> tuple[Field | None, list[Edge]]:
+    """`fit_rim`'s field and the straight edges of the lit region at the lower level (the runs the fit dropped
+    from the rim: where a crop, a pad or a turn cut the field, or a camera mask; empty without a lit level)."""
     pixels = smoothed.astype(np.float32)
-    fits = []
-    for level in lit_levels(smoothed, counts):
-        fit = _fit_at(pixels, level)
+    fits, edges = [], []
+    for number, level in enumerate(lit_levels(smoothed, counts)):
+        fit, found = _fit_at(pixels, level)
+        edges = found if number == 0 else edges
         if fit is None:
             continue
         fits.append(fit)
         if len(fits) == 1 and fit[2] >= CLEAR_SHARE:
             break
     if not fits:
-        return None
+        return None, edges
     top = max(score for _, score, _ in fits)
-    return next(field for field, score, _ in fits if score >= top - (1 - PREFER_LOW) * abs(top))
+    return next(field for field, score, _ in fits if score >= top - (1 - PREFER_LOW) * abs(top)), edges
 
 
 def lit_levels(smoothed: np.ndarray, counts: np.ndarray | None = None) -> list[float]:
@@ -116,8 +124,19 @@ def _crossings(pixels: np.ndarray, level: float) -> np.ndarray:
     return np.concatenate(points)
 
 
-def drop_straight_runs(points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The rim points less those on long straight runs (up to LINE_ROUNDS lines, found by 2-point draws)."""
+class Edge(NamedTuple):
+    """A straight edge of the lit region (a crop's, a pad's or a turned copy's): a point on it and its unit
+    normal (either way round)."""
+
+    x: float
+    y: float
+    nx: float
+    ny: float
+
+
+def split_straight_runs(points: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[Edge]]:
+    """(the rim points less those on long straight runs, the straight edges they lie on: least-squares lines)."""
+    edges: list[Edge] = []
     for _ in range(LINE_ROUNDS):
         if len(points) < LINE_MIN_POINTS:
             break
@@ -134,23 +153,27 @@ def drop_straight_runs(points: np.ndarray, rng: np.random.Generator) -> np.ndarr
         best = int(np.argmax(on_line.sum(axis=1)))
         if on_line[best].sum() < LINE_MIN_POINTS:
             break
+        run = points[on_line[best]]
+        centre = run.mean(axis=0)
+        across = np.linalg.svd(run - centre, full_matrices=False)[2][1]  # the direction the run varies least in
+        edges.append(Edge(float(centre[0]), float(centre[1]), float(across[0]), float(across[1])))
         points = points[~on_line[best]]
-    return points
+    return points, edges
 
 
-def _fit_at(pixels: np.ndarray, level: float) -> tuple[Field, float, float] | None:
-    """The field fitted at one lit level, its score (rim points on it less the weighted ones outside) and the
-    share of the rim points on it."""
+def _fit_at(pixels: np.ndarray, level: float) -> tuple[tuple[Field, float, float] | None, list[Edge]]:
+    """(the field fitted at one lit level, its score (rim points on it less the weighted ones outside) and the
+    share of the rim points on it; or None), and the straight edges dropped from the rim."""
     rng = np.random.default_rng(_SEED)
-    points = drop_straight_runs(rim_points(pixels, level), rng)
+    points, edges = split_straight_runs(rim_points(pixels, level), rng)
     if len(points) < MIN_POINTS:
-        return None
+        return None, edges
     height, width = pixels.shape
     unit = max(height, width) / 2
     scaled = (points - np.array([width / 2, height / 2])) / unit  # centred and scaled for a stable fit
     ellipse = _ransac(scaled[:: max(1, len(scaled) // RANSAC_POINTS)], unit, rng)
     if ellipse is None:
-        return None
+        return None, edges
     for tolerance in (2.0, 1.0):
         near = np.abs(_residual_px(scaled, ellipse, unit)) < tolerance
         refined = _least_squares(scaled[near]) if near.sum() >= 12 else None
@@ -158,15 +181,15 @@ def _fit_at(pixels: np.ndarray, level: float) -> tuple[Field, float, float] | No
             break
         ellipse = refined
     if not _plausible(ellipse, (width / 2 / unit, height / 2 / unit)):
-        return None
+        return None, edges
     if _lit_outside(pixels, level, ellipse, unit) > MAX_LIT_OUTSIDE:
-        return None
+        return None, edges
     residual = _residual_px(scaled, ellipse, unit)
     on_rim = np.count_nonzero(np.abs(residual) < 1.0)
     score = on_rim - OUTSIDE_WEIGHT * np.count_nonzero(residual > OUTSIDE_PX)
     cx, cy, rx, ry = ellipse
     field = Field(width / 2 + cx * unit, height / 2 + cy * unit, rx * unit, ry * unit)
-    return field, float(score), on_rim / len(points)
+    return (field, float(score), on_rim / len(points)), edges
 
 
 def _ransac(scaled: np.ndarray, unit: float, rng: np.random.Generator) -> tuple[float, ...] | None:
