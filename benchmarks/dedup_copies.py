@@ -439,9 +439,10 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", default=["eyepacs256", "fullsize", "pairs", "ffa"])
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--verify-near", action="store_true", help="near matches too must pass copy verification")
+    parser.add_argument("--copy-threshold", type=int, help="dedup.copy_threshold (default: the recipe's)")
     args = parser.parse_args()
     VERIFY_NEAR[0] = args.verify_near
-    spec = DedupSpec()
+    spec = DedupSpec() if args.copy_threshold is None else DedupSpec(copy_threshold=args.copy_threshold)
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; dedup defaults {spec.model_dump()}")
     figures: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="dedup_copies_") as tmp:

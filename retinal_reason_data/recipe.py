@@ -251,7 +251,7 @@ class DedupSpec(Section):
     )
     orientations: bool = Field(default=True, description="Also match flipped and quarter-turned copies.")
     copy_threshold: int = Field(
-        default=13,
+        default=15,
         ge=0,
         le=63,
         description="Max Hamming distance of two copy_hash values (128 bits) for a copy candidate: crops into the "

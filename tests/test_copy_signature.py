@@ -13,8 +13,16 @@ from PIL import Image, ImageFilter
 
 from retinal_reason_data.curation.copy_candidates import copy_candidates, signature_matrix
 from retinal_reason_data.curation.hamming import brute_force_pairs, hex_to_bytes, popcount_distance
-from retinal_reason_data.ingest.copy_signature import SIGNATURE_BITS, copy_signature, frame_field
-from retinal_reason_data.ingest.field_rim import fit_rim
+from retinal_reason_data.ingest.copy_signature import (
+    _UNIT_X,
+    _UNIT_Y,
+    SIGNATURE_BITS,
+    copy_signature,
+    frame_field,
+    pictured_samples,
+    signature_geometry,
+)
+from retinal_reason_data.ingest.field_rim import fit_rim, fit_rim_and_edges
 from retinal_reason_data.ingest.fieldhash import prepare
 from retinal_reason_data.ingest.imaging import fingerprint
 from retinal_reason_data.phantoms.copies import COPY_KINDS, make_copy
@@ -84,6 +92,36 @@ def test_the_rim_fit_finds_the_same_field_in_a_cropped_and_a_turned_copy(photos:
     assert np.allclose(found, expected, atol=0.02 * field.rx), (found, expected)
     turned = fit_rim(_blurred(image.rotate(25, resample=Image.Resampling.BICUBIC, center=(field.cx, field.cy))))
     assert turned is not None and np.allclose(turned, field, atol=0.02 * field.rx), (turned, field)
+
+
+def _pictured_share(image: Image.Image) -> float:
+    blurred, field, edges = signature_geometry(prepare(image.convert("L")))
+    x, y = field.cx + field.rx * _UNIT_X, field.cy + field.ry * _UNIT_Y
+    return float(pictured_samples(x, y, blurred.shape, field, edges).mean())
+
+
+def test_a_frame_that_cuts_the_field_reads_as_no_picture_in_the_photograph_and_in_its_padded_or_turned_copy(
+    photos: dict[str, Image.Image],
+) -> None:
+    """A camera frame that cuts the field at the top and the bottom (HRF's, APTOS's: here a CHASE_DB1 photograph
+    framed so): beyond the frame the photograph has no picture, and its padded or turned copy has black there,
+    bounded by straight edges. Both read as no picture, so the copies stay candidates."""
+    chase = photos["Image_01L.jpg"]
+    image = chase.crop((0, 200, chase.width, chase.height - 200))  # the field is now 1.7 times the frame's height
+    field, edges = fit_rim_and_edges(_blurred(image))
+    assert field is not None and edges == []  # the frame's cut is no edge: its rim points are dropped
+    padded, _ = make_copy(image, "pad_square", random.Random(3))
+    pad_field, pad_edges = fit_rim_and_edges(_blurred(padded))
+    assert pad_field is not None and len(pad_edges) == 2  # the frame's top and bottom, now inside the image
+    assert all(abs(edge.ny) > 0.99 for edge in pad_edges)  # horizontal
+    share = _pictured_share(image)
+    assert 0.6 < share < 0.95  # the outer rings reach beyond the frame
+    assert abs(_pictured_share(padded) - share) < 0.03
+    original = _signature(image)
+    for kind in ("pad_square", "rot10", "rot30"):
+        for seed in range(3):  # the geometry alone (CHASE_DB1's red saturates when brightened: see benchmarks)
+            copied, done = COPY_KINDS[kind](image, random.Random(f"frame-{seed}"))
+            assert _distance(original, _signature(copied)) <= THRESHOLD, (kind, done)
 
 
 def test_an_oct_scan_has_no_rim_and_keeps_its_signature_through_a_mirror_and_exposure() -> None:
