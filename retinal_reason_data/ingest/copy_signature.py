@@ -85,8 +85,23 @@ def signature_geometry(work: WorkImage) -> tuple[np.ndarray, Field, list[Edge]]:
     field, edges = fit_rim_and_edges(np.asarray(boxed), np.array(boxed.histogram()))
     blurred = np.asarray(boxed.filter(ImageFilter.BoxBlur(2)))  # twice: a 9-tap kernel of sigma 2 px
     if field is None:
-        return blurred, frame_field(work.pixels.shape), []
+        return blurred, content_field(blurred), []
     return blurred, field, edges
+
+
+def content_field(blurred: np.ndarray) -> Field:
+    """The geometry of an image without a rim: the inscribed circle's radius around the centroid of what is
+    brighter than the median (an OCT scan's layers), which a re-framing by a few pixels hardly moves."""
+    height, width = blurred.shape
+    pixels = blurred.astype(np.float32)
+    weights = np.maximum(pixels - np.median(pixels), 0.0)
+    total = float(weights.sum())
+    if total <= 0:
+        return frame_field(blurred.shape)
+    cx = float(weights.sum(axis=0) @ (np.arange(width) + 0.5)) / total
+    cy = float(weights.sum(axis=1) @ (np.arange(height) + 0.5)) / total
+    radius = min(width, height) / 2
+    return Field(cx, cy, radius, radius)
 
 
 def frame_field(shape: tuple[int, ...]) -> Field:

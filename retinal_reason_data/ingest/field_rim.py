@@ -8,8 +8,9 @@ points on the frame border are dropped (the frame cut the field there: no rim), 
 (camera masks and the edges of an earlier crop or turn), and an axis-aligned ellipse (a stretched crop
 un-stretches) is chosen among random 4-point fits by the rim points it passes within 1.5 px, less twice those it
 leaves more than 3 px outside (a field has no lit pixel beyond its rim), then refined by least squares on its
-inliers. A fit is refused when its centre is outside the frame or more than 8 % of the lit pixels lie beyond 1.05
-times it (the layers of an OCT scan, fitted by chance). Two lit levels are tried (8 % of the way from the
+inliers. A fit is refused when its centre is outside the frame, more than 8 % of the lit pixels lie beyond 1.05
+times it, or fewer rim points lie on it than twice those it leaves outside (the layers of an OCT scan, fitted
+by chance: Kermany's OCT2017 scans gave such ellipses). Two lit levels are tried (8 % of the way from the
 background to the 90th percentile, and a quarter of the way between Otsu's two classes, for noisy backgrounds);
 the lower wins unless its fit is clearly worse, so that a copy does not flip between the rim's outer glow and its
 edge.
@@ -37,6 +38,7 @@ INLIER_PX, OUTSIDE_PX, OUTSIDE_WEIGHT = 1.5, 3.0, 2.0
 PREFER_LOW = 0.7  # the lower level's fit wins when its score is within 30 % of the best
 CLEAR_SHARE = 0.6  # ... and is taken without trying the higher one when this share of its rim points lies on it
 MIN_POINTS = 24
+MIN_SCORE = 1.0  # a rim has more of its points on the ellipse than twice those it leaves outside
 MAX_LIT_OUTSIDE, OUTSIDE_SCALE = 0.08, 1.05  # a field leaves at most 8 % of the lit pixels beyond 1.05 times it
 _SEED = 0x51F
 
@@ -187,6 +189,8 @@ def _fit_at(pixels: np.ndarray, level: float) -> tuple[tuple[Field, float, float
     residual = _residual_px(scaled, ellipse, unit)
     on_rim = np.count_nonzero(np.abs(residual) < 1.0)
     score = on_rim - OUTSIDE_WEIGHT * np.count_nonzero(residual > OUTSIDE_PX)
+    if score < MIN_SCORE:  # an ellipse through a few of an OCT scan's layer crossings, say
+        return None, edges
     cx, cy, rx, ry = ellipse
     field = Field(width / 2 + cx * unit, height / 2 + cy * unit, rx * unit, ry * unit)
     return (field, float(score), on_rim / len(points)), edges
