@@ -233,6 +233,8 @@ class Outcome:
 
     true_pairs: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # kind -> pairs
     found_pairs: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # kind -> pairs in one cluster
+    original_pairs: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # kind -> original-copy pairs
+    found_original_pairs: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # ... in one cluster
     false_merges: list[tuple[str, str]] = field(default_factory=list)  # photo keys of families merged
     seconds: float = 0.0
     match_kinds: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # Match.kind -> count
@@ -254,8 +256,12 @@ def evaluate(result: DedupResult, families: list[Family], seconds: float) -> Out
                 if sha_a == sha_b:
                     continue  # a copy that came out byte-identical (none expected): not a pair of files
                 kind = kind_b if kind_a == "original" else kind_a
+                together = cluster.get(sha_a) == cluster.get(sha_b) is not None
                 outcome.true_pairs[kind] += 1
-                outcome.found_pairs[kind] += cluster.get(sha_a) == cluster.get(sha_b) is not None
+                outcome.found_pairs[kind] += together
+                if kind_a == "original":
+                    outcome.original_pairs[kind] += 1
+                    outcome.found_original_pairs[kind] += together
     by_cluster: dict[str, set[str]] = defaultdict(set)
     for sha, key in family_of.items():
         if sha in cluster:
@@ -336,6 +342,7 @@ def copies_section(
         result, seconds = run_dedup(cases, spec)
         outcome = evaluate(result, _families(photos, refs, copies), seconds)
         true, found = outcome.true_pairs[kind], outcome.found_pairs[kind]
+        with_original = outcome.found_original_pairs[kind] / max(outcome.original_pairs[kind], 1)
         other_eyes = sum(_is_other_eye(a, b, by_key) for a, b in outcome.false_merges)
         rows[kind] = {
             "photos": len(chosen),
@@ -343,6 +350,7 @@ def copies_section(
             "true_pairs": true,
             "pairs_in_one_cluster": found,
             "recall": found / true if true else None,
+            "recall_original_copy": with_original,
             "false_merges": len(outcome.false_merges),
             "false_merges_other_eye": other_eyes,
             "false_merge_examples": outcome.false_merges[:5],
@@ -351,7 +359,8 @@ def copies_section(
         }
         print(
             f"  {kind:12s} photos {len(chosen):4d} copies {len(copies):4d} pairs {true:5d} "
-            f"recall {found / true if true else float('nan'):.3f} false merges {len(outcome.false_merges)} "
+            f"recall {found / true if true else float('nan'):.3f} (original-copy {with_original:.3f}) "
+            f"false merges {len(outcome.false_merges)} "
             f"(other eye {other_eyes}) matches {dict(outcome.match_kinds)} "
             f"[copies {made:.0f} s, intake {fingerprinted:.0f} s, dedup {seconds:.1f} s]"
         )
@@ -439,6 +448,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", default=["eyepacs256", "fullsize", "pairs", "ffa"])
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--verify-near", action="store_true", help="near matches too must pass copy verification")
+    parser.add_argument("--full-copies", type=int, default=1, help="copies of each kind per full-size photograph")
     parser.add_argument("--copy-threshold", type=int, help="dedup.copy_threshold (default: the recipe's)")
     args = parser.parse_args()
     VERIFY_NEAR[0] = args.verify_near
@@ -464,7 +474,15 @@ def main() -> None:
         if "fullsize" in args.only:
             kinds = [k for k in FULL_KINDS if k in args.kinds]
             figures["fullsize"] = copies_section(
-                "Full-size photographs, one copy each", fullsize, kinds, 1, None, "JPEG", folder, spec, args.workers
+                f"Full-size photographs, {args.full_copies} copies each",
+                fullsize,
+                kinds,
+                args.full_copies,
+                None,
+                "JPEG",
+                folder,
+                spec,
+                args.workers,
             )
         distinct: dict[str, dict] = {}
         if "pairs" in args.only:
