@@ -342,7 +342,8 @@ def copies_section(
         result, seconds = run_dedup(cases, spec)
         outcome = evaluate(result, _families(photos, refs, copies), seconds)
         true, found = outcome.true_pairs[kind], outcome.found_pairs[kind]
-        with_original = outcome.found_original_pairs[kind] / max(outcome.original_pairs[kind], 1)
+        originals = outcome.original_pairs[kind]
+        with_original = outcome.found_original_pairs[kind] / originals if originals else None
         other_eyes = sum(_is_other_eye(a, b, by_key) for a, b in outcome.false_merges)
         rows[kind] = {
             "photos": len(chosen),
@@ -359,7 +360,8 @@ def copies_section(
         }
         print(
             f"  {kind:12s} photos {len(chosen):4d} copies {len(copies):4d} pairs {true:5d} "
-            f"recall {found / true if true else float('nan'):.3f} (original-copy {with_original:.3f}) "
+            f"recall {found / true if true else float('nan'):.3f} "
+            f"(original-copy {with_original if with_original is not None else float('nan'):.3f}) "
             f"false merges {len(outcome.false_merges)} "
             f"(other eye {other_eyes}) matches {dict(outcome.match_kinds)} "
             f"[copies {made:.0f} s, intake {fingerprinted:.0f} s, dedup {seconds:.1f} s]"

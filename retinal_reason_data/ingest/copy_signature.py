@@ -3,9 +3,10 @@ mirrored, padded to a square, cropped to its field's bounding box, resampled or 
 
 Computed at intake from the 256 px work image (`fieldhash.WorkImage`):
 
-1. The field is fitted from its curved rim (`field_rim.fit_rim`), so a crop's straight edges, a camera mask or
-   the corners of a turned copy do not move it; an image without a plausible rim (OCT B-scan, a photograph
-   cropped inside its field) is described around the frame's centre with the inscribed circle's radius.
+1. The field is fitted from its curved rim (`field_rim.fit_rim_and_edges`), so a crop's straight edges, a
+   camera mask or the corners of a turned copy do not move it; an image without a plausible rim (OCT B-scan, a
+   photograph cropped inside its field) is described around the centroid of what is brighter than its median
+   (an OCT scan's layers) with the frame's inscribed radius (`content_field`).
 2. The blurred image (two 5 x 5 box blurs: about a Gaussian of 2 px) is sampled on RINGS circles (radii
    0.15-0.70 of the field's, normalised by each axis, so a stretched crop un-stretches) at ANGLES angles. A
    sample is "no picture" where the frame or a straight edge of the lit region (a pad's, a turned copy's
@@ -79,8 +80,8 @@ def signature_features(work: WorkImage) -> np.ndarray:
 
 def signature_geometry(work: WorkImage) -> tuple[np.ndarray, Field, list[Edge]]:
     """The image the rings sample (the work image under two 5 x 5 box blurs, close to a Gaussian of 2 px), the
-    field they are drawn in (fitted from the rim on one 5 x 5 box blur, else the frame's inscribed circle) and
-    the straight edges of the lit region (none without a rim: an OCT scan's layers are no edge of a field)."""
+    field they are drawn in (fitted from the rim on one 5 x 5 box blur, else `content_field`) and the straight
+    edges of the lit region (none without a rim: an OCT scan's layers are no edge of a field)."""
     boxed = work.image.filter(ImageFilter.BoxBlur(2))
     field, edges = fit_rim_and_edges(np.asarray(boxed), np.array(boxed.histogram()))
     blurred = np.asarray(boxed.filter(ImageFilter.BoxBlur(2)))  # twice: a 9-tap kernel of sigma 2 px

@@ -56,19 +56,20 @@ def fit_rim_and_edges(smoothed: np.ndarray, counts: np.ndarray | None = None) ->
     """`fit_rim`'s field and the straight edges of the lit region at the lower level (the runs the fit dropped
     from the rim: where a crop, a pad or a turn cut the field, or a camera mask; empty without a lit level)."""
     pixels = smoothed.astype(np.float32)
-    fits, edges = [], []
-    for number, level in enumerate(lit_levels(smoothed, counts)):
+    fits = []
+    edges: list[Edge] | None = None  # the lower level's: the first tried
+    for level in lit_levels(smoothed, counts):
         fit, found = _fit_at(pixels, level)
-        edges = found if number == 0 else edges
+        edges = found if edges is None else edges
         if fit is None:
             continue
         fits.append(fit)
         if len(fits) == 1 and fit[2] >= CLEAR_SHARE:
             break
     if not fits:
-        return None, edges
+        return None, edges or []
     top = max(score for _, score, _ in fits)
-    return next(field for field, score, _ in fits if score >= top - (1 - PREFER_LOW) * abs(top)), edges
+    return next(field for field, score, _ in fits if score >= top - (1 - PREFER_LOW) * abs(top)), edges or []
 
 
 def lit_levels(smoothed: np.ndarray, counts: np.ndarray | None = None) -> list[float]:
