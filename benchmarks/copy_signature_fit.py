@@ -15,7 +15,9 @@ one more photograph, with copies of its own. The projection is linear discrimina
 standardised on the training photographs, the copy-minus-photograph covariance shrunk by SHRINK towards its mean
 variance, and the directions that maximise the spread of photographs over the spread of copies, best first;
 a bit is the sign of a direction relative to its median over the training photographs (framed ones included).
-`--write` stores the first SIGNATURE_BITS directions (float16) with how they were fitted.
+Each half of the signature (the whole rings' features, the inner rings': `ingest/copy_signature.py`) is fitted
+apart; `--write` stores the first HALF_BITS directions of each (float16, block-diagonal) with how they were
+fitted.
 """
 
 from __future__ import annotations
@@ -38,9 +40,13 @@ from PIL import Image
 
 from retinal_reason_data.ingest.copy_signature import (
     FEATURE_COUNT,
+    HALF_BITS,
+    INNER_RINGS,
     PROJECTION_FILE,
+    RINGS,
     SIGNATURE_BITS,
-    invariant_features,
+    WHOLE_FEATURES,
+    half_features,
     polar_samples,
     signature_features,
     signature_geometry,
@@ -115,12 +121,12 @@ def training_example(task: tuple[int, Path]) -> Example:
     rng = np.random.default_rng(index)
     image, work = work_of_file(path)
     blurred, field, edges = signature_geometry(work)
-    original = invariant_features(polar_samples(blurred, field, edges))
+    original = half_features(polar_samples(blurred, field, edges))
     copies = []
     for kind in COPY_KINDS:
         copied, _ = make_copy(image, kind, random.Random(f"fit-{index}-{kind}"))
         copies.append(signature_features(work_of_image(copied)[1]))
-    copies += [invariant_features(polar_samples(blurred, jittered(field, rng), edges)) for _ in range(JITTER)]
+    copies += [half_features(polar_samples(blurred, jittered(field, rng), edges)) for _ in range(JITTER)]
     cut = framed(image, random.Random(f"cut-{index}"))
     framed_copies = []
     for kind in FRAMED_KINDS:
@@ -144,8 +150,9 @@ def training_set(paths: list[Path], workers: int) -> tuple[np.ndarray, np.ndarra
     return np.array(originals), np.array(copies), np.array(source), len(examples)
 
 
-def fit_projection(originals: np.ndarray, copies: np.ndarray, source: np.ndarray) -> dict[str, np.ndarray]:
-    """LDA of photographs against copy differences; weights and offsets for raw features (see module)."""
+def fit_half(originals: np.ndarray, copies: np.ndarray, source: np.ndarray) -> dict[str, np.ndarray]:
+    """LDA of photographs against copy differences on one half's features: the HALF_BITS directions' weights
+    (for raw features), their offsets (medians over the originals) and signal/noise spreads (see module)."""
     mean, scale = originals.mean(axis=0), originals.std(axis=0) + 1e-9
     standard = (originals - mean) / scale
     noise = (copies - mean) / scale - standard[source]
@@ -155,11 +162,26 @@ def fit_projection(originals: np.ndarray, copies: np.ndarray, source: np.ndarray
     values, vectors = np.linalg.eigh(within)
     whiten = vectors / np.sqrt(values)
     spread, directions = np.linalg.eigh(whiten.T @ between @ whiten)
-    order = np.argsort(spread)[::-1][:SIGNATURE_BITS]
+    order = np.argsort(spread)[::-1][:HALF_BITS]
     projection = whiten @ directions[:, order]
     weights = (projection / scale[:, None]).astype(np.float16)
     medians = np.median(originals @ weights.astype(np.float64), axis=0)
     return {"weights": weights, "offsets": medians.astype(np.float32), "spread": spread[order]}
+
+
+def fit_projection(originals: np.ndarray, copies: np.ndarray, source: np.ndarray) -> dict[str, np.ndarray]:
+    """Both halves fitted apart (`fit_half`) and put together: block-diagonal weights, offsets and spreads in bit
+    order (the whole half's features give bits 0-63, the inner half's bits 64-127)."""
+    columns = (slice(0, WHOLE_FEATURES), slice(WHOLE_FEATURES, FEATURE_COUNT))
+    halves = [fit_half(originals[:, part], copies[:, part], source) for part in columns]
+    weights = np.zeros((FEATURE_COUNT, SIGNATURE_BITS), dtype=np.float16)
+    for index, (part, half) in enumerate(zip(columns, halves, strict=True)):
+        weights[part, index * HALF_BITS : (index + 1) * HALF_BITS] = half["weights"]
+    return {
+        "weights": weights,
+        "offsets": np.concatenate([half["offsets"] for half in halves]),
+        "spread": np.concatenate([half["spread"] for half in halves]),
+    }
 
 
 def main() -> None:
@@ -180,8 +202,11 @@ def main() -> None:
     spread = fitted.pop("spread")
     print(
         f"{photographs} photographs (and as many framed), {len(copies)} copies, {FEATURE_COUNT} features, "
-        f"{time.perf_counter() - started:.0f} s; signal/noise of directions 1, 8, 32, 64, 128: "
-        + ", ".join(f"{np.sqrt(spread[k - 1]):.1f}" for k in (1, 8, 32, 64, 128))
+        f"{time.perf_counter() - started:.0f} s; signal/noise of directions 1, 8, 32, 64: "
+        + "; ".join(
+            f"{name} half " + ", ".join(f"{np.sqrt(spread[start + k - 1]):.1f}" for k in (1, 8, 32, 64))
+            for name, start in (("whole", 0), ("inner", HALF_BITS))
+        )
     )
     about = {
         "data": f"{EYEPACS}: photographs of patients not held out (SHA-256(patient id) mod 10 >= {HELD_OUT_TENTHS})",
@@ -190,6 +215,7 @@ def main() -> None:
         "framed": {"cut": list(FRAME_CUT), "kinds": list(FRAMED_KINDS)},
         "shrink": SHRINK,
         "bits": SIGNATURE_BITS,
+        "halves": {"whole": {"rings": RINGS, "bits": HALF_BITS}, "inner": {"rings": INNER_RINGS, "bits": HALF_BITS}},
         "features": FEATURE_COUNT,
     }
     if args.write:

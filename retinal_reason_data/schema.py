@@ -111,8 +111,9 @@ class ImageRef(Strict):
     )
     copy_hash: str | None = Field(
         default=None,
-        description="128-bit copy signature (copy_signature.py): invariant to turns by any angle, mirrors, crops "
-        "into the field and re-framing, searched by Hamming distance for copy candidates; None in catalogs "
+        description="128-bit copy signature (copy_signature.py), two 64-bit halves (whole rings, inner rings): "
+        "invariant to turns by any angle, mirrors, crops into the field and re-framing, searched by Hamming "
+        "distance per half for copy candidates; None in catalogs "
         "written before it existed.",
     )
 

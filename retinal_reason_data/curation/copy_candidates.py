@@ -1,10 +1,11 @@
-"""Copy candidates: every pair of images whose copy signatures (`ImageRef.copy_hash`) lie within a threshold.
+"""Copy candidates: every pair of images whose copy signatures (`ImageRef.copy_hash`) lie within a threshold in
+either half (the whole rings' 64 bits or the inner rings' 64 bits: `ingest/copy_signature.py`).
 
-The signature is invariant to flips, turns by any angle, crops into the field and re-framing
-(`ingest/copy_signature.py`), so one exact Hamming search over the set finds the candidates of every
-orientation at once; each candidate still needs a verification (a left and a right eye of one patient, or two
-visits of one eye, can be candidates). Images without a signature (catalogs fingerprinted before it existed)
-are left out by `signature_matrix`.
+The signature is invariant to flips, turns by any angle, crops into the field and re-framing, so one exact
+Hamming search per half over the set finds the candidates of every orientation at once; a crop that takes arcs
+off the outer rings still meets its photograph in the inner half. Each candidate still needs a verification (a
+left and a right eye of one patient, or two visits of one eye, can be candidates). Images without a signature
+(catalogs fingerprinted before it existed) are left out by `signature_matrix`.
 """
 
 from __future__ import annotations
@@ -15,23 +16,41 @@ import numpy as np
 
 from retinal_reason_data.curation.hamming import Pairs, hex_to_bytes
 from retinal_reason_data.curation.orbit_hamming import Group, orbit_pairs
-from retinal_reason_data.ingest.copy_signature import SIGNATURE_BITS
+from retinal_reason_data.ingest.copy_signature import HALF_BITS, SIGNATURE_BITS
 
 SIGNATURE_BYTES = SIGNATURE_BITS // 8
+HALF_BYTES = HALF_BITS // 8
 # the signature has no orientation to search: the one-element group makes `orbit_pairs` a plain exact search, in
-# bounded memory (sliced, screened candidates): at 1M signatures 8.7 s and 125 MB against 14 s and 290 MB for
-# `hamming.near_pairs` (benchmarks/README.md, issue 18)
-_AS_IS = Group([(np.arange(SIGNATURE_BITS), np.zeros(SIGNATURE_BITS, dtype=bool))])
+# bounded memory (sliced, screened candidates); both halves at 7 search 1M signatures in about the time one
+# search of all 128 bits at 15 took (benchmarks/README.md, issue 18)
+_AS_IS = Group([(np.arange(HALF_BITS), np.zeros(HALF_BITS, dtype=bool))])
 
 
 def copy_candidates(hashes: np.ndarray, threshold: int, workers: int | None = None) -> Pairs:
-    """Pairs i < j of rows of `hashes` ((n, 16) uint8 copy signatures) within Hamming distance `threshold`,
-    exactly (multi-index search, one pass); `workers` processes (None: one per core)."""
+    """Pairs i < j of rows of `hashes` ((n, 16) uint8 copy signatures) within Hamming distance `threshold` in
+    either half, exactly (a multi-index search per half); the distance is the smaller half's
+    (`copy_signature.copy_distance`). `workers` processes (None: one per core)."""
     if hashes.ndim != 2 or (len(hashes) and hashes.shape[1] != SIGNATURE_BYTES):
         raise ValueError(f"copy signatures must be an (n, {SIGNATURE_BYTES}) uint8 array, got shape {hashes.shape}")
-    if not 0 <= threshold < SIGNATURE_BITS // 2:
-        raise ValueError(f"copy threshold {threshold} must be within 0-{SIGNATURE_BITS // 2 - 1}")
-    return orbit_pairs(np.ascontiguousarray(hashes, dtype=np.uint8), threshold, _AS_IS, workers=workers)
+    if not 0 <= threshold < HALF_BITS // 2:
+        raise ValueError(f"copy threshold {threshold} must be within 0-{HALF_BITS // 2 - 1} (bits of a 64-bit half)")
+    halves = [
+        orbit_pairs(np.ascontiguousarray(hashes[:, start : start + HALF_BYTES]), threshold, _AS_IS, workers=workers)
+        for start in (0, HALF_BYTES)
+    ]
+    return _union(halves, len(hashes))
+
+
+def _union(found: Sequence[Pairs], n: int) -> Pairs:
+    """The pairs found in any of `found`, each once with its smallest distance, sorted by (i, j)."""
+    i = np.concatenate([pairs.i for pairs in found]).astype(np.int64)
+    j = np.concatenate([pairs.j for pairs in found]).astype(np.int64)
+    distance = np.concatenate([pairs.distance for pairs in found])
+    order = np.lexsort((distance, i * n + j))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = (i * n + j)[order][1:] != (i * n + j)[order][:-1]
+    keep = order[first]
+    return Pairs(i[keep], j[keep], distance[keep])
 
 
 def signature_matrix(copy_hashes: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,13 @@
 """Copy signature: 128 bits that a photograph keeps when it is cropped into its field, turned by any angle,
 mirrored, padded to a square, cropped to its field's bounding box, resampled or re-exposed.
 
+Two halves of 64 bits each describe the photograph: the *whole* half from rings out to 0.70 of the field's radius,
+the *inner* half from the rings out to 0.48 only. A crop into the field, or a camera frame that cuts it, takes
+arcs off the outer rings and moves the whole half (a 5 % share of missing samples moved it by 15-25 bits of 128),
+while the inner rings stay pictured all around and keep the inner half; re-framing and turns leave the outer
+rings, and the whole half tells more photographs apart. Two images are copy candidates when *either* half is
+within the threshold (`copy_distance`; `curation/copy_candidates.py`).
+
 Computed at intake from the 256 px work image (`fieldhash.WorkImage`):
 
 1. The field is fitted from its curved rim (`field_rim.fit_rim_and_edges`), so a crop's straight edges, a
@@ -19,13 +26,14 @@ Computed at intake from the 256 px work image (`fieldhash.WorkImage`):
 3. Per ring, the angular Fourier coefficients F(k), k = 1..HARMONICS: a turn by any angle multiplies F(k) by a
    phase, a mirror conjugates it. Features that neither changes: ring means, |F(k)|, and the products
    F_ring(k) conj(F_next(k)) of neighbouring and second-neighbouring rings (real part and |imaginary part|),
-   which keep how structure lines up from ring to ring.
-4. A fixed linear projection (`data/copy_signature.npz`, fitted by `benchmarks/copy_signature_fit.py` on
-   copies of real photographs: the directions along which copies of one photograph agree most relative to how
-   photographs differ) and the sign of each of the first SIGNATURE_BITS directions relative to its median.
+   which keep how structure lines up from ring to ring. The whole half's features come from all RINGS rings,
+   the inner half's from the first INNER_RINGS.
+4. A fixed linear projection per half (`data/copy_signature.npz`, fitted by `benchmarks/copy_signature_fit.py`
+   on copies of real photographs: the directions along which copies of one photograph agree most relative to
+   how photographs differ) and the sign of each of the first HALF_BITS directions relative to its median.
 
 The bits are nearly balanced and independent across photographs, so distinct photographs lie near half the
-bits apart and `hamming.near_pairs` finds copies exactly (see `curation/copy_candidates.py`).
+bits apart in each half and `hamming` finds copies exactly.
 """
 
 from __future__ import annotations
@@ -43,7 +51,9 @@ from retinal_reason_data.ingest.field_rim import Edge, fit_rim_and_edges
 from retinal_reason_data.ingest.fieldhash import Field, WorkImage, prepare
 
 SIGNATURE_BITS = 128
+HALF_BITS = SIGNATURE_BITS // 2  # the whole half (bits 0-63) and the inner half (bits 64-127)
 RINGS, ANGLES, HARMONICS = 16, 128, 12
+INNER_RINGS = 10  # the inner half's rings: 0.15-0.48 of the radius, pictured all around after crops of 10 % a side
 INNER_RADIUS, OUTER_RADIUS = 0.15, 0.70  # shares of the field's radius: crops of 10 % a side keep 0.8 of it
 CLIP_SHARE = 0.8
 EDGE_MARGIN = 4.0  # px: samples this close to the frame or a straight edge have no picture (the blur mixes them)
@@ -57,7 +67,8 @@ _UNIT_Y = (_RADII[:, None] * np.sin(_ANGLES)[None, :]).astype(np.float32)
 
 
 class Projection(NamedTuple):
-    """Features to bits: bit b is set when features @ weights[:, b] > offsets[b]."""
+    """Features to bits: bit b is set when features @ weights[:, b] > offsets[b] (the weights are block-diagonal:
+    the whole half's features give bits 0-63, the inner half's bits 64-127)."""
 
     weights: np.ndarray  # (features, bits) float32
     offsets: np.ndarray  # (bits,) float32
@@ -73,9 +84,22 @@ def copy_signature(grey: WorkImage | Image.Image) -> str:
     return np.packbits(bits).tobytes().hex()
 
 
+def copy_distance(first: str, second: str) -> int:
+    """The distance that makes two signatures copy candidates: the smaller of their halves' Hamming distances."""
+    a, b = int(first, 16), int(second, 16)
+    mask = (1 << HALF_BITS) - 1
+    return min(((a ^ b) >> HALF_BITS).bit_count(), ((a ^ b) & mask).bit_count())
+
+
 def signature_features(work: WorkImage) -> np.ndarray:
-    """The rotation- and mirror-invariant features of the work image, before projection (float64)."""
-    return invariant_features(polar_samples(*signature_geometry(work)))
+    """The rotation- and mirror-invariant features of the work image, before projection (float64): the whole
+    half's, then the inner half's."""
+    return half_features(polar_samples(*signature_geometry(work)))
+
+
+def half_features(samples: np.ndarray) -> np.ndarray:
+    """The invariant features of all the rings' samples followed by those of the first INNER_RINGS rings'."""
+    return np.concatenate([invariant_features(samples), invariant_features(samples[:INNER_RINGS])])
 
 
 def signature_geometry(work: WorkImage) -> tuple[np.ndarray, Field, list[Edge]]:
@@ -159,7 +183,8 @@ def _bilinear(pixels: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def invariant_features(samples: np.ndarray) -> np.ndarray:
-    """Ring means, angular Fourier magnitudes and ring-to-ring products of the polar samples (see module)."""
+    """Ring means, angular Fourier magnitudes and ring-to-ring products of (rings, ANGLES) polar samples (see
+    module): feature_count(rings) values."""
     spectrum = np.fft.rfft(samples.astype(np.float64), axis=1) / ANGLES
     harmonics = spectrum[:, 1 : HARMONICS + 1]
     parts = [spectrum[:, 0].real, np.abs(harmonics).ravel()]
@@ -170,7 +195,13 @@ def invariant_features(samples: np.ndarray) -> np.ndarray:
     return np.concatenate(parts)
 
 
-FEATURE_COUNT = RINGS + RINGS * HARMONICS + 2 * (RINGS - 1) * HARMONICS + 2 * (RINGS - 2) * HARMONICS
+def feature_count(rings: int) -> int:
+    """How many invariant features `rings` rings give."""
+    return rings + rings * HARMONICS + 2 * (rings - 1) * HARMONICS + 2 * (rings - 2) * HARMONICS
+
+
+WHOLE_FEATURES = feature_count(RINGS)
+FEATURE_COUNT = WHOLE_FEATURES + feature_count(INNER_RINGS)
 
 
 @functools.cache

@@ -27,7 +27,7 @@ from retinal_reason_data.schema import ImageRef, Modality
 log = logging.getLogger(__name__)
 
 MAX_PIXELS = 80_000_000  # about 9000 x 9000: larger than any fundus camera, smaller than a bomb
-FINGERPRINT_VERSION = 8  # bump when a hash or measure changes: catalogs then drop their cached fingerprints
+FINGERPRINT_VERSION = 9  # bump when a hash or measure changes: catalogs then drop their cached fingerprints
 DRAFT_MIN_SIDE = 200  # a reduced (JPEG draft) decode keeps this much of its longest side: 1/8 scale from 1600 px
 
 
