@@ -6,7 +6,8 @@ look like real ones, copies planted among them, and real files for the candidate
   drawn N times and the signs are the synthetic signatures, as `dedup_search.synthetic_hashes` does for
   `near_hash`. Distance percentiles of the real and the drawn signatures are printed side by side.
 - A near copy of the synthetic set (found by the field hashes) gets its source's signature with as many bits
-  flipped as a real photometric copy's signature differs from its original's (drawn from measured distances);
+  flipped in each half as a real photometric copy's signature differs from its original's in that half (drawn
+  from measured pairs of distances);
   a *re-framed* copy (`--reframed` of them: crops, rotations, padding, field box) gets an independent
   `near_hash` and its source's signature with the distance of a real copy of those kinds.
 - Each candidate pair the copy search yields is then verified on real files: a pair of one family (a planted
@@ -23,10 +24,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from retinal_reason_data.ingest.copy_signature import load_projection, signature_features
+from retinal_reason_data.ingest.copy_signature import HALF_BITS, SIGNATURE_BITS, load_projection, signature_features
 from retinal_reason_data.ingest.fieldhash import prepare
 from retinal_reason_data.phantoms.copies import make_copy
 
+HALF_BYTES = HALF_BITS // 8
 REFRAMING = ("crop8", "crop10", "rot5", "rot10", "rot30", "pad_square", "bbox_crop")
 
 
@@ -37,9 +39,9 @@ def projections(images: list[Image.Image]) -> np.ndarray:
     return np.array(rows) @ projection.weights - projection.offsets
 
 
-def copy_distances(photos: list[Path], kinds: tuple[str, ...], seed: int) -> list[int]:
-    """Signature distances between real photographs and copies of them of `kinds` (one copy per photograph,
-    kinds in turn)."""
+def copy_distances(photos: list[Path], kinds: tuple[str, ...], seed: int) -> list[tuple[int, int]]:
+    """Signature distances per half (whole, inner) between real photographs and copies of them of `kinds` (one
+    copy per photograph, kinds in turn)."""
     rng = random.Random(seed)
     distances = []
     for number, path in enumerate(photos):
@@ -47,7 +49,8 @@ def copy_distances(photos: list[Path], kinds: tuple[str, ...], seed: int) -> lis
             original = image.convert("RGB")
         copy, _ = make_copy(original, kinds[number % len(kinds)], rng)
         both = np.packbits(projections([original, copy]) > 0, axis=1)
-        distances.append(int(np.bitwise_count(both[0] ^ both[1]).sum()))
+        apart = np.bitwise_count(both[0] ^ both[1])
+        distances.append((int(apart[:HALF_BYTES].sum()), int(apart[HALF_BYTES:].sum())))
     return distances
 
 
@@ -66,11 +69,11 @@ def synthetic_signatures(real: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 
 def flipped(signatures: np.ndarray, distances: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Each row with `distances[row]` of its bits flipped at random."""
-    bits = signatures.shape[1] * 8
-    flips = np.zeros((len(signatures), bits), dtype=bool)
-    for row, count in enumerate(distances.tolist()):
-        flips[row, rng.choice(bits, min(count, bits), replace=False)] = True
+    """Each row with `distances[row, half]` of the bits of each half flipped at random."""
+    flips = np.zeros((len(signatures), SIGNATURE_BITS), dtype=bool)
+    for row, counts in enumerate(distances.tolist()):
+        for half, count in enumerate(counts):
+            flips[row, half * HALF_BITS + rng.choice(HALF_BITS, min(count, HALF_BITS), replace=False)] = True
     return signatures ^ np.packbits(flips, axis=1)
 
 
@@ -78,8 +81,8 @@ def plant_copies(
     near: np.ndarray,
     signatures: np.ndarray,
     near_sources: np.ndarray,
-    photometric: list[int],
-    reframing: list[int],
+    photometric: list[tuple[int, int]],
+    reframing: list[tuple[int, int]],
     reframed: int,
     seed: int,
 ) -> np.ndarray:
@@ -91,12 +94,12 @@ def plant_copies(
     family = np.arange(n)
     rows = np.arange(n - copies, n)
     family[rows] = near_sources
-    signatures[rows] = flipped(signatures[near_sources], rng.choice(photometric, copies), rng)
+    signatures[rows] = flipped(signatures[near_sources], rng.choice(np.array(photometric), copies), rng)
     distinct = n - copies
     chosen = rng.choice(distinct, 2 * reframed, replace=False)
     planted, sources = chosen[:reframed], chosen[reframed:]
     family[planted] = sources
-    signatures[planted] = flipped(signatures[sources], rng.choice(reframing, reframed), rng)
+    signatures[planted] = flipped(signatures[sources], rng.choice(np.array(reframing), reframed), rng)
     return family
 
 

@@ -41,6 +41,13 @@ def copy_candidates(hashes: np.ndarray, threshold: int, workers: int | None = No
     return _union(halves, len(hashes))
 
 
+def closer_half_distance(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Row by row, the smaller of the two halves' Hamming distances of (n, 16) uint8 signatures (what
+    `copy_candidates` compares with its threshold)."""
+    apart = np.bitwise_count(np.bitwise_xor(first, second))
+    return np.minimum(apart[..., :HALF_BYTES].sum(axis=-1), apart[..., HALF_BYTES:].sum(axis=-1))
+
+
 def _union(found: Sequence[Pairs], n: int) -> Pairs:
     """The pairs found in any of `found`, each once with its smallest distance, sorted by (i, j)."""
     i = np.concatenate([pairs.i for pairs in found]).astype(np.int64)
