@@ -199,9 +199,27 @@ def test_features_are_small_and_typed() -> None:
     assert features.size == Image.open(CFP / "IDRiD_02.jpg").size  # the file's size, not its reduced decode's
     assert features.points.dtype == np.float32 and features.points.shape[1] == 2
     assert features.descriptors.dtype == np.uint8 and features.descriptors.shape[1] == 32
-    assert features.mirror_points.dtype == np.float32 and features.mirror_descriptors.dtype == np.uint8
     assert MIN_POINTS <= len(features.points) <= FEATURES and len(features.points) == len(features.descriptors)
-    assert features.nbytes < 100_000
+    assert features.mirror is None and features.work.shape == features.work_size[::-1]  # kept for the mirror image
+    assert features.nbytes < 300_000
+    assert features.mirror_points.dtype == np.float32 and features.mirror_descriptors.dtype == np.uint8
+    assert MIN_POINTS <= len(features.mirror_points) <= FEATURES
+    assert features.work.size == 0 and features.nbytes < 100_000  # found once, then the work image is let go
+
+
+def test_the_mirror_image_is_described_only_when_a_pair_needs_it() -> None:
+    """An unmirrored copy's direct fit settles the pair: neither image's mirror keypoints are found. A mirrored
+    copy's direct fit finds chance inliers only, so the mirror image is described and the copy found mirrored."""
+    image = _photo("full")
+    original = features_of_image(image)
+    cropped = features_of_image(make_copy(image, "crop8", random.Random(2))[0])
+    verdict = verify_copy(original, cropped)
+    assert verdict.is_copy and not verdict.mirrored and verdict.inliers >= 2 * DEFAULT_LIMITS.min_inliers
+    assert original.mirror is None and cropped.mirror is None
+    mirrored = features_of_image(make_copy(image, "mirror", random.Random(2))[0])
+    verdict = verify_copy(original, mirrored)
+    assert verdict.is_copy and verdict.mirrored and verdict.kind == "mirror"
+    assert (original.mirror is None) != (mirrored.mirror is None)  # the one measured second was mirrored
 
 
 def _same(first: CopyFeatures, second: CopyFeatures) -> bool:

@@ -7,8 +7,9 @@ camera's field of view and shading in another place on the retina; the other eye
 another retina (though the same camera's dust spots and field edge may line up).
 
 - `copy_features(path)` reads one image once: ORB keypoints and descriptors inside its field of view at 512 px,
-  of the image and of its mirror image (ORB is not mirror invariant), a 192 px grey thumbnail and the outline of
-  the field: about 77 kB (`CopyFeatures.nbytes`). It never raises and never returns None: an image that cannot
+  a 192 px grey thumbnail and the outline of the field (about 40 kB), and the 512 px work image, from which the
+  keypoints of its mirror image (ORB is not mirror invariant) are found the first time a pair needs them
+  (`CopyFeatures.nbytes`). It never raises and never returns None: an image that cannot
   be read or gives too few features has `problem` set, which its verdicts give as their reason.
 - `verify_copy(a, b)` matches the descriptors (ratio test), fits an affine map with RANSAC and refits it by least
   squares on its inliers (a crop resized back scales the two axes differently: more than a similarity), warps
@@ -46,6 +47,9 @@ WORK_SIDE = 512  # keypoints are found on the grey image resized to this longest
 THUMB_SIDE = 192  # the photometric checks compare thumbnails of this longest side
 FEATURES = 500  # ORB keypoints kept per image, and as many of its mirror image
 MIN_FEATURES = 12  # an image with fewer keypoints in its field cannot be verified
+DIRECT_SETTLES = 2  # a direct fit with this many times `min_inliers` is taken without fitting the mirror image
+# (a mirror-image fit of an unmirrored copy finds chance inliers only; ORB of the mirror image is a third of the
+# cost of a pair of new images: benchmarks/README.md, "Copy verification")
 FAST_THRESHOLDS = (10, 3)  # ORB's corner threshold, and the lower one tried where it finds under FEATURES / 4
 RIM_SHARE = 0.03  # keypoints this close to the field's edge (share of the work side) are dropped: the edge
 # belongs to the camera, and two photographs by one camera share it
@@ -80,26 +84,44 @@ DEFAULT_LIMITS = CopyLimits()
 @dataclass(frozen=True, slots=True, eq=False)
 class CopyFeatures:
     """What verification needs of one image, computed once: keypoints (work pixels, float32 n x 2) and their
-    ORB descriptors (uint8 n x 32) of the image and of its mirror image (those keypoints mapped back to the
-    unmirrored frame), a grey thumbnail, the outline of its field in thumbnail pixels, and `problem` when the
-    image cannot be verified (unreadable, or too few features)."""
+    ORB descriptors (uint8 n x 32), a grey thumbnail, the outline of its field in thumbnail pixels, and `problem`
+    when the image cannot be verified (unreadable, or too few features). The keypoints of its mirror image
+    (mapped back to the unmirrored frame) are found from the kept work image the first time a pair needs them
+    (`mirror_points`, `mirror_descriptors`): only a mirrored copy or a pair the direct fit does not settle does."""
 
     path: str
     size: tuple[int, int]  # width, height of the file (after its EXIF orientation)
     work_size: tuple[int, int]
     points: np.ndarray
     descriptors: np.ndarray
-    mirror_points: np.ndarray
-    mirror_descriptors: np.ndarray
     thumbnail: np.ndarray
     outline: np.ndarray  # the field's convex hull in thumbnail pixels (float32 k x 2)
     problem: str | None = None
+    work: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0), np.uint8), repr=False)
+    mirror: tuple[np.ndarray, np.ndarray] | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def mirror_points(self) -> np.ndarray:
+        """Keypoints of the mirror image in the unmirrored frame (found on first use)."""
+        return self._mirrored()[0]
+
+    @property
+    def mirror_descriptors(self) -> np.ndarray:
+        """ORB descriptors of the mirror image's keypoints (found on first use)."""
+        return self._mirrored()[1]
+
+    def _mirrored(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.mirror is None:  # found once, then the work image is let go
+            found = _mirror_orb(self.work, self.thumbnail, self.outline) if self.work.size else _no_keypoints()
+            object.__setattr__(self, "mirror", found)
+            object.__setattr__(self, "work", np.zeros((0, 0), np.uint8))
+        return self.mirror  # type: ignore[return-value]
 
     @property
     def nbytes(self) -> int:
         """Bytes held by the arrays (what a cache of features costs per image, less Python's overhead)."""
-        arrays = (self.points, self.descriptors, self.mirror_points, self.mirror_descriptors)
-        return sum(a.nbytes for a in arrays) + self.thumbnail.nbytes + self.outline.nbytes
+        arrays = [self.points, self.descriptors, self.thumbnail, self.outline, self.work, *(self.mirror or ())]
+        return sum(a.nbytes for a in arrays)
 
 
 class CopyVerdict(BaseModel):
@@ -228,10 +250,27 @@ def _orb(work: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return points, np.ascontiguousarray(descriptors, dtype=np.uint8)
 
 
+def _no_keypoints() -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
+
+
 def _no_features(path: str, size: tuple[int, int], problem: str) -> CopyFeatures:
-    points, descriptors = np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
-    empty = np.zeros((0, 0), np.uint8)
-    return CopyFeatures(path, size, (0, 0), points, descriptors, points, descriptors, empty, points, problem)
+    points, descriptors = _no_keypoints()
+    return CopyFeatures(path, size, (0, 0), points, descriptors, np.zeros((0, 0), np.uint8), points, problem)
+
+
+def _work_mask(work_shape: tuple[int, int], thumbnail: np.ndarray, outline: np.ndarray) -> np.ndarray:
+    """Where keypoints are looked for: the field (its outline mapped to work pixels) less a band at its edge."""
+    to_work = np.linalg.inv(_pixel_scale(work_shape[::-1], thumbnail))[:2]
+    return _fill(_mapped(outline, to_work), work_shape, round(RIM_SHARE * WORK_SIDE))
+
+
+def _mirror_orb(work: np.ndarray, thumbnail: np.ndarray, outline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ORB keypoints of the mirror image of `work`, mapped back to the unmirrored frame, and their descriptors."""
+    mask = _work_mask(work.shape, thumbnail, outline)
+    points, descriptors = _orb(np.ascontiguousarray(work[:, ::-1]), np.ascontiguousarray(mask[:, ::-1]))
+    points[:, 0] = work.shape[1] - 1 - points[:, 0]
+    return points, descriptors
 
 
 def features_of_image(image: Image.Image | np.ndarray, path: str = "<image>") -> CopyFeatures:
@@ -246,13 +285,9 @@ def features_of_image(image: Image.Image | np.ndarray, path: str = "<image>") ->
     work = _CLAHE.apply(resized)
     thumbnail = _resized(resized, THUMB_SIDE)
     outline = field_outline(thumbnail)
-    to_work = np.linalg.inv(_pixel_scale(work.shape[::-1], thumbnail))[:2]
-    mask = _fill(_mapped(outline, to_work), work.shape, round(RIM_SHARE * WORK_SIDE))
-    points, descriptors = _orb(work, mask)
-    mirror_points, mirror_descriptors = _orb(np.ascontiguousarray(work[:, ::-1]), np.ascontiguousarray(mask[:, ::-1]))
-    mirror_points[:, 0] = work.shape[1] - 1 - mirror_points[:, 0]
+    points, descriptors = _orb(work, _work_mask(work.shape, thumbnail, outline))
     problem = None
-    if min(len(points), len(mirror_points)) < MIN_FEATURES:
+    if len(points) < MIN_FEATURES:
         problem = f"{path}: only {len(points)} keypoints in its field (blank, tiny or featureless image)"
     return CopyFeatures(
         path=path,
@@ -260,11 +295,10 @@ def features_of_image(image: Image.Image | np.ndarray, path: str = "<image>") ->
         work_size=(work.shape[1], work.shape[0]),
         points=points,
         descriptors=descriptors,
-        mirror_points=mirror_points,
-        mirror_descriptors=mirror_descriptors,
         thumbnail=thumbnail,
         outline=outline,
         problem=problem,
+        work=work,
     )
 
 
@@ -481,9 +515,10 @@ def _inverse(verdict: CopyVerdict) -> CopyVerdict:
 
 
 def _verify(a: CopyFeatures, b: CopyFeatures, limits: CopyLimits) -> CopyVerdict:
-    direct = _fit(a.points, a.descriptors, b.points, b.descriptors)
-    mirror = _fit(a.points, a.descriptors, b.mirror_points, b.mirror_descriptors)
-    work_map, inliers = direct if direct[1] >= mirror[1] else mirror
+    work_map, inliers = _fit(a.points, a.descriptors, b.points, b.descriptors)
+    if inliers < DIRECT_SETTLES * limits.min_inliers:  # else no mirror fit could beat it: not computed
+        mirror = _fit(a.points, a.descriptors, b.mirror_points, b.mirror_descriptors)
+        work_map, inliers = (work_map, inliers) if inliers >= mirror[1] else mirror
     if inliers < limits.min_inliers:
         return CopyVerdict(
             is_copy=False,
