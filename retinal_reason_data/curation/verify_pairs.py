@@ -2,9 +2,9 @@
 
 The pairs are grouped by connected component (an image is in exactly one), small components batched together,
 and each batch reads the features of its images, verifies its pairs and lets the features go, so memory stays
-at a batch's features (about 80 kB an image) whatever the number of pairs. Batches run in worker processes
-(spawned, so that no OpenCV thread pool crosses a fork; OpenCV on one thread in each); verdicts come back in
-the order of the pairs.
+at a batch's features (about 300 kB an image: the work image is kept until its mirror image's keypoints are
+found, or the batch ends) whatever the number of pairs. Batches run in worker processes (spawned, so that no
+OpenCV thread pool crosses a fork; OpenCV on one thread in each); verdicts come back in the order of the pairs.
 """
 
 from __future__ import annotations
