@@ -53,9 +53,10 @@ def _union(found: Sequence[Pairs], n: int) -> Pairs:
     i = np.concatenate([pairs.i for pairs in found]).astype(np.int64)
     j = np.concatenate([pairs.j for pairs in found]).astype(np.int64)
     distance = np.concatenate([pairs.distance for pairs in found])
-    order = np.lexsort((distance, i * n + j))
+    code = i * n + j
+    order = np.lexsort((distance, code))
     first = np.ones(len(order), dtype=bool)
-    first[1:] = (i * n + j)[order][1:] != (i * n + j)[order][:-1]
+    first[1:] = code[order][1:] != code[order][:-1]
     keep = order[first]
     return Pairs(i[keep], j[keep], distance[keep])
 

@@ -3,7 +3,7 @@ mirrored, padded to a square, cropped to its field's bounding box, resampled or 
 
 Two halves of 64 bits each describe the photograph: the *whole* half from rings out to 0.70 of the field's radius,
 the *inner* half from the rings out to 0.48 only. A crop into the field, or a camera frame that cuts it, takes
-arcs off the outer rings and moves the whole half (a 5 % share of missing samples moved it by 15-25 bits of 128),
+arcs off the outer rings and moves the whole half (up to 9 % of the samples lost moved 128 bits by 15-27),
 while the inner rings stay pictured all around and keep the inner half; re-framing and turns leave the outer
 rings, and the whole half tells more photographs apart. Two images are copy candidates when *either* half is
 within the threshold (`copy_distance`; `curation/copy_candidates.py`).
@@ -33,7 +33,7 @@ Computed at intake from the 256 px work image (`fieldhash.WorkImage`):
    how photographs differ) and the sign of each of the first HALF_BITS directions relative to its median.
 
 The bits are nearly balanced and independent across photographs, so distinct photographs lie near half the
-bits apart in each half and `hamming` finds copies exactly.
+bits apart in each half and `copy_candidates` finds copies exactly.
 """
 
 from __future__ import annotations
