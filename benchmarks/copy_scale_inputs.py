@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from retinal_reason_data.curation.copy_candidates import half_distances
 from retinal_reason_data.ingest.copy_signature import HALF_BITS, SIGNATURE_BITS, load_projection, signature_features
 from retinal_reason_data.ingest.fieldhash import prepare
 from retinal_reason_data.phantoms.copies import make_copy
 
-HALF_BYTES = HALF_BITS // 8
 REFRAMING = ("crop8", "crop10", "rot5", "rot10", "rot30", "pad_square", "bbox_crop")
 
 
@@ -49,8 +49,8 @@ def copy_distances(photos: list[Path], kinds: tuple[str, ...], seed: int) -> lis
             original = image.convert("RGB")
         copy, _ = make_copy(original, kinds[number % len(kinds)], rng)
         both = np.packbits(projections([original, copy]) > 0, axis=1)
-        apart = np.bitwise_count(both[0] ^ both[1])
-        distances.append((int(apart[:HALF_BYTES].sum()), int(apart[HALF_BYTES:].sum())))
+        whole, inner = half_distances(both[0], both[1]).tolist()
+        distances.append((whole, inner))
     return distances
 
 

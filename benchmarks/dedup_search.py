@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from retinal_reason_data.curation.copy_candidates import HALVES, copy_candidates
 from retinal_reason_data.curation.hamming import brute_force_pairs, near_pairs, popcount_distance
 from retinal_reason_data.curation.orbit_hamming import Group, orbit_pairs
 from retinal_reason_data.ingest.fieldhash import HASH_SIDE, ORIENTATIONS, band_coefficients, orient, orientation_map
@@ -184,8 +185,6 @@ def pipeline_child(config_path: Path, out_path: Path) -> None:
     """The dedup stage's searches and verification at scale, timed stage by stage (a child process): every
     orientation of the field hashes in one pass, copy candidates, those no near match links, and the
     verification of each on real files (made when their number is known: not timed)."""
-    from retinal_reason_data.curation.copy_candidates import copy_candidates
-
     config = json.loads(config_path.read_text())
     near, signatures = np.load(config["near"]), np.load(config["signatures"])
     family = np.load(config["family"])
@@ -347,7 +346,7 @@ def run_pipeline(args: argparse.Namespace, coefficients: np.ndarray) -> None:
     reframing = copy_distances(photos[300:1000], REFRAMING, seed=2)
     real_bits = np.packbits(real > 0, axis=1)
     print(f"\ncopy signatures of {len(photos)} EyePACS photographs in {time.perf_counter() - started:.0f} s")
-    for name, half in (("whole", slice(0, 8)), ("inner", slice(8, 16))):
+    for name, half in zip(("whole", "inner"), HALVES, strict=True):
         percentiles = distance_percentiles(real_bits[:, half], 100_000, 4)
         print(f"  distance percentiles 0.1/1/5/50 %, real, {name} half: {percentiles}")
     for label, values in (("photometric/resample", photometric), ("re-framing kinds", reframing)):
@@ -359,7 +358,7 @@ def run_pipeline(args: argparse.Namespace, coefficients: np.ndarray) -> None:
         near, sources = synthetic_set(coefficients, n, seed=n)
         signatures = synthetic_signatures(real, n, seed=n + 1)
         distinct = signatures[: n - len(sources)]
-        halves = [distance_percentiles(distinct[:, half], 100_000, 5) for half in (slice(0, 8), slice(8, 16))]
+        halves = [distance_percentiles(distinct[:, half], 100_000, 5) for half in HALVES]
         print(f"\nn = {n:,}: drawn signatures, whole / inner half {halves[0]} / {halves[1]}")
         family = plant_copies(near, signatures, sources, photometric, reframing, args.reframed, seed=n + 2)
         with tempfile.TemporaryDirectory() as tmp:

@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from retinal_reason_data.curation.copy_candidates import copy_candidates, signature_matrix
+from retinal_reason_data.curation.copy_candidates import HALVES, closer_half_distance, copy_candidates, signature_matrix
 from retinal_reason_data.curation.hamming import brute_force_pairs, hex_to_bytes, popcount_distance
 from retinal_reason_data.ingest.copy_signature import (
     _UNIT_X,
     _UNIT_Y,
     HALF_BITS,
     SIGNATURE_BITS,
-    copy_distance,
     copy_signature,
     frame_field,
     pictured_samples,
@@ -43,7 +42,7 @@ def _signature(image: Image.Image) -> str:
 
 def _distance(first: str, second: str) -> int:
     """The distance that makes copy candidates: the closer of the two halves."""
-    return copy_distance(first, second)
+    return int(closer_half_distance(hex_to_bytes([first]), hex_to_bytes([second]))[0])
 
 
 def _all_bits_apart(first: str, second: str) -> int:
@@ -187,7 +186,7 @@ def test_copy_candidates_is_the_exact_search_of_either_half() -> None:
         bits[moved + rng.choice(HALF_BITS, rng.integers(0, 31), replace=False)] ^= 1
         hashes[row] = np.packbits(bits)
     found = copy_candidates(hashes, THRESHOLD, workers=1)
-    halves = [brute_force_pairs(hashes[:, start : start + HALF_BITS // 8], THRESHOLD) for start in (0, 8)]
+    halves = [brute_force_pairs(hashes[:, half], THRESHOLD) for half in HALVES]
     expected: dict[tuple[int, int], int] = {}
     for half in halves:
         for i, j, d in zip(half.i.tolist(), half.j.tolist(), half.distance.tolist(), strict=True):

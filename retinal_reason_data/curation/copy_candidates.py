@@ -14,12 +14,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from retinal_reason_data.curation.hamming import Pairs, hex_to_bytes
+from retinal_reason_data.curation.hamming import Pairs, hex_to_bytes, popcount_distance
 from retinal_reason_data.curation.orbit_hamming import Group, orbit_pairs
 from retinal_reason_data.ingest.copy_signature import HALF_BITS, SIGNATURE_BITS
 
 SIGNATURE_BYTES = SIGNATURE_BITS // 8
 HALF_BYTES = HALF_BITS // 8
+HALVES = (slice(0, HALF_BYTES), slice(HALF_BYTES, SIGNATURE_BYTES))  # the whole half's bytes, the inner half's
 # the signature has no orientation to search: the one-element group makes `orbit_pairs` a plain exact search, in
 # bounded memory (sliced, screened candidates); both halves at 7 search 1M signatures in about the time one
 # search of all 128 bits at 15 took (benchmarks/README.md, issue 18)
@@ -29,23 +30,24 @@ _AS_IS = Group([(np.arange(HALF_BITS), np.zeros(HALF_BITS, dtype=bool))])
 def copy_candidates(hashes: np.ndarray, threshold: int, workers: int | None = None) -> Pairs:
     """Pairs i < j of rows of `hashes` ((n, 16) uint8 copy signatures) within Hamming distance `threshold` in
     either half, exactly (a multi-index search per half); the distance is the smaller half's
-    (`copy_signature.copy_distance`). `workers` processes (None: one per core)."""
+    (`closer_half_distance`). `workers` processes (None: one per core)."""
     if hashes.ndim != 2 or (len(hashes) and hashes.shape[1] != SIGNATURE_BYTES):
         raise ValueError(f"copy signatures must be an (n, {SIGNATURE_BYTES}) uint8 array, got shape {hashes.shape}")
     if not 0 <= threshold < HALF_BITS // 2:
         raise ValueError(f"copy threshold {threshold} must be within 0-{HALF_BITS // 2 - 1} (bits of a 64-bit half)")
-    halves = [
-        orbit_pairs(np.ascontiguousarray(hashes[:, start : start + HALF_BYTES]), threshold, _AS_IS, workers=workers)
-        for start in (0, HALF_BYTES)
-    ]
+    halves = [orbit_pairs(np.ascontiguousarray(hashes[:, half]), threshold, _AS_IS, workers=workers) for half in HALVES]
     return _union(halves, len(hashes))
 
 
+def half_distances(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Row by row, the Hamming distances of the whole and the inner half of (n, 16) uint8 signatures: (n, 2)."""
+    return np.stack([popcount_distance(first[..., half], second[..., half]) for half in HALVES], axis=-1)
+
+
 def closer_half_distance(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """Row by row, the smaller of the two halves' Hamming distances of (n, 16) uint8 signatures (what
-    `copy_candidates` compares with its threshold)."""
-    apart = np.bitwise_count(np.bitwise_xor(first, second))
-    return np.minimum(apart[..., :HALF_BYTES].sum(axis=-1), apart[..., HALF_BYTES:].sum(axis=-1))
+    """Row by row, the smaller of the two halves' Hamming distances (what `copy_candidates` compares with its
+    threshold)."""
+    return half_distances(first, second).min(axis=-1)
 
 
 def _union(found: Sequence[Pairs], n: int) -> Pairs:

@@ -6,7 +6,7 @@ the *inner* half from the rings out to 0.48 only. A crop into the field, or a ca
 arcs off the outer rings and moves the whole half (up to 9 % of the samples lost moved 128 bits by 15-27),
 while the inner rings stay pictured all around and keep the inner half; re-framing and turns leave the outer
 rings, and the whole half tells more photographs apart. Two images are copy candidates when *either* half is
-within the threshold (`copy_distance`; `curation/copy_candidates.py`).
+within the threshold (`curation/copy_candidates.py`: `copy_candidates`, `closer_half_distance`).
 
 Computed at intake from the 256 px work image (`fieldhash.WorkImage`):
 
@@ -84,13 +84,6 @@ def copy_signature(grey: WorkImage | Image.Image) -> str:
     return np.packbits(bits).tobytes().hex()
 
 
-def copy_distance(first: str, second: str) -> int:
-    """The distance that makes two signatures copy candidates: the smaller of their halves' Hamming distances."""
-    a, b = int(first, 16), int(second, 16)
-    mask = (1 << HALF_BITS) - 1
-    return min(((a ^ b) >> HALF_BITS).bit_count(), ((a ^ b) & mask).bit_count())
-
-
 def signature_features(work: WorkImage) -> np.ndarray:
     """The rotation- and mirror-invariant features of the work image, before projection (float64): the whole
     half's, then the inner half's."""
@@ -98,8 +91,10 @@ def signature_features(work: WorkImage) -> np.ndarray:
 
 
 def half_features(samples: np.ndarray) -> np.ndarray:
-    """The invariant features of all the rings' samples followed by those of the first INNER_RINGS rings'."""
-    return np.concatenate([invariant_features(samples), invariant_features(samples[:INNER_RINGS])])
+    """The invariant features of all the rings' samples followed by those of the first INNER_RINGS rings' (one
+    Fourier transform for both)."""
+    spectrum = _angular_spectrum(samples)
+    return np.concatenate([_spectral_features(spectrum), _spectral_features(spectrum[:INNER_RINGS])])
 
 
 def signature_geometry(work: WorkImage) -> tuple[np.ndarray, Field, list[Edge]]:
@@ -185,7 +180,14 @@ def _bilinear(pixels: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def invariant_features(samples: np.ndarray) -> np.ndarray:
     """Ring means, angular Fourier magnitudes and ring-to-ring products of (rings, ANGLES) polar samples (see
     module): feature_count(rings) values."""
-    spectrum = np.fft.rfft(samples.astype(np.float64), axis=1) / ANGLES
+    return _spectral_features(_angular_spectrum(samples))
+
+
+def _angular_spectrum(samples: np.ndarray) -> np.ndarray:
+    return np.fft.rfft(samples.astype(np.float64), axis=1) / ANGLES
+
+
+def _spectral_features(spectrum: np.ndarray) -> np.ndarray:
     harmonics = spectrum[:, 1 : HARMONICS + 1]
     parts = [spectrum[:, 0].real, np.abs(harmonics).ravel()]
     for step in (1, 2):
